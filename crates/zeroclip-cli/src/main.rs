@@ -1,0 +1,61 @@
+//! `zeroclip`: the command-line tool. Argument parsing and output only; all work is in the library.
+//!
+//! Exit codes, as ripgrep: 0 everything succeeded, 1 some inputs failed (each one still appears in
+//! the output with its error), 2 usage error or a fatal error (model, arguments).
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "zeroclip", version, about = "OpenAI CLIP zero-shot image classification")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the token ids of each text, as `clip.tokenize(...)[i].tolist()`.
+    Tokenize(cmd::tokenize::Args),
+    /// Write an image's preprocessed float32 [3, n, n] tensor, as the reference `preprocess(img)`.
+    Preprocess(cmd::preprocess::Args),
+    /// Classify images against labels, zero-shot.
+    Classify(cmd::classify::Args),
+}
+
+/// How a command that ran to its end went.
+pub enum Outcome {
+    /// Every input succeeded.
+    Success,
+    /// At least one input failed; its error was reported in the output.
+    SomeFailed,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Tokenize(args) => cmd::tokenize::run(args),
+        Command::Preprocess(args) => cmd::preprocess::run(args),
+        Command::Classify(args) => cmd::classify::run(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeFailed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("zeroclip: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

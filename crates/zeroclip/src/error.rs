@@ -1,0 +1,51 @@
+//! The library's one error type. Variants are structured so callers can match on the cause and
+//! messages always name the input (tensor, file, URL) and the reason.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `zeroclip`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- weights: loading and checkpoint structure ---
+    /// A tensor the model needs is absent from the checkpoint.
+    #[error("checkpoint is missing tensor `{name}`")]
+    MissingTensor { name: String },
+    /// The checkpoint has a tensor the model does not use.
+    #[error("checkpoint has unexpected tensor `{name}`")]
+    UnexpectedTensor { name: String },
+    /// A tensor has a different shape than the model expects.
+    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// A checkpoint file could not be parsed.
+    #[error("cannot read checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+
+    // --- hub: download and cache ---
+
+    // --- zero-shot classification ---
+
+    // --- wrapped errors from the pipeline's other crates and dependencies ---
+    /// Tokenization failed.
+    #[error(transparent)]
+    Tokenizer(#[from] zeroclip_tokenizer::Error),
+    /// Image decoding or preprocessing failed.
+    #[error(transparent)]
+    Image(#[from] zeroclip_image::Error),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

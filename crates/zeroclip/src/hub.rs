@@ -1,0 +1,1 @@
+//! Downloading and caching checkpoints, as `clip.load` does.

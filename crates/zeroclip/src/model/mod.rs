@@ -1,0 +1,1 @@
+//! The CLIP model: both towers and the logits, as `clip.model.CLIP`.

@@ -1,0 +1,1 @@
+//! Checkpoint readers: every format maps onto the OpenAI tensor names.

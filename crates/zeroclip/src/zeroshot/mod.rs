@@ -1,0 +1,1 @@
+//! Zero-shot classification: templates, ensembling, label cache, classifier.
