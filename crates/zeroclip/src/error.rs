@@ -24,8 +24,6 @@ pub enum Error {
     #[error("cannot read checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 
-    // --- hub: download and cache ---
-
     // --- zero-shot classification ---
 
     // --- wrapped errors from the pipeline's other crates and dependencies ---
@@ -35,6 +33,12 @@ pub enum Error {
     /// Image decoding or preprocessing failed.
     #[error(transparent)]
     Image(#[from] zeroclip_image::Error),
+    /// Downloading or caching a checkpoint failed.
+    #[error(transparent)]
+    Hub(#[from] zeroclip_hub::Error),
+    /// A PyTorch checkpoint file could not be read.
+    #[error(transparent)]
+    Pt(#[from] zeroclip_pt::Error),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -1,1 +1,0 @@
-//! Downloading and caching checkpoints, as `clip.load` does.
