@@ -4,6 +4,8 @@
 //! the output with its error), 2 usage error or a fatal error (model, arguments).
 
 mod cmd;
+mod inputs;
+mod output;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +25,12 @@ enum Command {
     Preprocess(cmd::preprocess::Args),
     /// Classify images against labels, zero-shot.
     Classify(cmd::classify::Args),
+    /// Write image or text embeddings as .npy, .safetensors or JSON lines.
+    Embed(cmd::embed::Args),
+    /// List, download and verify the 9 OpenAI checkpoints in the cache.
+    Models(cmd::models::Args),
+    /// Serve zero-shot classification over HTTP, with dynamic batching and a web page.
+    Serve(cmd::serve::Args),
 }
 
 /// How a command that ran to its end went.
@@ -49,6 +57,9 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Preprocess(args) => cmd::preprocess::run(args),
         Command::Classify(args) => cmd::classify::run(args),
+        Command::Embed(args) => cmd::embed::run(args),
+        Command::Models(args) => cmd::models::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

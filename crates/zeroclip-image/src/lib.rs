@@ -1,9 +1,126 @@
-//! Image decoding and preprocessing identical to the reference `clip` package's `preprocess`.
+//! Image decoding and preprocessing identical to the reference `clip` package's `preprocess`:
+//! `Resize(n, BICUBIC)` on a PIL image, `CenterCrop(n)`, `convert("RGB")`, `ToTensor()`,
+//! `Normalize(mean, std)` — Pillow's quirks included, pixel for pixel.
+//!
+//! The pipeline: [`decode`] keeps each image in its Pillow mode, [`crop`] computes only the n×n
+//! window of Pillow's resize that the center crop keeps ([`resample`] is Pillow's convolution,
+//! [`convert`] its mode conversions), then [`Preprocess::preprocess_bytes`] divides by 255 and
+//! normalizes in f32, as torchvision does.
 
-/// Image errors; each names the input.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The input could not be decoded.
-    #[error("cannot decode {input}: {reason}")]
-    Decode { input: String, reason: String },
+mod convert;
+mod crop;
+mod decode;
+mod error;
+mod orientation;
+mod pixels;
+mod resample;
+
+pub use error::{Error, Result};
+
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// OpenAI CLIP's normalization mean (`clip/clip.py`).
+/// Rounded from f64 as `torch.as_tensor(mean, dtype=float32)` does.
+pub const OPENAI_MEAN: [f32; 3] = [0.48145466f64 as f32, 0.4578275f64 as f32, 0.40821073f64 as f32];
+/// OpenAI CLIP's normalization standard deviation.
+pub const OPENAI_STD: [f32; 3] = [0.26862954f64 as f32, 0.26130258f64 as f32, 0.27577711f64 as f32];
+/// Pillow's decompression-bomb error threshold: `2 * Image.MAX_IMAGE_PIXELS`.
+pub const PILLOW_MAX_PIXELS: u64 = 178_956_970;
+
+/// An 8-bit RGB image, row-major, channels interleaved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RgbImage8 {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 3` bytes.
+    pub data: Vec<u8>,
+}
+
+/// The reference preprocessing, parameterized by model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preprocess {
+    /// Output side n (224 for most CLIP models, 336 for ViT-L/14@336px).
+    pub resolution: u32,
+    /// Per-channel mean subtracted after scaling to 0..1.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by.
+    pub std: [f32; 3],
+    /// Rotate/flip JPEGs by their EXIF orientation first. The reference does not (off by default).
+    pub apply_exif_orientation: bool,
+    /// Images with more pixels than this are refused before any pixel memory is allocated.
+    pub max_pixels: u64,
+}
+
+impl Preprocess {
+    /// The OpenAI models' preprocessing at `resolution`.
+    pub fn openai(resolution: u32) -> Self {
+        Preprocess {
+            resolution,
+            mean: OPENAI_MEAN,
+            std: OPENAI_STD,
+            apply_exif_orientation: false,
+            max_pixels: PILLOW_MAX_PIXELS,
+        }
+    }
+
+    fn n(&self) -> Result<usize> {
+        if self.resolution == 0 {
+            return Err(Error::InvalidConfig { reason: "resolution must be at least 1".into() });
+        }
+        Ok(self.resolution as usize)
+    }
+
+    /// The uint8 n×n RGB crop the reference passes to `ToTensor` (before normalization).
+    /// `input_name` names the input in errors.
+    pub fn crop_rgb8(&self, bytes: &[u8], input_name: &str) -> Result<RgbImage8> {
+        let n = self.n()?;
+        let limits = decode::Limits { max_pixels: self.max_pixels };
+        let mut px = decode::decode(bytes, input_name, &limits)?;
+        if self.apply_exif_orientation && bytes.starts_with(&[0xFF, 0xD8]) {
+            if let Some(o) = decode::jpeg::exif_orientation(bytes) {
+                px = orientation::apply(px, o);
+            }
+        }
+        let data = crop::crop_rgb(&px, n);
+        Ok(RgbImage8 { width: n as u32, height: n as u32, data })
+    }
+
+    /// The normalized float32 tensor `[3, n, n]` (CHW, flattened), as `preprocess(img)`.
+    pub fn preprocess_bytes(&self, bytes: &[u8], input_name: &str) -> Result<Vec<f32>> {
+        let img = self.crop_rgb8(bytes, input_name)?;
+        Ok(self.normalize(&img))
+    }
+
+    /// Reads and preprocesses the file at `path`.
+    pub fn preprocess_path(&self, path: &Path) -> Result<Vec<f32>> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { input: name.clone(), source })?;
+        self.preprocess_bytes(&bytes, &name)
+    }
+
+    /// Preprocesses many files in parallel (decoding included); one result per path, in order.
+    pub fn preprocess_batch(&self, paths: &[PathBuf]) -> Vec<Result<Vec<f32>>> {
+        paths.par_iter().map(|p| self.preprocess_path(p)).collect()
+    }
+
+    /// `ToTensor` then `Normalize`: `(v / 255 - mean) / std` in f32, channel-major.
+    pub fn normalize(&self, img: &RgbImage8) -> Vec<f32> {
+        let plane = img.width as usize * img.height as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, px) in img.data.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = (f32::from(px[c]) / 255.0 - self.mean[c]) / self.std[c];
+            }
+        }
+        out
+    }
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Preprocess::openai(224)
+    }
 }

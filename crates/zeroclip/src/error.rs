@@ -23,8 +23,38 @@ pub enum Error {
     /// A checkpoint file could not be parsed.
     #[error("cannot read checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+    /// A model configuration (`config.json`, `open_clip_config.json`, or one given in code) is
+    /// invalid or describes an architecture the model does not implement.
+    #[error("model configuration {source_name}: {reason}")]
+    Config { source_name: String, reason: String },
+    /// A model input (pixels or token ids) has the wrong shape, type or values.
+    #[error("invalid {input}: {reason}")]
+    ModelInput { input: String, reason: String },
 
     // --- zero-shot classification ---
+    /// A classifier was asked for with no labels.
+    #[error("no labels to classify against")]
+    NoLabels,
+    /// A template set was empty.
+    #[error("no templates to build prompts from")]
+    NoTemplates,
+    /// A prompt template is not a valid `str.format` pattern with one class-name field.
+    #[error("template {template:?}: {reason}")]
+    Template { template: String, reason: String },
+    /// A built-in label set or template set name is not known.
+    #[error("unknown {kind} {name:?}; known: {known}")]
+    UnknownName {
+        kind: &'static str,
+        name: String,
+        known: String,
+    },
+    /// A label's prompts could not be encoded (for example, too long for the context).
+    #[error("label {label:?}: {source}")]
+    Label {
+        label: String,
+        #[source]
+        source: Box<Error>,
+    },
 
     // --- wrapped errors from the pipeline's other crates and dependencies ---
     /// Tokenization failed.

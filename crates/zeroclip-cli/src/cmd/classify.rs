@@ -1,12 +1,239 @@
-//! `zeroclip classify` (placeholder until its issue lands).
+//! `zeroclip classify`: zero-shot classification of images against labels, the reference
+//! example as a tool (`clip.load`, `preprocess`, `clip.tokenize`, `model(image, text)`, softmax).
+//!
+//! Images are decoded in parallel, one batch ahead of inference; results are written in input
+//! order as each batch finishes. Every input appears in the output, with predictions or an error.
 
+use crate::inputs::{self, Item};
+use crate::output::{Format, Record, Writer};
 use crate::Outcome;
+use anyhow::Context;
+use rayon::prelude::*;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use zeroclip::zeroshot::stack_pixels;
+use zeroclip::{ClassifierOptions, LabelCache, LabelSet, Templates, ZeroShotClassifier};
 
 /// Arguments of `zeroclip classify`.
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(group(clap::ArgGroup::new("label_source").required(true).args(["labels", "labels_file", "label_set"])))]
+pub struct Args {
+    /// Images: files, directories (searched recursively for image files), glob patterns, or `-`
+    /// to read paths from stdin, one per line.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// The labels, e.g. --labels "a diagram" "a dog" "a cat".
+    #[arg(long, num_args = 1.., value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// A file with one label per line.
+    #[arg(long, value_name = "FILE")]
+    pub labels_file: Option<PathBuf>,
+    /// A built-in label set: imagenet (OpenAI's cleaned ImageNet-1k names), cifar10, cifar100.
+    #[arg(long, value_name = "NAME")]
+    pub label_set: Option<String>,
+    /// The prompt template, `{}` marking the label. Default: `{}` (labels used as written) with
+    /// --labels/--labels-file, "a photo of a {}." with --label-set.
+    #[arg(long, conflicts_with = "templates")]
+    pub template: Option<String>,
+    /// A built-in template set, ensembled as in OpenAI's ImageNet notebook: imagenet80, imagenet7.
+    #[arg(long, value_name = "NAME")]
+    pub templates: Option<String>,
+    /// Show the best K labels per image.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top_k: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Where label embeddings are cached (default: $ZEROCLIP_CACHE_DIR/labels, else
+    /// ~/.cache/zeroclip/labels).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Always compute label embeddings; neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print label-cache use and progress notes to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Options shared by the commands that run the model.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// A model name (see `zeroclip models`), a Hugging Face Hub id, or a local checkpoint file
+    /// or directory.
+    #[arg(long, default_value = "ViT-B/32", value_name = "NAME|PATH")]
+    pub model: String,
+    /// Truncate texts longer than the model's context instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub batch_size: u64,
+    /// Worker threads for decoding and inference (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub threads: Option<u64>,
+}
+
+impl ModelArgs {
+    /// Sizes the thread pools, then loads the model on the CPU.
+    pub fn load(&self) -> anyhow::Result<(zeroclip::Clip, zeroclip::image::Preprocess)> {
+        if let Some(n) = self.threads {
+            // candle's CPU kernels read RAYON_NUM_THREADS; rayon's global pool is ours.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n as usize)
+                .build_global();
+        }
+        zeroclip::load(&self.model, &candle_core::Device::Cpu)
+            .with_context(|| format!("cannot load model {:?}", self.model))
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal or the run is one image.
+pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
+    if len < 2 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Decodes each item of a batch in parallel: pixels, or the item's error.
+pub fn decode_batch(
+    items: &[Item],
+    preprocess: &zeroclip::image::Preprocess,
+) -> Vec<Result<Vec<f32>, String>> {
+    items
+        .par_iter()
+        .map(|item| match &item.path {
+            Ok(path) => preprocess.preprocess_path(path).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        })
+        .collect()
+}
 
 /// Runs `zeroclip classify`.
-pub fn run(_args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`zeroclip classify` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let (labels, default_templates) = if let Some(name) = &args.label_set {
+        (LabelSet::from_name(name)?.labels(), Templates::default())
+    } else if let Some(path) = &args.labels_file {
+        let labels = zeroclip::zeroshot::read_labels_file(path)?;
+        (labels, Templates::Single("{}".into()))
+    } else {
+        (args.labels.clone(), Templates::Single("{}".into()))
+    };
+    let templates = match (&args.template, &args.templates) {
+        (Some(t), _) => Templates::Single(t.clone()),
+        (None, Some(name)) => Templates::from_name(name)?,
+        (None, None) => default_templates,
+    };
+    // Bad templates are usage errors: say so before loading a model.
+    templates.list()?;
+    let items = inputs::expand(&args.inputs, &mut std::io::stdin().lock())
+        .context("cannot read input paths from stdin")?;
+
+    let (model, preprocess) = args.model.load()?;
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache_dir
+            .clone()
+            .or_else(LabelCache::default_dir)
+            .map(LabelCache::new)
+    };
+    let options = ClassifierOptions {
+        truncate: args.model.truncate,
+        cache,
+        top_k: Some(args.top_k),
+        ..Default::default()
+    };
+    let n_labels = labels.len();
+    let classifier = ZeroShotClassifier::with_options(&model, labels, &templates, &options)?;
+    if args.verbose {
+        let s = classifier.cache_stats();
+        eprintln!(
+            "zeroclip: label embeddings: {} from cache, {} computed ({} labels){}",
+            s.hits,
+            s.misses,
+            n_labels,
+            if s.write_errors > 0 {
+                format!(", {} could not be cached", s.write_errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    let mut writer = Writer::new(args.format, std::io::stdout().lock())?;
+    let bar = progress_bar(items.len());
+    let resolution = preprocess.resolution as usize;
+    let device = model.device().clone();
+    let mut failed = 0usize;
+    let batch_size = args.model.batch_size as usize;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let preprocess = &preprocess;
+        let items = &items;
+        // Decode the next batch while the current one runs through the model.
+        scope.spawn(move || {
+            for chunk in items.chunks(batch_size) {
+                if tx.send((chunk, decode_batch(chunk, preprocess))).is_err() {
+                    break;
+                }
+            }
+        });
+        for (chunk, decoded) in rx {
+            let good: Vec<Vec<f32>> = decoded
+                .iter()
+                .filter_map(|d| d.as_ref().ok())
+                .cloned()
+                .collect();
+            let mut predictions = if good.is_empty() {
+                Ok(Vec::new().into_iter())
+            } else {
+                stack_pixels(&good, resolution, &device)
+                    .and_then(|px| classifier.classify_batch(&px))
+                    .map(|p| p.into_iter())
+                    .map_err(|e| format!("inference failed: {e}"))
+            };
+            for (item, d) in chunk.iter().zip(&decoded) {
+                let result = match (d, &mut predictions) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(_), Ok(preds)) => Ok(preds.next().expect("one prediction per image")),
+                    (Ok(_), Err(e)) => Err(e.clone()),
+                };
+                let record = match &result {
+                    Ok(p) => Record::Ok {
+                        input: &item.name,
+                        predictions: p,
+                    },
+                    Err(e) => {
+                        failed += 1;
+                        Record::Err {
+                            input: &item.name,
+                            error: e,
+                        }
+                    }
+                };
+                writer.write(&record)?;
+                bar.inc(1);
+            }
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    writer.finish()?;
+    if failed > 0 {
+        eprintln!("zeroclip: {failed} of {} inputs failed", items.len());
+        Ok(Outcome::SomeFailed)
+    } else {
+        Ok(Outcome::Success)
+    }
 }

@@ -1,1 +1,255 @@
 //! The CLIP model: both towers and the logits, as `clip.model.CLIP`.
+//!
+//! Everything is computed in f32 (the reference on CPU calls `model.float()`); checkpoints stored
+//! in fp16 are widened once at load. `encode_image` / `encode_text` return unnormalized
+//! embeddings; `forward` L2-normalizes them and scales the cosine similarities by
+//! `logit_scale.exp()`.
+
+pub mod config;
+mod ops;
+pub mod resnet;
+pub mod text;
+pub mod transformer;
+pub mod vit;
+
+pub use config::{Activation, ClipConfig, VisionConfig, PRESETS};
+
+use crate::error::{Error, Result};
+use crate::weights::{self, TensorStore, Vb};
+use candle_core::{DType, Device, Tensor};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The image tower.
+#[derive(Clone, Debug)]
+enum Visual {
+    ViT(vit::VisionTransformer),
+    ResNet(resnet::ModifiedResNet),
+}
+
+/// What the weights came from, for [`Clip::checksum`].
+#[derive(Clone, Debug)]
+enum Origin {
+    Files(Vec<PathBuf>),
+    Tensors(Vec<(String, Tensor)>),
+}
+
+/// A loaded CLIP model.
+#[derive(Debug)]
+pub struct Clip {
+    config: ClipConfig,
+    visual: Visual,
+    text: text::TextTransformer,
+    logit_scale: f32,
+    device: Device,
+    origin: Origin,
+    checksum: OnceLock<String>,
+}
+
+impl Clip {
+    /// Loads a checkpoint file (OpenAI `.pt`, `torch.save` state dict, safetensors) or a
+    /// Hugging Face / open_clip directory; see [`crate::weights`].
+    pub fn load(path: &Path, device: &Device) -> Result<Clip> {
+        let loaded = weights::load(path, device)?;
+        let renamer = loaded.format;
+        Self::build(
+            loaded.tensors,
+            loaded.config,
+            device,
+            Origin::Files(loaded.files),
+        )
+        .map_err(|e| renamer.source_names(e))
+    }
+
+    /// Builds the model from tensors under OpenAI's names (any float dtype, any device), strictly:
+    /// a missing, unexpected or misshapen tensor is an error naming it.
+    pub fn from_tensors(
+        tensors: HashMap<String, Tensor>,
+        cfg: ClipConfig,
+        device: &Device,
+    ) -> Result<Clip> {
+        let mut converted = HashMap::with_capacity(tensors.len());
+        for (name, t) in tensors {
+            let t = t.to_device(device)?.to_dtype(DType::F32)?;
+            converted.insert(name, t);
+        }
+        let mut list: Vec<(String, Tensor)> = converted
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::build(converted, cfg, device, Origin::Tensors(list))
+    }
+
+    fn build(
+        tensors: HashMap<String, Tensor>,
+        config: ClipConfig,
+        device: &Device,
+        origin: Origin,
+    ) -> Result<Clip> {
+        config.validate("model configuration")?;
+        let store = TensorStore::new(tensors);
+        let vb: Vb = store.root();
+        let visual = match &config.vision {
+            VisionConfig::ViT {
+                width,
+                layers,
+                heads,
+                patch_size,
+            } => Visual::ViT(vit::VisionTransformer::new(
+                &vb.pp("visual"),
+                &config,
+                *width,
+                *layers,
+                *heads,
+                *patch_size,
+            )?),
+            VisionConfig::ResNet {
+                layers,
+                width,
+                heads,
+            } => Visual::ResNet(resnet::ModifiedResNet::new(
+                &vb.pp("visual"),
+                &config,
+                *layers,
+                *width,
+                *heads,
+            )?),
+        };
+        let text = text::TextTransformer::new(&vb, &config)?;
+        let logit_scale = vb.get_scalar("logit_scale")?.exp();
+        store.finish()?;
+        Ok(Clip {
+            config,
+            visual,
+            text,
+            logit_scale,
+            device: device.clone(),
+            origin,
+            checksum: OnceLock::new(),
+        })
+    }
+
+    /// `[n, 3, r, r]` pixels (normalized as by the model's preprocessing) → `[n, embed_dim]`
+    /// image embeddings, not normalized.
+    pub fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
+        let r = self.config.image_resolution;
+        let dims = pixels.dims();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] != r || dims[3] != r {
+            return Err(Error::ModelInput {
+                input: "pixels".into(),
+                reason: format!("expected shape [n, 3, {r}, {r}], got {dims:?}"),
+            });
+        }
+        if !pixels.dtype().is_float() {
+            return Err(Error::ModelInput {
+                input: "pixels".into(),
+                reason: format!("expected a float tensor, got {:?}", pixels.dtype()),
+            });
+        }
+        if dims[0] == 0 {
+            return Ok(Tensor::zeros(
+                (0, self.config.embed_dim),
+                DType::F32,
+                &self.device,
+            )?);
+        }
+        let pixels = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
+        match &self.visual {
+            Visual::ViT(v) => v.forward(&pixels),
+            Visual::ResNet(v) => v.forward(&pixels),
+        }
+    }
+
+    /// `[n, ctx]` token ids (u32 or i64; `ctx` ≤ the context length, EOT the row's largest id, as
+    /// `clip.tokenize` makes them) → `[n, embed_dim]` text embeddings, not normalized. Only the
+    /// positions up to the batch's last EOT are computed.
+    pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
+        self.text.forward(ids)
+    }
+
+    /// [`Self::encode_text`] computed over every position, as the reference does; the result is
+    /// the same. Exposed to test that claim.
+    pub fn encode_text_all_positions(&self, ids: &Tensor) -> Result<Tensor> {
+        self.text.forward_full(ids)
+    }
+
+    /// `(logits_per_image [n_img, n_txt], logits_per_text [n_txt, n_img])`: scaled cosine
+    /// similarities, as `CLIP.forward`.
+    pub fn forward(&self, pixels: &Tensor, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        let image = transformer::l2_normalize(&self.encode_image(pixels)?)?;
+        let text = transformer::l2_normalize(&self.encode_text(ids)?)?;
+        let per_image = (image.matmul(&text.t()?)? * self.logit_scale as f64)?;
+        let per_text = per_image.t()?.contiguous()?;
+        Ok((per_image, per_text))
+    }
+
+    /// `logit_scale.exp()`.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// SHA-256 (hex) identifying the weights, computed on first use: of the file for a
+    /// single-file checkpoint (equal to the digest in OpenAI's download URLs), of the files'
+    /// names and digests for a directory, of the names, shapes and f32 values for
+    /// [`Self::from_tensors`].
+    pub fn checksum(&self) -> Result<String> {
+        if let Some(c) = self.checksum.get() {
+            return Ok(c.clone());
+        }
+        let digest = match &self.origin {
+            Origin::Files(files) if files.len() == 1 => sha256_file(&files[0])?,
+            Origin::Files(files) => {
+                let mut h = Sha256::new();
+                for f in files {
+                    let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+                    h.update(name.unwrap_or_default().as_bytes());
+                    h.update([0]);
+                    h.update(sha256_file(f)?.as_bytes());
+                    h.update([0]);
+                }
+                hex(&h.finalize())
+            }
+            Origin::Tensors(list) => {
+                let mut h = Sha256::new();
+                for (name, t) in list {
+                    h.update(name.as_bytes());
+                    h.update([0]);
+                    for d in t.dims() {
+                        h.update((*d as u64).to_le_bytes());
+                    }
+                    for v in t.flatten_all()?.to_vec1::<f32>()? {
+                        h.update(v.to_le_bytes());
+                    }
+                }
+                hex(&h.finalize())
+            }
+        };
+        Ok(self.checksum.get_or_init(|| digest).clone())
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut file, &mut h).map_err(io)?;
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,180 @@
+//! torchvision's `Resize(n, BICUBIC)` then `CenterCrop(n)` on a PIL image, computed as the n×n
+//! window of the resized image that the crop keeps.
+//!
+//! Reproduced exactly: the short side becomes n and the long side `int(n * long / short)` (float
+//! division, truncated); an image already at that size is not resized at all (torchvision returns
+//! it as is, so alpha is never premultiplied); the crop starts at `int(round((size - n) / 2.0))`,
+//! Python rounding half to even. Resize(n) leaves both sides at least n, so CenterCrop never pads.
+
+use crate::convert;
+use crate::pixels::{Pixels, Samples};
+use crate::resample::{self, Band, Coeffs};
+use std::borrow::Cow;
+
+/// torchvision's `_compute_resized_output_size` for an int size: (width, height).
+pub(crate) fn target_size(width: usize, height: usize, n: usize) -> (usize, usize) {
+    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let new_long = (n as f64 * long as f64 / short as f64) as usize;
+    if width <= height {
+        (n, new_long)
+    } else {
+        (new_long, n)
+    }
+}
+
+/// torchvision's `center_crop` offset along one axis.
+pub(crate) fn crop_offset(size: usize, n: usize) -> usize {
+    ((size - n) as f64 / 2.0).round_ties_even() as usize
+}
+
+/// The uint8 RGB n×n crop (row-major, interleaved) that the reference feeds to `ToTensor`.
+pub(crate) fn crop_rgb(px: &Pixels, n: usize) -> Vec<u8> {
+    let (tw, th) = target_size(px.width, px.height, n);
+    let (left, top) = (crop_offset(tw, n), crop_offset(th, n));
+    let unchanged = tw == px.width && th == px.height;
+    match &px.samples {
+        Samples::U8(data) => {
+            let ch = px.layout.channels();
+            let window = if unchanged {
+                copy_window(data, px.width, ch, left, top, n)
+            } else if px.nearest {
+                nearest_window(data, px.width, px.height, ch, tw, th, left, top, n)
+            } else {
+                let premultiplied = px.layout.has_alpha();
+                let mut w = bicubic_window(px, data, ch, (tw, th), (left, top), n, premultiplied);
+                if premultiplied {
+                    convert::unpremultiply(&mut w, ch);
+                }
+                w
+            };
+            convert::to_rgb_u8(&window, px.layout)
+        }
+        Samples::U16(data) => {
+            let window = if unchanged {
+                copy_window(data, px.width, 1, left, top, n)
+            } else {
+                bicubic_window_16(px, data, (tw, th), (left, top), n)
+            };
+            convert::i16_to_rgb(&window)
+        }
+    }
+}
+
+fn copy_window<T: Copy>(data: &[T], width: usize, ch: usize, left: usize, top: usize, n: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(n * n * ch);
+    for y in top..top + n {
+        out.extend_from_slice(&data[(y * width + left) * ch..(y * width + left + n) * ch]);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn nearest_window(
+    data: &[u8],
+    width: usize,
+    height: usize,
+    ch: usize,
+    tw: usize,
+    th: usize,
+    left: usize,
+    top: usize,
+    n: usize,
+) -> Vec<u8> {
+    let xs = resample::nearest_indices(width, tw, left, n);
+    let ys = resample::nearest_indices(height, th, top, n);
+    let mut out = vec![0u8; n * n * ch];
+    for (row, yi) in out.chunks_exact_mut(n * ch).zip(&ys) {
+        let Some(yi) = *yi else { continue };
+        for (o, xi) in row.chunks_exact_mut(ch).zip(&xs) {
+            if let Some(xi) = *xi {
+                o.copy_from_slice(&data[(yi * width + xi) * ch..][..ch]);
+            }
+        }
+    }
+    out
+}
+
+/// The rows a vertical pass (or, without one, the crop) reads, and that pass's coefficients.
+fn rows_needed(height: usize, th: usize, top: usize, n: usize) -> (usize, usize, Option<Coeffs>) {
+    if th == height {
+        (top, top + n, None)
+    } else {
+        let vc = Coeffs::new(height, th, top, n);
+        let (a, b) = vc.input_span();
+        (a, b, Some(vc))
+    }
+}
+
+fn bicubic_window(
+    px: &Pixels,
+    data: &[u8],
+    ch: usize,
+    (tw, th): (usize, usize),
+    (left, top): (usize, usize),
+    n: usize,
+    premultiplied: bool,
+) -> Vec<u8> {
+    let stride = px.width * ch;
+    let (y0, y1, vc) = rows_needed(px.height, th, top, n);
+    let mut rows = Cow::Borrowed(&data[y0 * stride..y1 * stride]);
+    if premultiplied {
+        convert::premultiply(rows.to_mut(), ch);
+    }
+    let band = Band { data: &rows, width: px.width, first_row: y0 };
+    let inter = if tw != px.width {
+        resample::horizontal_8(&band, ch, &Coeffs::new(px.width, tw, left, n))
+    } else {
+        columns(&rows, px.width, ch, left, n)
+    };
+    match vc {
+        Some(vc) => resample::vertical_8(&Band { data: &inter, width: n, first_row: y0 }, ch, &vc),
+        None => inter,
+    }
+}
+
+fn bicubic_window_16(
+    px: &Pixels,
+    data: &[u16],
+    (tw, th): (usize, usize),
+    (left, top): (usize, usize),
+    n: usize,
+) -> Vec<u16> {
+    let (y0, y1, vc) = rows_needed(px.height, th, top, n);
+    let rows = &data[y0 * px.width..y1 * px.width];
+    let band = Band { data: rows, width: px.width, first_row: y0 };
+    let inter = if tw != px.width {
+        resample::horizontal_16(&band, &Coeffs::new(px.width, tw, left, n))
+    } else {
+        columns(rows, px.width, 1, left, n)
+    };
+    match vc {
+        Some(vc) => resample::vertical_16(&Band { data: &inter, width: n, first_row: y0 }, &vc),
+        None => inter,
+    }
+}
+
+/// Columns `left..left + n` of every row.
+fn columns<T: Copy>(rows: &[T], width: usize, ch: usize, left: usize, n: usize) -> Vec<T> {
+    rows.chunks_exact(width * ch).flat_map(|r| r[left * ch..(left + n) * ch].iter().copied()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_truncate_like_torchvision() {
+        assert_eq!(target_size(2162, 762, 224), (635, 224));
+        assert_eq!(target_size(1, 5000, 224), (224, 1_120_000));
+        assert_eq!(target_size(225, 224, 224), (225, 224));
+        assert_eq!(target_size(300, 300, 336), (336, 336));
+    }
+
+    #[test]
+    fn offsets_round_half_to_even() {
+        assert_eq!(crop_offset(225, 224), 0); // 0.5 -> 0
+        assert_eq!(crop_offset(227, 224), 2); // 1.5 -> 2
+        assert_eq!(crop_offset(229, 224), 2); // 2.5 -> 2
+        assert_eq!(crop_offset(635, 224), 206); // 205.5 -> 206
+    }
+}

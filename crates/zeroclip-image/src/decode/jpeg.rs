@@ -1,0 +1,142 @@
+//! JPEG through libjpeg (the mozjpeg fork of libjpeg-turbo, built from source by `mozjpeg-sys`), so
+//! the integer IDCT, fancy chroma upsampling and YCbCr→RGB conversion are the ones Pillow's
+//! libjpeg-turbo runs, at its defaults (`JDCT_ISLOW`, fancy upsampling, no draft mode).
+//!
+//! Modes as `JpegImagePlugin`: 1 component → `L`, 3 → `RGB`, 4 → `CMYK` read as libjpeg's CMYK
+//! output (YCCK converted by libjpeg) then inverted, because Pillow always assumes Adobe polarity
+//! (`CMYK;I`). A file without an EOI marker after its first scan is an error, as Pillow's
+//! "image file is truncated" is (libjpeg itself would pad it with gray).
+
+use super::Limits;
+use crate::error::{Error, Result};
+use crate::pixels::{Layout, Pixels};
+use mozjpeg::{ColorSpace, Decompress};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
+    if !has_eoi_after_scan(bytes) {
+        return Err(Error::decode(input, "JPEG data is truncated (no end-of-image marker)"));
+    }
+    // libjpeg reports fatal errors by unwinding (mozjpeg's error manager resumes an unwind
+    // without running the panic hook); catch it here so no error escapes as a panic.
+    match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, input, limits))) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "libjpeg error".to_owned());
+            Err(Error::decode(input, msg))
+        }
+    }
+}
+
+fn decode_inner(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
+    let d = Decompress::new_mem(bytes).map_err(|e| Error::decode(input, e))?;
+    let (width, height) = d.size();
+    limits.check(input, width as u64, height as u64)?;
+    let components = d.components().len();
+    let (space, layout) = match components {
+        1 => (ColorSpace::JCS_GRAYSCALE, Layout::L),
+        3 => (ColorSpace::JCS_RGB, Layout::Rgb),
+        4 => (ColorSpace::JCS_CMYK, Layout::Cmyk),
+        n => return Err(Error::unsupported(input, format!("JPEG with {n} components"))),
+    };
+    let mut started = d.to_colorspace(space).map_err(|e| Error::decode(input, e))?;
+    let mut data: Vec<u8> = started.read_scanlines().map_err(|e| Error::decode(input, e))?;
+    started.finish().map_err(|e| Error::decode(input, e))?;
+    if data.len() != width * height * layout.channels() {
+        return Err(Error::decode(input, "JPEG data is truncated"));
+    }
+    if layout == Layout::Cmyk {
+        data.iter_mut().for_each(|v| *v = !*v);
+    }
+    Ok(Pixels::new_u8(width, height, layout, false, data))
+}
+
+/// Whether an EOI marker follows the first SOS segment. Entropy-coded data cannot contain
+/// `FF D9` (0xFF bytes are stuffed), so this finds truncation without decoding.
+fn has_eoi_after_scan(bytes: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        if marker == 0xDA {
+            let scan = bytes.get(i + 2 + len..).unwrap_or(&[]);
+            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
+}
+
+/// The EXIF orientation (1..=8) from an APP1 `Exif` segment, if any.
+pub(crate) fn exif_orientation(bytes: &[u8]) -> Option<u16> {
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+        let marker = bytes[i + 1];
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        if marker == 0xDA || len < 2 {
+            return None;
+        }
+        let seg = bytes.get(i + 4..i + 2 + len)?;
+        if marker == 0xE1 && seg.starts_with(b"Exif\0\0") {
+            return tiff_orientation(&seg[6..]);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+fn tiff_orientation(t: &[u8]) -> Option<u16> {
+    let le = match t.get(..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let u16_at = |o: usize| -> Option<u16> {
+        let b = t.get(o..o + 2)?;
+        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
+    };
+    let u32_at = |o: usize| -> Option<u32> {
+        let b: [u8; 4] = t.get(o..o + 4)?.try_into().ok()?;
+        Some(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+    };
+    let ifd = u32_at(4)? as usize;
+    let count = usize::from(u16_at(ifd)?);
+    (0..count).find_map(|e| {
+        let entry = ifd + 2 + e * 12;
+        (u16_at(entry)? == 0x0112).then(|| u16_at(entry + 8)).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eoi_detection() {
+        let sos = [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34];
+        assert!(!has_eoi_after_scan(&sos));
+        let mut full = sos.to_vec();
+        full.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(has_eoi_after_scan(&full));
+    }
+
+    #[test]
+    fn orientation_from_exif() {
+        let mut app1 = b"Exif\0\0II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x06\0\0\0".to_vec();
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        jpeg.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        jpeg.append(&mut app1);
+        assert_eq!(exif_orientation(&jpeg), Some(6));
+    }
+}

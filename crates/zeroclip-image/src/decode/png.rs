@@ -1,0 +1,106 @@
+//! PNG into Pillow's modes (`PngImagePlugin._MODES`): gray 1-bit → `1`, 2/4/8-bit → `L` (2 and
+//! 4-bit scaled by 85 and 17), 16-bit → `I;16`; RGB 8/16 → `RGB`; palette → `P` (expanded here,
+//! indices past the palette are black, transparency ignored as `convert("RGB")` does); gray+alpha
+//! 8-bit → `LA`, 16-bit → `RGBA` of the gray; RGBA → `RGBA`. 16-bit color keeps the high byte.
+
+use super::Limits;
+use crate::error::{Error, Result};
+use crate::pixels::{Layout, Pixels};
+use png::{BitDepth, ColorType, Transformations};
+
+pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
+    // The size is in the IHDR chunk that must come first: check it before the decoder reads on.
+    if bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
+        let dim = |o: usize| u64::from(u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]));
+        limits.check(input, dim(16), dim(20))?;
+    }
+    let mut decoder = png::Decoder::new_with_limits(
+        std::io::Cursor::new(bytes),
+        png::Limits { bytes: usize::MAX },
+    );
+    decoder.set_transformations(Transformations::IDENTITY);
+    let mut reader = decoder.read_info().map_err(|e| Error::decode(input, e))?;
+    let (width, height) = (reader.info().width as usize, reader.info().height as usize);
+    limits.check(input, width as u64, height as u64)?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| Error::decode(input, "image too large for this platform"))?;
+    let mut buf = vec![0u8; size];
+    let frame = reader.next_frame(&mut buf).map_err(|e| Error::decode(input, e))?;
+    let info = reader.info();
+    let line = frame.line_size;
+    let rows = || buf.chunks_exact(line).take(height);
+    let depth = info.bit_depth;
+    let px = match (info.color_type, depth) {
+        (ColorType::Grayscale, BitDepth::Sixteen) => {
+            let mut data = Vec::with_capacity(width * height);
+            for row in rows() {
+                data.extend(row[..width * 2].chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])));
+            }
+            Pixels::new_i16(width, height, data)
+        }
+        (ColorType::Grayscale, _) => {
+            let bits = depth as u8;
+            let scale = 255 / ((1u16 << bits) - 1) as u8;
+            let mut data = Vec::with_capacity(width * height);
+            for row in rows() {
+                data.extend(unpack_bits(row, bits, width).map(|v| v * scale));
+            }
+            Pixels::new_u8(width, height, Layout::L, depth == BitDepth::One, data)
+        }
+        (ColorType::Indexed, _) => {
+            let palette = info.palette.as_deref().unwrap_or(&[]);
+            let mut data = Vec::with_capacity(width * height * 3);
+            for row in rows() {
+                for i in unpack_bits(row, depth as u8, width) {
+                    let i = usize::from(i) * 3;
+                    data.extend_from_slice(palette.get(i..i + 3).unwrap_or(&[0, 0, 0]));
+                }
+            }
+            Pixels::new_u8(width, height, Layout::Rgb, true, data)
+        }
+        (ColorType::GrayscaleAlpha, BitDepth::Sixteen) => {
+            // Pillow reads it as RGBA with the gray replicated; per channel that is LA.
+            let data = high_bytes(rows(), width * 2);
+            Pixels::new_u8(width, height, Layout::La, false, data)
+        }
+        (ColorType::GrayscaleAlpha, _) => flat(rows(), width, height, Layout::La),
+        (ColorType::Rgb, BitDepth::Sixteen) => {
+            Pixels::new_u8(width, height, Layout::Rgb, false, high_bytes(rows(), width * 3))
+        }
+        (ColorType::Rgb, _) => flat(rows(), width, height, Layout::Rgb),
+        (ColorType::Rgba, BitDepth::Sixteen) => {
+            Pixels::new_u8(width, height, Layout::Rgba, false, high_bytes(rows(), width * 4))
+        }
+        (ColorType::Rgba, _) => flat(rows(), width, height, Layout::Rgba),
+    };
+    Ok(px)
+}
+
+/// Samples of `bits` bits each, most significant first, as PNG packs them.
+fn unpack_bits(row: &[u8], bits: u8, count: usize) -> impl Iterator<Item = u8> + '_ {
+    let per_byte = 8 / bits as usize;
+    let mask = ((1u16 << bits) - 1) as u8;
+    (0..count).map(move |i| {
+        let byte = row[i / per_byte];
+        let shift = 8 - bits as usize * (i % per_byte + 1);
+        (byte >> shift) & mask
+    })
+}
+
+fn high_bytes<'a>(rows: impl Iterator<Item = &'a [u8]>, samples: usize) -> Vec<u8> {
+    let mut data = Vec::new();
+    for row in rows {
+        data.extend(row[..samples * 2].iter().step_by(2));
+    }
+    data
+}
+
+fn flat<'a>(rows: impl Iterator<Item = &'a [u8]>, width: usize, height: usize, layout: Layout) -> Pixels {
+    let n = width * layout.channels();
+    let mut data = Vec::with_capacity(n * height);
+    for row in rows {
+        data.extend_from_slice(&row[..n]);
+    }
+    Pixels::new_u8(width, height, layout, false, data)
+}

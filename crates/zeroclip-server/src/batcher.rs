@@ -1,0 +1,254 @@
+//! Dynamic batching: one worker thread owns the model and groups the work of concurrent requests
+//! into shared forward passes.
+//!
+//! Requests put a [`Job`] on a bounded queue (`try_send`: a full queue is a 503, never unbounded
+//! memory) and await a oneshot reply. The worker takes the first job, waits up to `max_wait` for
+//! more (up to `max_batch` items), then runs one `encode_image` pass over all the images and one
+//! `encode_text` pass over all the texts, and hands each job its rows. The model is synchronous
+//! (candle), so the worker is a plain thread, off the async runtime.
+
+use crate::config::BatchConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::Encoder;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Rows of embeddings, one per input, not normalized.
+pub type Embeddings = Vec<Vec<f32>>;
+
+/// What a request asks the model for.
+pub enum Work {
+    /// Preprocessed images, each CHW `[3, r, r]`.
+    Images(Vec<Vec<f32>>),
+    /// Token ids, row-major `[n, context_length]`.
+    Texts { ids: Vec<u32>, n: usize },
+}
+
+impl Work {
+    fn items(&self) -> usize {
+        match self {
+            Work::Images(v) => v.len(),
+            Work::Texts { n, .. } => *n,
+        }
+    }
+}
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<Embeddings, ApiError>>,
+}
+
+/// The requests' side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct BatcherHandle {
+    tx: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
+    ready: Arc<AtomicBool>,
+}
+
+/// The model's side of the queue; [`Worker::run`] it on its own thread.
+pub struct Worker {
+    rx: Receiver<Job>,
+    encoder: Encoder,
+    config: BatchConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Creates the queue; nothing runs until the worker is started.
+pub fn channel(
+    encoder: Encoder,
+    config: BatchConfig,
+    metrics: Arc<Metrics>,
+) -> (BatcherHandle, Worker) {
+    let capacity = config.queue_capacity.max(1);
+    let (tx, rx) = mpsc::sync_channel(capacity);
+    let ready = Arc::new(AtomicBool::new(false));
+    let handle = BatcherHandle {
+        tx,
+        depth: metrics.queue_depth.clone(),
+        capacity,
+        ready: ready.clone(),
+    };
+    let worker = Worker {
+        rx,
+        encoder,
+        config,
+        metrics,
+        ready,
+    };
+    (handle, worker)
+}
+
+impl BatcherHandle {
+    /// Queues `work` and waits for its embeddings. Fails fast with `Overloaded` when the queue is
+    /// full, so memory stays bounded by the queue capacity times the largest request.
+    pub async fn run(&self, work: Work) -> Result<Embeddings, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        // Counted before sending so the worker's decrement can never run first.
+        self.depth.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(Job { work, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                return Err(ApiError::Overloaded {
+                    capacity: self.capacity,
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                return Err(ApiError::NotReady {
+                    reason: "the model worker has stopped".into(),
+                });
+            }
+        }
+        answer.await.map_err(|_| ApiError::Internal {
+            reason: "the model worker dropped the request".into(),
+        })?
+    }
+
+    /// Whether the worker is running.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Requests waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::SeqCst)
+    }
+}
+
+impl Worker {
+    /// Starts the worker on a new thread.
+    pub fn spawn(self) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("zeroclip-model".into())
+            .spawn(move || self.run())
+            .expect("cannot spawn the model thread")
+    }
+
+    /// Serves jobs until every [`BatcherHandle`] is dropped.
+    pub fn run(self) {
+        self.ready.store(true, Ordering::SeqCst);
+        let max_items = self.config.max_batch.max(1);
+        while let Ok(first) = self.rx.recv() {
+            self.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
+            let deadline = Instant::now() + self.config.max_wait;
+            let mut items = first.work.items();
+            let mut jobs = vec![first];
+            while items < max_items {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(left) {
+                    Ok(job) => {
+                        self.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
+                        items += job.work.items();
+                        jobs.push(job);
+                    }
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            self.process(jobs);
+        }
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    fn process(&self, jobs: Vec<Job>) {
+        // A request that timed out or whose client left has dropped its receiver: skip its work.
+        let mut images = Vec::new();
+        let mut texts = Vec::new();
+        for job in jobs.into_iter().filter(|j| !j.reply.is_closed()) {
+            match job.work {
+                Work::Images(v) => images.push((v, job.reply)),
+                Work::Texts { ids, n } => texts.push(((ids, n), job.reply)),
+            }
+        }
+        if !images.is_empty() {
+            let counts: Vec<usize> = images.iter().map(|(v, _)| v.len()).collect();
+            let (all, replies): (Vec<Vec<Vec<f32>>>, Vec<_>) = images.into_iter().unzip();
+            let all: Vec<Vec<f32>> = all.into_iter().flatten().collect();
+            let result = self.encode_images(all);
+            distribute(result, &counts, replies);
+        }
+        if !texts.is_empty() {
+            let counts: Vec<usize> = texts.iter().map(|((_, n), _)| *n).collect();
+            let (all, replies): (Vec<(Vec<u32>, usize)>, Vec<_>) = texts.into_iter().unzip();
+            let result = self.encode_texts(all);
+            distribute(result, &counts, replies);
+        }
+    }
+
+    fn encode_images(&self, images: Vec<Vec<f32>>) -> Result<Embeddings, ApiError> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(self.config.max_batch.max(1)) {
+            self.metrics.observe_image_batch(chunk.len());
+            out.extend(guarded("encode_image", || {
+                self.encoder.encode_images(chunk)
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn encode_texts(&self, jobs: Vec<(Vec<u32>, usize)>) -> Result<Embeddings, ApiError> {
+        let total: usize = jobs.iter().map(|(_, n)| n).sum();
+        let Some(ctx) = jobs
+            .iter()
+            .find(|(_, n)| *n > 0)
+            .map(|(ids, n)| ids.len() / n)
+        else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<u32> = jobs.into_iter().flat_map(|(ids, _)| ids).collect();
+        let mut out = Vec::with_capacity(total);
+        let rows = self.config.max_text_batch.max(1);
+        for chunk in ids.chunks(rows * ctx) {
+            let n = chunk.len() / ctx;
+            self.metrics.observe_text_batch(n);
+            out.extend(guarded("encode_text", || {
+                self.encoder.encode_tokens(chunk, n)
+            })?);
+        }
+        Ok(out)
+    }
+}
+
+/// Runs a model call, turning a panic into an `Internal` error so one bad batch never takes
+/// the worker (and with it the server) down.
+fn guarded(
+    what: &str,
+    f: impl FnOnce() -> Result<Embeddings, ApiError>,
+) -> Result<Embeddings, ApiError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(ApiError::Internal {
+            reason: format!("{what} panicked"),
+        })
+    })
+}
+
+/// Hands each job its consecutive rows of `result` (or a copy of the error).
+fn distribute(
+    result: Result<Embeddings, ApiError>,
+    counts: &[usize],
+    replies: Vec<oneshot::Sender<Result<Embeddings, ApiError>>>,
+) {
+    match result {
+        Ok(rows) => {
+            let mut rows = rows.into_iter();
+            for (n, reply) in counts.iter().zip(replies) {
+                let mine: Embeddings = rows.by_ref().take(*n).collect();
+                // The receiver may have gone away meanwhile (timeout); nothing to do then.
+                let _ = reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

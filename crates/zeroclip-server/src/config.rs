@@ -1,0 +1,85 @@
+//! Server settings: the request limits and the batcher's knobs, with defaults sized for a CPU
+//! serving ViT-B/32.
+
+use std::time::Duration;
+
+/// Limits that keep one request (or many) from exhausting the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, in bytes (JSON, multipart, all images together).
+    pub max_body_bytes: usize,
+    /// Largest decoded image, in pixels (width × height); checked before decoding the pixels.
+    pub max_image_pixels: u64,
+    /// Most images (or texts, for embeddings) in one request.
+    pub max_inputs: usize,
+    /// Most candidate labels in one request.
+    pub max_labels: usize,
+    /// Longest label, in characters.
+    pub max_label_chars: usize,
+    /// Most custom templates in one request.
+    pub max_templates: usize,
+    /// Longest a request may take, queueing included, before it gets a 504.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_image_pixels: 40_000_000,
+            max_inputs: 32,
+            max_labels: 1000,
+            max_label_chars: 300,
+            max_templates: 100,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How the batcher groups work into forward passes.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most images in one `encode_image` forward pass.
+    pub max_batch: usize,
+    /// Most texts in one `encode_text` forward pass.
+    pub max_text_batch: usize,
+    /// How long the first request of a batch waits for company.
+    pub max_wait: Duration,
+    /// Most requests waiting for the model; more get 503 `overloaded`.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch: 32,
+            max_text_batch: 256,
+            max_wait: Duration::from_millis(5),
+            queue_capacity: 256,
+        }
+    }
+}
+
+/// Everything [`crate::AppState`] needs besides the model.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Request limits.
+    pub limits: Limits,
+    /// Batcher settings.
+    pub batch: BatchConfig,
+    /// Entries in the label-embedding LRU cache (one per label and template set).
+    pub label_cache_capacity: usize,
+    /// Model name shown in responses and `/readyz`.
+    pub model_name: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: Limits::default(),
+            batch: BatchConfig::default(),
+            label_cache_capacity: 16384,
+            model_name: "model".into(),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The server's one error type, [`ApiError`], with a fixed status table and a JSON body
+//! `{"error": <message naming the input and the reason>, "type": <stable machine-readable kind>}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Everything a request can fail with. Each variant has one HTTP status (see [`ApiError::status`])
+/// and one stable `type` string (see [`ApiError::kind`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not the JSON or multipart form the endpoint expects.
+    #[error("invalid request: {reason}")]
+    InvalidRequest { reason: String },
+    /// The request's content type is neither JSON nor multipart.
+    #[error("unsupported content type {got:?}: send application/json or multipart/form-data")]
+    UnsupportedMediaType { got: String },
+    /// The body is larger than the server accepts.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// An image could not be decoded or preprocessed (bad base64, not an image, too many pixels).
+    #[error("image {input}: {reason}")]
+    InvalidImage { input: String, reason: String },
+    /// A label is empty, too long, duplicated or does not fit the text context.
+    #[error("label {label:?}: {reason}")]
+    InvalidLabel { label: String, reason: String },
+    /// A text to embed does not fit the text context or is too long.
+    #[error("text {text:?}: {reason}")]
+    InvalidText { text: String, reason: String },
+    /// A template has no `{}` placeholder, or the template set name is unknown.
+    #[error("template {template:?}: {reason}")]
+    InvalidTemplate { template: String, reason: String },
+    /// No labels were given.
+    #[error("no labels given: send at least one candidate label")]
+    NoLabels,
+    /// More labels than the limit.
+    #[error("{count} labels given, the limit is {max}")]
+    TooManyLabels { count: usize, max: usize },
+    /// No images (or texts) were given.
+    #[error("no inputs given: send at least one {what}")]
+    NoInputs { what: &'static str },
+    /// More images or texts than the limit for one request.
+    #[error("{count} {what} given, the limit per request is {max}")]
+    TooManyInputs {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+    /// No route for this path.
+    #[error("no such endpoint: {method} {path}")]
+    NotFound { method: String, path: String },
+    /// The batching queue is full: the client should retry later.
+    #[error("server overloaded: the queue of {capacity} requests is full, retry later")]
+    Overloaded { capacity: usize },
+    /// The model is not (or no longer) serving.
+    #[error("model not ready: {reason}")]
+    NotReady { reason: String },
+    /// The request took longer than the request timeout.
+    #[error("request did not complete within {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
+    /// A bug or a model failure; the message says where.
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Human-readable message naming the input and the reason.
+    pub error: String,
+    /// Stable machine-readable kind, e.g. `invalid_image`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl ApiError {
+    /// The fixed status table.
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidImage { .. }
+            | InvalidLabel { .. }
+            | InvalidText { .. }
+            | InvalidTemplate { .. }
+            | NoLabels
+            | TooManyLabels { .. }
+            | NoInputs { .. }
+            | TooManyInputs { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            NotFound { .. } => StatusCode::NOT_FOUND,
+            Overloaded { .. } | NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `type` string of the JSON body.
+    pub fn kind(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidRequest { .. } => "invalid_request",
+            UnsupportedMediaType { .. } => "unsupported_media_type",
+            PayloadTooLarge { .. } => "payload_too_large",
+            InvalidImage { .. } => "invalid_image",
+            InvalidLabel { .. } => "invalid_label",
+            InvalidText { .. } => "invalid_text",
+            InvalidTemplate { .. } => "invalid_template",
+            NoLabels => "no_labels",
+            TooManyLabels { .. } => "too_many_labels",
+            NoInputs { .. } => "no_inputs",
+            TooManyInputs { .. } => "too_many_inputs",
+            NotFound { .. } => "not_found",
+            Overloaded { .. } => "overloaded",
+            NotReady { .. } => "not_ready",
+            Timeout { .. } => "timeout",
+            Internal { .. } => "internal",
+        }
+    }
+
+    /// The JSON body for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.to_string(),
+            kind: self.kind(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if matches!(
+            self,
+            ApiError::Overloaded { .. } | ApiError::NotReady { .. }
+        ) {
+            // Tells well-behaved clients (and load balancers) when to come back.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_mistake_is_4xx_and_capacity_is_503() {
+        let client = [
+            ApiError::InvalidRequest { reason: "x".into() },
+            ApiError::InvalidImage {
+                input: "a.png".into(),
+                reason: "x".into(),
+            },
+            ApiError::NoLabels,
+            ApiError::TooManyLabels { count: 3, max: 2 },
+            ApiError::PayloadTooLarge { limit: 1 },
+        ];
+        for e in client {
+            assert!(e.status().is_client_error(), "{e:?}");
+        }
+        assert_eq!(
+            ApiError::Overloaded { capacity: 1 }.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn body_names_the_input() {
+        let e = ApiError::InvalidImage {
+            input: "cat.png".into(),
+            reason: "not an image".into(),
+        };
+        let body = serde_json::to_value(e.body()).unwrap();
+        assert_eq!(body["type"], "invalid_image");
+        assert!(body["error"].as_str().unwrap().contains("cat.png"));
+    }
+}

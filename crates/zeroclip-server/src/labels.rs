@@ -1,0 +1,326 @@
+//! Candidate labels and templates as requests give them, validated against the limits, and the
+//! scores: CLIP's `softmax(logit_scale * cos(image, label))` over the candidate labels.
+
+use crate::config::Limits;
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+use zeroclip::zeroshot;
+
+/// The single template of the reference's README example and the default of `zeroclip classify`.
+pub const DEFAULT_TEMPLATE: &str = zeroshot::DEFAULT_TEMPLATE;
+
+/// Hugging Face's `ZeroShotImageClassificationPipeline` default `hypothesis_template`, used for
+/// HF payloads that give none, so zeroclip answers as an HF endpoint would.
+pub const HF_DEFAULT_TEMPLATE: &str = "This is a photo of {}.";
+
+/// Labels as JSON gives them: a list, or one string of lines or comma-separated names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LabelsField {
+    /// `["a dog", "a cat"]`
+    List(Vec<String>),
+    /// `"a dog, a cat"` or `"a dog\na cat"`
+    Text(String),
+}
+
+impl LabelsField {
+    /// The labels, split and trimmed.
+    pub fn into_labels(self) -> Vec<String> {
+        match self {
+            LabelsField::List(v) => v.into_iter().map(|s| s.trim().to_string()).collect(),
+            LabelsField::Text(s) => split_labels(&s),
+        }
+    }
+}
+
+/// Splits a text of labels: one per line when it has several lines, else comma-separated.
+/// Blank entries are dropped.
+pub fn split_labels(text: &str) -> Vec<String> {
+    let parts: Vec<&str> = if text.trim().contains('\n') {
+        text.lines().collect()
+    } else {
+        text.split(',').collect()
+    };
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks count, emptiness, length and duplicates.
+pub fn validate_labels(labels: &[String], limits: &Limits) -> Result<(), ApiError> {
+    if labels.is_empty() {
+        return Err(ApiError::NoLabels);
+    }
+    if labels.len() > limits.max_labels {
+        return Err(ApiError::TooManyLabels {
+            count: labels.len(),
+            max: limits.max_labels,
+        });
+    }
+    let mut seen = HashSet::new();
+    for label in labels {
+        if label.trim().is_empty() {
+            return Err(ApiError::InvalidLabel {
+                label: label.clone(),
+                reason: "is empty".into(),
+            });
+        }
+        let chars = label.chars().count();
+        if chars > limits.max_label_chars {
+            return Err(ApiError::InvalidLabel {
+                label: label.chars().take(40).collect::<String>() + "…",
+                reason: format!(
+                    "is {chars} characters long, the limit is {}",
+                    limits.max_label_chars
+                ),
+            });
+        }
+        if !seen.insert(label.as_str()) {
+            return Err(ApiError::InvalidLabel {
+                label: label.clone(),
+                reason: "is given more than once".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Templates as JSON gives them: a preset name or a list of templates with `{}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TemplatesField {
+    /// `"default"`, `"imagenet7"` or `"imagenet80"`.
+    Preset(String),
+    /// `["a photo of a {}.", "a drawing of a {}."]`
+    List(Vec<String>),
+}
+
+/// A resolved template set: what each label is expanded with before the text tower.
+#[derive(Debug, Clone)]
+pub struct TemplateSet {
+    /// Stable key: identifies the set in the label cache.
+    pub key: Arc<str>,
+    /// The templates, each with one `{}`.
+    pub templates: Arc<Vec<String>>,
+}
+
+impl TemplateSet {
+    /// A set of custom templates; each must contain `{}`.
+    pub fn custom(templates: Vec<String>, limits: &Limits) -> Result<Self, ApiError> {
+        if templates.is_empty() {
+            return Err(ApiError::InvalidTemplate {
+                template: String::new(),
+                reason: "the template list is empty".into(),
+            });
+        }
+        if templates.len() > limits.max_templates {
+            return Err(ApiError::InvalidTemplate {
+                template: templates[0].clone(),
+                reason: format!(
+                    "{} templates given, the limit is {}",
+                    templates.len(),
+                    limits.max_templates
+                ),
+            });
+        }
+        for t in &templates {
+            if t.chars().count() > limits.max_label_chars {
+                return Err(ApiError::InvalidTemplate {
+                    template: t.chars().take(40).collect(),
+                    reason: format!("is longer than {} characters", limits.max_label_chars),
+                });
+            }
+            // The library's `fill` is Python's `str.format` with one field: reject what it rejects.
+            if let Err(e) = zeroshot::fill(t, "") {
+                let reason = match e {
+                    zeroclip::Error::Template { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Err(ApiError::InvalidTemplate {
+                    template: t.clone(),
+                    reason,
+                });
+            }
+        }
+        // The unit separator cannot be typed in a template, so keys of distinct sets differ.
+        let key: Arc<str> = format!("custom\u{1f}{}", templates.join("\u{1f}")).into();
+        Ok(TemplateSet {
+            key,
+            templates: Arc::new(templates),
+        })
+    }
+
+    /// The texts for one label: each template filled as `template.format(label)`.
+    pub fn expand(&self, label: &str) -> Vec<String> {
+        self.templates
+            .iter()
+            // Every template passed `fill` when the set was built, so this cannot fail; a
+            // label holding braces is inserted verbatim, as Python does.
+            .map(|t| zeroshot::fill(t, label).unwrap_or_else(|_| t.replacen("{}", label, 1)))
+            .collect()
+    }
+}
+
+/// Resolves the `template` / `templates` fields of a request. `fallback` is used when neither
+/// is given.
+pub fn resolve_templates(
+    template: Option<String>,
+    templates: Option<TemplatesField>,
+    fallback: &str,
+    limits: &Limits,
+) -> Result<TemplateSet, ApiError> {
+    match (template, templates) {
+        (Some(_), Some(_)) => Err(ApiError::InvalidRequest {
+            reason: "give either `template` or `templates`, not both".into(),
+        }),
+        (Some(t), None) => TemplateSet::custom(vec![t], limits),
+        (None, Some(TemplatesField::List(v))) => TemplateSet::custom(v, limits),
+        (None, Some(TemplatesField::Preset(name))) => preset(&name, limits),
+        (None, None) => TemplateSet::custom(vec![fallback.to_string()], limits),
+    }
+}
+
+/// A named template set: `default` (one template), `imagenet7` or `imagenet80`.
+pub fn preset(name: &str, limits: &Limits) -> Result<TemplateSet, ApiError> {
+    let templates: Vec<String> = match name {
+        "default" | "single" => vec![DEFAULT_TEMPLATE.to_string()],
+        _ => {
+            let unknown = |_| ApiError::InvalidTemplate {
+                template: name.to_string(),
+                reason: "unknown template set: use default, imagenet7 or imagenet80".into(),
+            };
+            let set = zeroshot::Templates::from_name(name).map_err(unknown)?;
+            set.list().map_err(unknown)?
+        }
+    };
+    let mut limits = limits.clone();
+    limits.max_templates = limits.max_templates.max(templates.len());
+    TemplateSet::custom(templates, &limits)
+}
+
+/// One label's probability.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Prediction {
+    /// The candidate label as given.
+    pub label: String,
+    /// Softmax probability over the candidate labels.
+    pub score: f32,
+}
+
+/// L2-normalizes `v` in place (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Scores one normalized image embedding against normalized label embeddings: the softmax of
+/// `logit_scale * cosine`, sorted by score (highest first; ties keep the given order), cut to
+/// `top_k`.
+pub fn predict(
+    image: &[f32],
+    labels: &[String],
+    label_embeddings: &[Arc<[f32]>],
+    logit_scale: f32,
+    top_k: Option<usize>,
+) -> Vec<Prediction> {
+    let logits: Vec<f32> = label_embeddings
+        .iter()
+        .map(|t| logit_scale * t.iter().zip(image).map(|(a, b)| a * b).sum::<f32>())
+        .collect();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    let mut out: Vec<Prediction> = labels
+        .iter()
+        .zip(exps)
+        .map(|(label, e)| Prediction {
+            label: label.clone(),
+            score: e / sum,
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if let Some(k) = top_k {
+        out.truncate(k);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_or_commas() {
+        assert_eq!(split_labels("a dog, a cat ,,"), ["a dog", "a cat"]);
+        assert_eq!(
+            split_labels("a dog, black\na cat\n\n"),
+            ["a dog, black", "a cat"]
+        );
+        assert!(split_labels("  ").is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_label_sets() {
+        let limits = Limits {
+            max_labels: 2,
+            max_label_chars: 5,
+            ..Limits::default()
+        };
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(matches!(
+            validate_labels(&[], &limits),
+            Err(ApiError::NoLabels)
+        ));
+        assert!(matches!(
+            validate_labels(&v(&["a", "b", "c"]), &limits),
+            Err(ApiError::TooManyLabels { count: 3, max: 2 })
+        ));
+        assert!(matches!(
+            validate_labels(&v(&["a", "a"]), &limits),
+            Err(ApiError::InvalidLabel { .. })
+        ));
+        assert!(matches!(
+            validate_labels(&v(&["abcdef"]), &limits),
+            Err(ApiError::InvalidLabel { .. })
+        ));
+        assert!(validate_labels(&v(&["a", "b"]), &limits).is_ok());
+    }
+
+    #[test]
+    fn templates_need_a_placeholder_and_expand_once() {
+        let limits = Limits::default();
+        assert!(TemplateSet::custom(vec!["a photo".into()], &limits).is_err());
+        assert!(TemplateSet::custom(vec!["a {} of {}".into()], &limits).is_err());
+        let set = TemplateSet::custom(vec!["a {} of {{x}}".into()], &limits).unwrap();
+        assert_eq!(set.expand("dog"), ["a dog of {x}"]);
+        let other = TemplateSet::custom(vec!["a {} of x".into()], &limits).unwrap();
+        assert_ne!(set.key, other.key);
+        assert!(resolve_templates(
+            Some("{}".into()),
+            Some(TemplatesField::Preset("default".into())),
+            "{}",
+            &limits
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn predictions_are_a_sorted_softmax() {
+        let image = [1.0, 0.0];
+        let labels = vec!["x".to_string(), "y".to_string()];
+        let emb: Vec<Arc<[f32]>> = vec![Arc::from(vec![0.0, 1.0]), Arc::from(vec![1.0, 0.0])];
+        let p = predict(&image, &labels, &emb, 2.0, None);
+        assert_eq!(p[0].label, "y");
+        let expected = 1.0 / (1.0 + (-2.0f32).exp());
+        assert!((p[0].score - expected).abs() < 1e-6);
+        assert!((p[0].score + p[1].score - 1.0).abs() < 1e-6);
+        assert_eq!(predict(&image, &labels, &emb, 2.0, Some(1)).len(), 1);
+    }
+}

@@ -1,0 +1,118 @@
+//! The zeroclip HTTP server: zero-shot classification for programs (JSON, multipart, the Hugging
+//! Face Inference API payload) and for people (a web page at `/`), with dynamic batching.
+//!
+//! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener until a
+//! shutdown signal, then finishes the requests in flight.
+
+pub mod api;
+pub mod batcher;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod labels;
+pub mod metrics;
+pub mod model;
+pub mod page;
+pub mod state;
+
+pub use config::{BatchConfig, Limits, ServerConfig};
+pub use error::ApiError;
+pub use model::{LoadedModel, ModelInfo};
+pub use state::AppState;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::future::Future;
+use std::time::Instant;
+
+/// The router: every endpoint, the body limit, the request timeout and the metrics.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.limits().max_body_bytes;
+    Router::new()
+        .route("/", get(page::index).post(api::hf_root))
+        .route("/assets/{file}", get(page::asset))
+        .route("/v1/classify", post(api::classify))
+        .route("/v1/embeddings", post(api::embeddings))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(page::openapi))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
+}
+
+/// Gives up on a request after the request timeout. Dropping the handler also withdraws its
+/// queued work: the batcher skips jobs nobody waits for.
+async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.limits().request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout {
+            timeout_ms: limit.as_millis() as u64,
+        }
+        .into_response(),
+    }
+}
+
+/// Counts every request by route and status, and times it.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics()
+        .observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops accepting connections
+/// and waits for the requests in flight to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM: the usual `shutdown` for [`serve`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

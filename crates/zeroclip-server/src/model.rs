@@ -1,0 +1,152 @@
+//! The server's one seam with the `zeroclip` library: loading, the two towers on plain `Vec`s,
+//! tokenizing labels, the template presets and template ensembling.
+
+use crate::batcher::Embeddings;
+use crate::error::ApiError;
+use candle_core::{DType, Device, Tensor};
+use zeroclip::image::Preprocess;
+use zeroclip::model::Clip;
+
+/// What responses and `/readyz` say about the model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Name or path it was loaded from.
+    pub name: String,
+    /// Embedding width.
+    pub embed_dim: usize,
+    /// Input side of the image tower, in pixels.
+    pub image_resolution: usize,
+    /// Text context length, in tokens.
+    pub context_length: usize,
+    /// `exp(logit_scale)`, the factor on cosine similarities.
+    pub logit_scale: f32,
+    /// The checkpoint's checksum.
+    pub checksum: String,
+}
+
+/// The model's towers, owned by the batcher's worker thread.
+pub struct Encoder {
+    clip: Clip,
+    device: Device,
+    resolution: usize,
+}
+
+/// A loaded model, ready to hand to [`crate::AppState::new`].
+pub struct LoadedModel {
+    /// The towers.
+    pub encoder: Encoder,
+    /// The image preprocessing that goes with the model.
+    pub preprocess: Preprocess,
+    /// Facts about the model.
+    pub info: ModelInfo,
+}
+
+impl LoadedModel {
+    /// Loads a model by name (`ViT-B/32`) or checkpoint path, on the CPU.
+    pub fn load(name_or_path: &str) -> Result<Self, Box<zeroclip::Error>> {
+        let device = Device::Cpu;
+        let (clip, preprocess) = zeroclip::load(name_or_path, &device)?;
+        Self::from_parts(name_or_path, clip, preprocess, device)
+    }
+
+    /// Wraps an already loaded model.
+    pub fn from_parts(
+        name: &str,
+        clip: Clip,
+        preprocess: Preprocess,
+        device: Device,
+    ) -> Result<Self, Box<zeroclip::Error>> {
+        let config = clip.config();
+        let resolution = config.image_resolution;
+        let info = ModelInfo {
+            name: name.to_string(),
+            embed_dim: config.embed_dim,
+            image_resolution: resolution,
+            context_length: config.context_length,
+            logit_scale: clip.logit_scale(),
+            checksum: clip.checksum()?,
+        };
+        Ok(LoadedModel {
+            encoder: Encoder {
+                clip,
+                device,
+                resolution,
+            },
+            preprocess,
+            info,
+        })
+    }
+}
+
+/// A model failure: nothing the client can fix.
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal {
+        reason: format!("{what} failed: {e}"),
+    }
+}
+
+impl Encoder {
+    /// Image embeddings (not normalized) of CHW `[3, r, r]` images, in one forward pass.
+    pub fn encode_images(&self, images: &[Vec<f32>]) -> Result<Embeddings, ApiError> {
+        let r = self.resolution;
+        let mut flat = Vec::with_capacity(images.len() * 3 * r * r);
+        images.iter().for_each(|i| flat.extend_from_slice(i));
+        let x = Tensor::from_vec(flat, (images.len(), 3, r, r), &self.device)
+            .map_err(|e| internal("stacking images", e))?;
+        let e = self
+            .clip
+            .encode_image(&x)
+            .map_err(|e| internal("encode_image", e))?;
+        rows(e).map_err(|e| internal("encode_image", e))
+    }
+
+    /// Text embeddings (not normalized) of `n` rows of token ids, in one forward pass.
+    pub fn encode_tokens(&self, ids: &[u32], n: usize) -> Result<Embeddings, ApiError> {
+        let ctx = ids.len() / n.max(1);
+        let x = Tensor::from_slice(ids, (n, ctx), &self.device)
+            .map_err(|e| internal("stacking token ids", e))?;
+        let e = self
+            .clip
+            .encode_text(&x)
+            .map_err(|e| internal("encode_text", e))?;
+        rows(e).map_err(|e| internal("encode_text", e))
+    }
+}
+
+fn rows(t: Tensor) -> candle_core::Result<Embeddings> {
+    t.to_dtype(DType::F32)?.to_vec2()
+}
+
+/// Tokenizes texts for the text tower; a text that does not fit is an error naming it, made
+/// by `error(text, reason)`. `truncate` cuts long texts instead.
+pub fn tokenize(
+    texts: &[String],
+    context_length: usize,
+    truncate: bool,
+    error: impl Fn(String, String) -> ApiError,
+) -> Result<(Vec<u32>, usize), ApiError> {
+    match zeroclip::tokenizer::tokenize(texts, context_length, truncate) {
+        Ok(batch) => Ok((batch.ids, batch.n)),
+        Err(zeroclip::tokenizer::Error::TooLong {
+            text,
+            tokens,
+            context_length,
+        }) => Err(error(
+            text,
+            format!("has {tokens} tokens, more than the context length {context_length}"),
+        )),
+        #[allow(unreachable_patterns)]
+        Err(e) => Err(error(String::new(), e.to_string())),
+    }
+}
+
+/// Ensembles one label's template embeddings with the library's recipe (the CLIP ImageNet
+/// notebook's): the mean of the L2-normalized embeddings, normalized again.
+pub fn ensemble(rows: &[Vec<f32>]) -> Result<Vec<f32>, ApiError> {
+    let dim = rows.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    let t = Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu)
+        .map_err(|e| internal("ensembling", e))?;
+    let e = zeroclip::zeroshot::ensemble(&t).map_err(|e| internal("ensembling", e))?;
+    e.to_vec1::<f32>().map_err(|e| internal("ensembling", e))
+}

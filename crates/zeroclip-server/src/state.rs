@@ -1,0 +1,283 @@
+//! The shared state of every handler and the classification pipeline: preprocess images in
+//! parallel on blocking threads, fetch label embeddings (cache first, text tower for the rest),
+//! batch the images through the image tower, score.
+
+use crate::batcher::{self, BatcherHandle, Work, Worker};
+use crate::cache::Lru;
+use crate::config::{Limits, ServerConfig};
+use crate::error::ApiError;
+use crate::labels::{self, Prediction, TemplateSet};
+use crate::metrics::Metrics;
+use crate::model::{self, LoadedModel, ModelInfo};
+use std::sync::Arc;
+use zeroclip::image::Preprocess;
+
+/// Label-cache key: (template set key, label).
+type LabelKey = (Arc<str>, String);
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    batcher: BatcherHandle,
+    preprocess: Arc<Preprocess>,
+    info: ModelInfo,
+    limits: Limits,
+    cache: Lru<LabelKey, Arc<[f32]>>,
+    metrics: Arc<Metrics>,
+}
+
+/// An image as it arrived: its name for messages, and its bytes (or why there are none, e.g.
+/// bad base64).
+pub struct ImageInput {
+    /// `images[0]` or the uploaded file name.
+    pub name: String,
+    /// The encoded file.
+    pub bytes: Result<Vec<u8>, ApiError>,
+}
+
+/// One image's outcome.
+pub struct ItemResult<T> {
+    /// The image's name.
+    pub input: String,
+    /// Its result or its error.
+    pub result: Result<T, ApiError>,
+}
+
+impl AppState {
+    /// Builds the state and the batcher's worker, which the caller starts
+    /// ([`Worker::spawn`]); until then requests queue up.
+    pub fn new(model: LoadedModel, config: ServerConfig) -> (AppState, Worker) {
+        let LoadedModel {
+            encoder,
+            mut preprocess,
+            mut info,
+        } = model;
+        preprocess.max_pixels = config.limits.max_image_pixels;
+        info.name = config.model_name.clone();
+        let metrics = Arc::new(Metrics::default());
+        let (batcher, worker) = batcher::channel(encoder, config.batch, metrics.clone());
+        let state = AppState {
+            inner: Arc::new(Shared {
+                batcher,
+                preprocess: Arc::new(preprocess),
+                info,
+                limits: config.limits,
+                cache: Lru::new(config.label_cache_capacity),
+                metrics,
+            }),
+        };
+        (state, worker)
+    }
+
+    /// Builds the state and starts the worker thread.
+    pub fn start(model: LoadedModel, config: ServerConfig) -> AppState {
+        let (state, worker) = Self::new(model, config);
+        worker.spawn();
+        state
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The model's facts.
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Whether the model worker is running.
+    pub fn is_ready(&self) -> bool {
+        self.inner.batcher.is_ready()
+    }
+
+    /// Requests waiting for the model.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.batcher.queue_depth()
+    }
+
+    /// Entries in the label cache.
+    pub fn label_cache_len(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// Checks the number of inputs of one request.
+    pub fn check_inputs(&self, what: &'static str, count: usize) -> Result<(), ApiError> {
+        let max = self.inner.limits.max_inputs;
+        match count {
+            0 => Err(ApiError::NoInputs { what }),
+            n if n > max => Err(ApiError::TooManyInputs {
+                what,
+                count: n,
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Normalized, template-ensembled embeddings of `labels`, from the cache where possible;
+    /// the misses go through the text tower in one job.
+    pub async fn label_embeddings(
+        &self,
+        labels: &[String],
+        templates: &TemplateSet,
+    ) -> Result<Vec<Arc<[f32]>>, ApiError> {
+        let s = &self.inner;
+        let mut found: Vec<Option<Arc<[f32]>>> = labels
+            .iter()
+            .map(|l| s.cache.get(&(templates.key.clone(), l.clone())))
+            .collect();
+        let missing: Vec<usize> = (0..labels.len()).filter(|&i| found[i].is_none()).collect();
+        s.metrics
+            .observe_label_cache(labels.len() - missing.len(), missing.len());
+        if !missing.is_empty() {
+            let per_label = templates.templates.len();
+            let texts: Vec<String> = missing
+                .iter()
+                .flat_map(|&i| templates.expand(&labels[i]))
+                .collect();
+            let (ids, n) =
+                model::tokenize(&texts, s.info.context_length, false, |label, reason| {
+                    ApiError::InvalidLabel { label, reason }
+                })?;
+            let rows = s.batcher.run(Work::Texts { ids, n }).await?;
+            for (k, &i) in missing.iter().enumerate() {
+                let emb: Arc<[f32]> =
+                    model::ensemble(&rows[k * per_label..(k + 1) * per_label])?.into();
+                s.cache
+                    .insert((templates.key.clone(), labels[i].clone()), emb.clone());
+                found[i] = Some(emb);
+            }
+        }
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Text embeddings, L2-normalized or not, of texts as given (no template, no cache).
+    pub async fn embed_texts(
+        &self,
+        texts: &[String],
+        truncate: bool,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        let ctx = self.inner.info.context_length;
+        let (ids, n) = model::tokenize(texts, ctx, truncate, |text, reason| {
+            ApiError::InvalidText { text, reason }
+        })?;
+        let mut rows = self.inner.batcher.run(Work::Texts { ids, n }).await?;
+        if normalize {
+            rows.iter_mut().for_each(|r| labels::normalize(r));
+        }
+        Ok(rows)
+    }
+
+    /// Decodes and preprocesses images in parallel on blocking threads; each keeps its own error.
+    pub async fn preprocess(&self, images: Vec<ImageInput>) -> Vec<ItemResult<Vec<f32>>> {
+        let tasks: Vec<_> = images
+            .into_iter()
+            .map(|image| {
+                let pre = self.inner.preprocess.clone();
+                let name = image.name.clone();
+                let task = tokio::task::spawn_blocking(move || {
+                    let bytes = image.bytes?;
+                    pre.preprocess_bytes(&bytes, &image.name)
+                        .map_err(|e| ApiError::InvalidImage {
+                            input: image.name.clone(),
+                            reason: image_reason(e),
+                        })
+                });
+                (name, task)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for (input, task) in tasks {
+            let result = task.await.unwrap_or_else(|e| {
+                Err(ApiError::Internal {
+                    reason: format!("preprocessing {input} failed: {e}"),
+                })
+            });
+            out.push(ItemResult { input, result });
+        }
+        out
+    }
+
+    /// Image embeddings, L2-normalized or not, for every image that preprocessed; the others
+    /// keep their error.
+    pub async fn embed_images(
+        &self,
+        images: Vec<ImageInput>,
+        normalize: bool,
+    ) -> Result<Vec<ItemResult<Vec<f32>>>, ApiError> {
+        let mut items = self.preprocess(images).await;
+        let pixels: Vec<Vec<f32>> = items
+            .iter_mut()
+            .filter_map(|it| it.result.as_mut().ok().map(std::mem::take))
+            .collect();
+        let mut rows = if pixels.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.batcher.run(Work::Images(pixels)).await?
+        }
+        .into_iter();
+        for it in items.iter_mut().filter(|it| it.result.is_ok()) {
+            let mut row = rows.next().ok_or_else(|| ApiError::Internal {
+                reason: "the model returned fewer rows than images".into(),
+            })?;
+            if normalize {
+                labels::normalize(&mut row);
+            }
+            it.result = Ok(row);
+        }
+        Ok(items)
+    }
+
+    /// Classifies each image against the labels. Errors that concern the whole request (labels,
+    /// templates, overload) fail it; a bad image fails only its own item.
+    pub async fn classify(
+        &self,
+        images: Vec<ImageInput>,
+        labels: &[String],
+        templates: &TemplateSet,
+        top_k: Option<usize>,
+    ) -> Result<Vec<ItemResult<Vec<Prediction>>>, ApiError> {
+        labels::validate_labels(labels, &self.inner.limits)?;
+        self.check_inputs("image", images.len())?;
+        let (text, items) = tokio::join!(
+            self.label_embeddings(labels, templates),
+            self.embed_images(images, true)
+        );
+        let text = text?;
+        let scale = self.inner.info.logit_scale;
+        Ok(items?
+            .into_iter()
+            .map(|it| ItemResult {
+                input: it.input,
+                result: it
+                    .result
+                    .map(|img| labels::predict(&img, labels, &text, scale, top_k)),
+            })
+            .collect())
+    }
+}
+
+/// The reason of a preprocessing error, without the input name the `ApiError` already gives.
+fn image_reason(e: zeroclip::image::Error) -> String {
+    use zeroclip::image::Error as E;
+    match e {
+        E::Decode { reason, .. } => format!("cannot decode: {reason}"),
+        E::Unsupported { reason, .. } => format!("unsupported image: {reason}"),
+        E::ZeroSize { width, height, .. } => format!("has zero size ({width}x{height})"),
+        E::TooManyPixels { pixels, limit, .. } => {
+            format!("has {pixels} pixels, over the limit of {limit}")
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,156 @@
+//! Element-wise kernels the reference computes differently from candle's stock ops.
+//!
+//! - LayerNorm: the reference (`clip.model.LayerNorm`, torch's `native_layer_norm`) centres each
+//!   row before squaring. candle's fused CPU kernel uses `E[x²] - E[x]²` in f32, which loses
+//!   digits on rows with a large mean (CLIP's residual streams have outlier channels), so this
+//!   two-pass kernel replaces it on the CPU; other devices use the same two-pass formula built
+//!   from tensor ops.
+//! - QuickGELU: `x * sigmoid(1.702 x)` in one pass over the data instead of three.
+
+use candle_core::{backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, Layout, Shape};
+use candle_core::{DType, Device, Result, Tensor, D};
+use rayon::prelude::*;
+
+/// LayerNorm over the last dimension, computed in f32 as the reference's fp32 `LayerNorm`.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
+    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
+        let x = x.contiguous()?;
+        return x.apply_op3_no_bwd(weight, bias, &TwoPassLayerNorm { eps });
+    }
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + eps as f64)?.sqrt()?)?
+        .broadcast_mul(weight)?
+        .broadcast_add(bias)
+}
+
+/// `x * sigmoid(1.702 x)`, the reference's `QuickGELU`.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
+        return x.apply_op1_no_bwd(&QuickGelu);
+    }
+    x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
+}
+
+struct TwoPassLayerNorm {
+    eps: f32,
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(d) => d,
+        _ => candle_core::bail!("layer norm {what}: expected f32, got {:?}", s.dtype()),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("layer norm {what} must be contiguous"),
+    }
+}
+
+impl CustomOp3 for TwoPassLayerNorm {
+    fn name(&self) -> &'static str {
+        "two-pass-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(s1, l1, "input")?;
+        let weight = contiguous_f32(s2, l2, "weight")?;
+        let bias = contiguous_f32(s3, l3, "bias")?;
+        let dims = l1.shape().dims();
+        let n = *dims.last().unwrap_or(&0);
+        if n == 0 || weight.len() != n || bias.len() != n {
+            candle_core::bail!(
+                "layer norm over {n} features with weight {} and bias {}",
+                weight.len(),
+                bias.len()
+            );
+        }
+        let mut dst = vec![0f32; src.len()];
+        let eps = self.eps;
+        src.par_chunks(n)
+            .zip(dst.par_chunks_mut(n))
+            .for_each(|(row, out)| {
+                let mean = row.iter().sum::<f32>() / n as f32;
+                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
+                let inv_std = 1.0 / (var + eps).sqrt();
+                for (((o, v), w), b) in out.iter_mut().zip(row).zip(weight).zip(bias) {
+                    *o = (v - mean) * inv_std * w + b;
+                }
+            });
+        Ok((CpuStorage::F32(dst), Shape::from_dims(dims)))
+    }
+}
+
+struct QuickGelu;
+
+impl CustomOp1 for QuickGelu {
+    fn name(&self) -> &'static str {
+        "quick-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let data = match s {
+            CpuStorage::F32(d) => d,
+            _ => candle_core::bail!("quick gelu: expected f32, got {:?}", s.dtype()),
+        };
+        let src = match l.contiguous_offsets() {
+            Some((a, b)) => &data[a..b],
+            None => candle_core::bail!("quick gelu input must be contiguous"),
+        };
+        let mut dst = vec![0f32; src.len()];
+        dst.par_chunks_mut(4096)
+            .zip(src.par_chunks(4096))
+            .for_each(|(out, inp)| {
+                for (o, &v) in out.iter_mut().zip(inp) {
+                    *o = v * (1.0 / (1.0 + (-1.702 * v).exp()));
+                }
+            });
+        Ok((CpuStorage::F32(dst), l.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_norm_is_exact_on_rows_with_a_large_mean() {
+        // Row with mean 1e4 and unit spread: E[x²]-E[x]² in f32 would cancel to noise.
+        let row: Vec<f32> = (0..8).map(|i| 1.0e4 + (i as f32 - 3.5)).collect();
+        let x = Tensor::from_vec(row, (1, 8), &Device::Cpu).unwrap();
+        let w = Tensor::ones(8, DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::zeros(8, DType::F32, &Device::Cpu).unwrap();
+        let y: Vec<f32> = layer_norm(&x, &w, &b, 1e-5)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let var = (0..8).map(|i| (i as f32 - 3.5).powi(2)).sum::<f32>() / 8.0;
+        for (i, v) in y.iter().enumerate() {
+            let want = (i as f32 - 3.5) / (var + 1e-5).sqrt();
+            assert!((v - want).abs() < 1e-5, "{i}: {v} vs {want}");
+        }
+    }
+
+    #[test]
+    fn quick_gelu_matches_its_formula() {
+        let xs = [-3.0f32, -0.5, 0.0, 0.25, 4.0];
+        let x = Tensor::new(&xs, &Device::Cpu).unwrap();
+        let y: Vec<f32> = quick_gelu(&x).unwrap().to_vec1().unwrap();
+        for (v, x) in y.iter().zip(xs) {
+            let want = x / (1.0 + (-1.702 * x).exp());
+            assert!((v - want).abs() < 1e-7);
+        }
+    }
+}

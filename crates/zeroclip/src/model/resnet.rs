@@ -1,0 +1,239 @@
+//! The ResNet image tower, `clip.model.ModifiedResNet`: a 3-convolution stem with an average pool,
+//! four stages of anti-aliased `Bottleneck`s (a stride-`s` block average-pools after its 3×3
+//! convolution and before its downsampling 1×1 convolution instead of striding), and
+//! `AttentionPool2d`, multi-head attention whose query is the mean of the final feature map.
+//!
+//! BatchNorm (eval mode) is folded into the preceding convolution at load time:
+//! `bn(conv(x, w)) = conv(x, w·s) + (β − μ·s)` with `s = γ / √(σ² + ε)`.
+
+use super::config::ClipConfig;
+use super::transformer::Linear;
+use crate::error::Result;
+use crate::weights::Vb;
+use candle_core::{Module, Tensor, D};
+
+/// The reference's `nn.BatchNorm2d` epsilon.
+const BN_EPS: f64 = 1e-5;
+
+/// A bias-free convolution followed by an eval-mode BatchNorm, folded into one convolution.
+#[derive(Clone, Debug)]
+struct ConvBn {
+    weight: Tensor,
+    /// `[1, out, 1, 1]`, broadcast over the output.
+    bias: Tensor,
+    kernel: usize,
+    padding: usize,
+    stride: usize,
+}
+
+impl ConvBn {
+    /// `conv` names the convolution (`{conv}.weight`), `bn` the BatchNorm module.
+    fn new(
+        conv: &Vb,
+        bn: &Vb,
+        (c_in, c_out): (usize, usize),
+        kernel: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let w = conv.get(&[c_out, c_in, kernel, kernel], "weight")?;
+        let gamma = bn.get(&[c_out], "weight")?;
+        let beta = bn.get(&[c_out], "bias")?;
+        let mean = bn.get(&[c_out], "running_mean")?;
+        let var = bn.get(&[c_out], "running_var")?;
+        // Part of the state_dict (and of OpenAI's files), unused in eval mode.
+        bn.get_optional(&[], "num_batches_tracked")?;
+        let scale = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
+        let weight = w.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
+        let weight = if kernel == 1 {
+            weight.reshape((c_out, c_in))?
+        } else {
+            weight
+        };
+        let bias = beta.sub(&mean.mul(&scale)?)?.reshape((1, c_out, 1, 1))?;
+        Ok(ConvBn {
+            weight,
+            bias,
+            kernel,
+            padding: kernel / 2,
+            stride,
+        })
+    }
+}
+
+impl Module for ConvBn {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = if self.kernel == 1 && self.stride == 1 {
+            // A 1×1 convolution is a matmul over channels: [out, in] @ [n, in, h·w].
+            let (n, c, h, w) = x.dims4()?;
+            let x = x.reshape((n, c, h * w))?;
+            let out = self.weight.dim(0)?;
+            self.weight
+                .broadcast_left(n)?
+                .matmul(&x)?
+                .reshape((n, out, h, w))?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        y.broadcast_add(&self.bias)
+    }
+}
+
+/// `Bottleneck` (expansion 4): 1×1, 3×3, [avgpool], 1×1, plus the (avgpool + 1×1) shortcut.
+#[derive(Clone, Debug)]
+struct Bottleneck {
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
+    downsample: Option<ConvBn>,
+    stride: usize,
+}
+
+impl Bottleneck {
+    fn new(vb: &Vb, inplanes: usize, planes: usize, stride: usize) -> Result<Self> {
+        let out = planes * 4;
+        let downsample = if stride > 1 || inplanes != out {
+            let ds = vb.pp("downsample");
+            Some(ConvBn::new(&ds.pp(0), &ds.pp(1), (inplanes, out), 1, 1)?)
+        } else {
+            None
+        };
+        Ok(Bottleneck {
+            conv1: ConvBn::new(&vb.pp("conv1"), &vb.pp("bn1"), (inplanes, planes), 1, 1)?,
+            conv2: ConvBn::new(&vb.pp("conv2"), &vb.pp("bn2"), (planes, planes), 3, 1)?,
+            conv3: ConvBn::new(&vb.pp("conv3"), &vb.pp("bn3"), (planes, out), 1, 1)?,
+            downsample,
+            stride,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let pool = |t: Tensor| {
+            if self.stride > 1 {
+                t.avg_pool2d(self.stride)
+            } else {
+                Ok(t)
+            }
+        };
+        let out = self.conv1.forward(x)?.relu()?;
+        let out = pool(self.conv2.forward(&out)?.relu()?)?;
+        let out = self.conv3.forward(&out)?;
+        let identity = match &self.downsample {
+            Some(ds) => ds.forward(&pool(x.clone())?)?,
+            None => x.clone(),
+        };
+        (out + identity)?.relu()
+    }
+}
+
+/// `AttentionPool2d`: attention over the flattened feature map, of which only the query of the
+/// prepended mean token is kept (`x[0]`), so only that query is computed.
+#[derive(Clone, Debug)]
+struct AttentionPool2d {
+    positional_embedding: Tensor,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    c_proj: Linear,
+    heads: usize,
+}
+
+impl AttentionPool2d {
+    fn new(vb: &Vb, spacial: usize, embed: usize, heads: usize, out: usize) -> Result<Self> {
+        Ok(AttentionPool2d {
+            positional_embedding: vb
+                .get(&[spacial * spacial + 1, embed], "positional_embedding")?,
+            q_proj: Linear::new(&vb.pp("q_proj"), embed, embed)?,
+            k_proj: Linear::new(&vb.pp("k_proj"), embed, embed)?,
+            v_proj: Linear::new(&vb.pp("v_proj"), embed, embed)?,
+            c_proj: Linear::new(&vb.pp("c_proj"), embed, out)?,
+            heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let x = x.reshape((n, c, h * w))?.transpose(1, 2)?; // [n, hw, c]
+        let mean = x.mean_keepdim(1)?;
+        let x = Tensor::cat(&[&mean, &x], 1)?.broadcast_add(&self.positional_embedding)?;
+        let t = h * w + 1;
+        let (heads, d) = (self.heads, c / self.heads);
+        let q = self
+            .q_proj
+            .forward(&x.narrow(1, 0, 1)?)?
+            .reshape((n, heads, 1, d))?;
+        let split = |y: Tensor| y.reshape((n, t, heads, d))?.transpose(1, 2)?.contiguous();
+        let k = split(self.k_proj.forward(&x)?)?;
+        let v = split(self.v_proj.forward(&x)?)?;
+        let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?;
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = attn.matmul(&v)?.reshape((n, c))?;
+        self.c_proj.forward(&out)
+    }
+}
+
+/// `ModifiedResNet`.
+#[derive(Clone, Debug)]
+pub struct ModifiedResNet {
+    stem: [ConvBn; 3],
+    stages: Vec<Vec<Bottleneck>>,
+    attnpool: AttentionPool2d,
+}
+
+impl ModifiedResNet {
+    /// Reads the tower under `visual.` (the caller passes `vb.pp("visual")`).
+    pub fn new(
+        vb: &Vb,
+        cfg: &ClipConfig,
+        layers: [usize; 4],
+        width: usize,
+        heads: usize,
+    ) -> Result<Self> {
+        let half = width / 2;
+        let stem = [
+            ConvBn::new(&vb.pp("conv1"), &vb.pp("bn1"), (3, half), 3, 2)?,
+            ConvBn::new(&vb.pp("conv2"), &vb.pp("bn2"), (half, half), 3, 1)?,
+            ConvBn::new(&vb.pp("conv3"), &vb.pp("bn3"), (half, width), 3, 1)?,
+        ];
+        let mut inplanes = width;
+        let mut stages = Vec::with_capacity(4);
+        for (i, &blocks) in layers.iter().enumerate() {
+            let planes = width << i;
+            let stride = if i == 0 { 1 } else { 2 };
+            let stage_vb = vb.pp(format!("layer{}", i + 1));
+            let mut stage = Vec::with_capacity(blocks);
+            for b in 0..blocks {
+                let s = if b == 0 { stride } else { 1 };
+                stage.push(Bottleneck::new(&stage_vb.pp(b), inplanes, planes, s)?);
+                inplanes = planes * 4;
+            }
+            stages.push(stage);
+        }
+        let attnpool = AttentionPool2d::new(
+            &vb.pp("attnpool"),
+            cfg.image_resolution / 32,
+            width * 32,
+            heads,
+            cfg.embed_dim,
+        )?;
+        Ok(ModifiedResNet {
+            stem,
+            stages,
+            attnpool,
+        })
+    }
+
+    /// `pixels` `[n, 3, r, r]` f32 (shape checked by the caller) → `[n, embed_dim]`.
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let mut x = pixels.clone();
+        for conv in &self.stem {
+            x = conv.forward(&x)?.relu()?;
+        }
+        x = x.avg_pool2d(2)?;
+        for stage in &self.stages {
+            for block in stage {
+                x = block.forward(&x)?;
+            }
+        }
+        Ok(self.attnpool.forward(&x)?)
+    }
+}

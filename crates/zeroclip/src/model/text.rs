@@ -1,0 +1,148 @@
+//! The text tower, `CLIP.encode_text`: token + positional embeddings, the causal transformer,
+//! `ln_final`, pooling at the EOT token (the argmax of each row's ids, as the reference takes it)
+//! and `text_projection`.
+//!
+//! Positions after the last EOT in the batch cannot influence any earlier position under the
+//! causal mask, so by default only `max(eot) + 1` positions are computed; the result is the same
+//! as the reference's full `context_length` run (tested against [`TextTransformer::forward_full`]).
+
+use super::config::ClipConfig;
+use super::transformer::{causal_mask, LayerNorm, Transformer};
+use crate::error::{Error, Result};
+use crate::weights::Vb;
+use candle_core::{DType, Module, Tensor};
+
+/// Token ids of a batch on the host, validated, with each row's pooling position.
+struct Ids {
+    rows: Vec<Vec<u32>>,
+    eot: Vec<usize>,
+}
+
+/// `CLIP`'s text tower.
+#[derive(Clone, Debug)]
+pub struct TextTransformer {
+    token_embedding: Tensor,
+    positional_embedding: Tensor,
+    transformer: Transformer,
+    ln_final: LayerNorm,
+    text_projection: Tensor,
+    vocab_size: usize,
+    context_length: usize,
+}
+
+impl TextTransformer {
+    /// Reads the tower from the root of the canonical names.
+    pub fn new(vb: &Vb, cfg: &ClipConfig) -> Result<Self> {
+        let w = cfg.text_width;
+        Ok(TextTransformer {
+            token_embedding: vb.get(&[cfg.vocab_size, w], "token_embedding.weight")?,
+            positional_embedding: vb.get(&[cfg.context_length, w], "positional_embedding")?,
+            transformer: Transformer::new(
+                &vb.pp("transformer"),
+                w,
+                cfg.text_layers,
+                cfg.text_heads,
+                cfg.activation,
+                cfg.layer_norm_eps,
+            )?,
+            ln_final: LayerNorm::new(&vb.pp("ln_final"), w, cfg.layer_norm_eps)?,
+            text_projection: vb.get(&[w, cfg.embed_dim], "text_projection")?,
+            vocab_size: cfg.vocab_size,
+            context_length: cfg.context_length,
+        })
+    }
+
+    /// `ids` `[n, ctx]` (u32, i64 or any integer type) → `[n, embed_dim]`, computing only up to the
+    /// batch's last EOT.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = self.read_ids(ids)?;
+        let positions = ids.eot.iter().max().map_or(0, |m| m + 1);
+        self.run(&ids, positions)
+    }
+
+    /// The reference's computation over every position of `ids`; equal to [`Self::forward`].
+    pub fn forward_full(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = self.read_ids(ids)?;
+        let positions = ids.rows.first().map_or(0, Vec::len);
+        self.run(&ids, positions)
+    }
+
+    fn run(&self, ids: &Ids, positions: usize) -> Result<Tensor> {
+        let n = ids.rows.len();
+        let device = self.token_embedding.device();
+        let embed_dim = self.text_projection.dim(1)?;
+        if n == 0 {
+            return Ok(Tensor::zeros((0, embed_dim), DType::F32, device)?);
+        }
+        let width = self.token_embedding.dim(1)?;
+        let flat: Vec<u32> = ids
+            .rows
+            .iter()
+            .flat_map(|r| r[..positions].iter().copied())
+            .collect();
+        let flat = Tensor::from_vec(flat, n * positions, device)?;
+        let x = self
+            .token_embedding
+            .index_select(&flat, 0)?
+            .reshape((n, positions, width))?
+            .broadcast_add(&self.positional_embedding.narrow(0, 0, positions)?)?;
+        let mask = causal_mask(positions, device)?;
+        let x = self.transformer.forward(&x, Some(&mask))?;
+        // ln_final acts per position, so it is applied to the pooled rows only.
+        let pick: Vec<u32> = ids
+            .eot
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (i * positions + e) as u32)
+            .collect();
+        let pick = Tensor::from_vec(pick, n, device)?;
+        let pooled = x.reshape((n * positions, width))?.index_select(&pick, 0)?;
+        let pooled = self.ln_final.forward(&pooled)?;
+        Ok(pooled.matmul(&self.text_projection)?)
+    }
+
+    fn read_ids(&self, ids: &Tensor) -> Result<Ids> {
+        let bad = |reason: String| Error::ModelInput {
+            input: "token ids".into(),
+            reason,
+        };
+        let (n, ctx) = ids
+            .dims2()
+            .map_err(|_| bad(format!("expected shape [n, context], got {:?}", ids.dims())))?;
+        if ctx == 0 || ctx > self.context_length {
+            return Err(bad(format!(
+                "rows have {ctx} positions; the model takes 1 to {}",
+                self.context_length
+            )));
+        }
+        let values: Vec<i64> = match ids.dtype() {
+            DType::U8 | DType::U32 | DType::I16 | DType::I32 | DType::I64 => {
+                ids.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?
+            }
+            other => return Err(bad(format!("expected an integer tensor, got {other:?}"))),
+        };
+        let mut rows = Vec::with_capacity(n);
+        let mut eot = Vec::with_capacity(n);
+        for (r, row) in values.chunks(ctx).enumerate() {
+            let mut ids_row = Vec::with_capacity(ctx);
+            for &v in row {
+                if v < 0 || v as usize >= self.vocab_size {
+                    return Err(bad(format!(
+                        "row {r} has token id {v}, outside the vocabulary of {}",
+                        self.vocab_size
+                    )));
+                }
+                ids_row.push(v as u32);
+            }
+            // torch.argmax: the first position holding the maximum.
+            let (pos, _) =
+                ids_row.iter().enumerate().fold(
+                    (0, 0u32),
+                    |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+                );
+            rows.push(ids_row);
+            eot.push(pos);
+        }
+        Ok(Ids { rows, eot })
+    }
+}

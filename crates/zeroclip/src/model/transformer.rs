@@ -1,0 +1,198 @@
+//! The transformer both towers share: `clip.model.Transformer` of `ResidualAttentionBlock`s
+//! (pre-LayerNorm, `nn.MultiheadAttention` with a fused `in_proj`, MLP with QuickGELU), plus the
+//! `Linear` and `LayerNorm` layers the rest of the model uses.
+//!
+//! Activations are batch-first `[n, tokens, width]` (the reference permutes to `[tokens, n,
+//! width]` for `nn.MultiheadAttention`; the arithmetic is the same).
+
+use super::config::Activation;
+use super::ops;
+use crate::error::Result;
+use crate::weights::Vb;
+use candle_core::{Module, Tensor, D};
+
+/// `nn.Linear`: `x @ weight.T + bias`, the weight kept as stored (`[out, in]`) and read transposed
+/// by the matmul, so loading copies nothing.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// `weight` `[out, in]` and `bias` `[out]` under `vb`.
+    pub fn new(vb: &Vb, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Ok(Linear {
+            weight: vb.get(&[out_dim, in_dim], "weight")?,
+            bias: Some(vb.get(&[out_dim], "bias")?),
+        })
+    }
+
+    /// From tensors already checked by the caller (`[out, in]`, `[out]`).
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear { weight, bias }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim.max(1);
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().unwrap() = y.dim(1)?;
+        y.reshape(out_dims)
+    }
+}
+
+/// LayerNorm in fp32 (`clip.model.LayerNorm`), two-pass.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(vb: &Vb, dim: usize, eps: f32) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get(&[dim], "weight")?,
+            bias: vb.get(&[dim], "bias")?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// `nn.MultiheadAttention` (self-attention) with OpenAI's parameter names.
+#[derive(Clone, Debug)]
+pub struct MultiheadAttention {
+    in_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl MultiheadAttention {
+    pub fn new(vb: &Vb, width: usize, heads: usize) -> Result<Self> {
+        let in_proj = Linear::from_parts(
+            vb.get(&[3 * width, width], "in_proj_weight")?,
+            Some(vb.get(&[3 * width], "in_proj_bias")?),
+        );
+        Ok(MultiheadAttention {
+            in_proj,
+            out_proj: Linear::new(&vb.pp("out_proj"), width, width)?,
+            heads,
+        })
+    }
+
+    /// `x` `[n, t, width]`; `mask` an additive `[t, t]` (0 / -inf) mask.
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let (n, t, width) = x.dims3()?;
+        let (h, d) = (self.heads, width / self.heads);
+        // One copy puts q, k and v each contiguous as [n, heads, t, head_dim].
+        let qkv = self
+            .in_proj
+            .forward(x)?
+            .reshape((n, t, 3, h, d))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let attn = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((n, t, width))?;
+        self.out_proj.forward(&out)
+    }
+}
+
+/// `ResidualAttentionBlock`: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+#[derive(Clone, Debug)]
+pub struct ResidualAttentionBlock {
+    ln_1: LayerNorm,
+    attn: MultiheadAttention,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    c_proj: Linear,
+    activation: Activation,
+}
+
+impl ResidualAttentionBlock {
+    pub fn new(vb: &Vb, width: usize, heads: usize, act: Activation, eps: f32) -> Result<Self> {
+        let mlp = vb.pp("mlp");
+        Ok(ResidualAttentionBlock {
+            ln_1: LayerNorm::new(&vb.pp("ln_1"), width, eps)?,
+            attn: MultiheadAttention::new(&vb.pp("attn"), width, heads)?,
+            ln_2: LayerNorm::new(&vb.pp("ln_2"), width, eps)?,
+            c_fc: Linear::new(&mlp.pp("c_fc"), width, 4 * width)?,
+            c_proj: Linear::new(&mlp.pp("c_proj"), 4 * width, width)?,
+            activation: act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
+        let h = match self.activation {
+            Activation::QuickGelu => ops::quick_gelu(&h)?,
+            Activation::Gelu => h.gelu_erf()?,
+        };
+        x + self.c_proj.forward(&h)?
+    }
+}
+
+/// `clip.model.Transformer`: `layers` blocks under `resblocks.{i}`.
+#[derive(Clone, Debug)]
+pub struct Transformer {
+    blocks: Vec<ResidualAttentionBlock>,
+}
+
+impl Transformer {
+    pub fn new(
+        vb: &Vb,
+        width: usize,
+        layers: usize,
+        heads: usize,
+        act: Activation,
+        eps: f32,
+    ) -> Result<Self> {
+        let vb = vb.pp("resblocks");
+        let blocks = (0..layers)
+            .map(|i| ResidualAttentionBlock::new(&vb.pp(i), width, heads, act, eps))
+            .collect::<Result<_>>()?;
+        Ok(Transformer { blocks })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let mut x = x.clone();
+        for block in &self.blocks {
+            x = block.forward(&x, mask)?;
+        }
+        Ok(x)
+    }
+}
+
+/// The additive causal mask of `CLIP.build_attention_mask`: 0 on and below the diagonal, -inf above.
+pub fn causal_mask(t: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, t), device)
+}
+
+/// Rows scaled to unit L2 norm (`x / x.norm(dim=1, keepdim=True)`).
+pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+}

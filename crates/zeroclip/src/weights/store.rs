@@ -1,0 +1,161 @@
+//! Strict tensor lookup for building the model: every tensor the model asks for must exist with the
+//! expected shape, and after building, every tensor in the checkpoint must have been asked for —
+//! `load_state_dict(strict=True)` in the reference. Names are the canonical (OpenAI) ones.
+
+use crate::error::{Error, Result};
+use candle_core::Tensor;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
+
+/// Keys OpenAI's archives carry besides the weights; `build_model` deletes them before loading.
+pub const IGNORED_KEYS: [&str; 3] = ["input_resolution", "context_length", "vocab_size"];
+
+/// The checkpoint's tensors, with a record of which ones the model has taken.
+pub struct TensorStore {
+    tensors: HashMap<String, Tensor>,
+    used: RefCell<BTreeSet<String>>,
+}
+
+impl TensorStore {
+    pub fn new(tensors: HashMap<String, Tensor>) -> Self {
+        TensorStore {
+            tensors,
+            used: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    /// A view with no name prefix.
+    pub fn root(&self) -> Vb<'_> {
+        Vb {
+            store: self,
+            prefix: String::new(),
+        }
+    }
+
+    /// Fails on the (alphabetically first) tensor nothing asked for, ignoring [`IGNORED_KEYS`].
+    pub fn finish(self) -> Result<()> {
+        let used = self.used.into_inner();
+        let mut unused: Vec<&String> = self
+            .tensors
+            .keys()
+            .filter(|k| !used.contains(*k) && !IGNORED_KEYS.contains(&k.as_str()))
+            .collect();
+        unused.sort();
+        match unused.first() {
+            Some(name) => Err(Error::UnexpectedTensor {
+                name: (*name).clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A prefix into a [`TensorStore`], in the style of candle's `VarBuilder`: layers call
+/// `vb.pp("ln_1").get(&[width], "weight")`.
+#[derive(Clone)]
+pub struct Vb<'a> {
+    store: &'a TensorStore,
+    prefix: String,
+}
+
+impl<'a> Vb<'a> {
+    /// The same store under `prefix.name`.
+    pub fn pp(&self, name: impl Display) -> Vb<'a> {
+        Vb {
+            store: self.store,
+            prefix: self.path(name),
+        }
+    }
+
+    /// The full name of `name` under this prefix.
+    pub fn path(&self, name: impl Display) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// The tensor `name`, which must exist and have exactly `shape`.
+    pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+        let full = self.path(name);
+        self.get_optional(shape, name)?
+            .ok_or(Error::MissingTensor { name: full })
+    }
+
+    /// The tensor `name` if present (it must then have `shape`).
+    pub fn get_optional(&self, shape: &[usize], name: &str) -> Result<Option<Tensor>> {
+        self.get_with(name, |got| got == shape, shape)
+    }
+
+    /// A scalar stored as `[]` (OpenAI) or `[1]` (some open_clip checkpoints).
+    pub fn get_scalar(&self, name: &str) -> Result<f32> {
+        let full = self.path(name);
+        let t = self
+            .get_with(
+                name,
+                |got| got.iter().product::<usize>() == 1 && got.len() <= 1,
+                &[],
+            )?
+            .ok_or(Error::MissingTensor { name: full })?;
+        Ok(t.flatten_all()?.to_vec1::<f32>()?[0])
+    }
+
+    fn get_with(
+        &self,
+        name: &str,
+        accept: impl Fn(&[usize]) -> bool,
+        expected: &[usize],
+    ) -> Result<Option<Tensor>> {
+        let full = self.path(name);
+        let Some(t) = self.store.tensors.get(&full) else {
+            return Ok(None);
+        };
+        if !accept(t.dims()) {
+            return Err(Error::ShapeMismatch {
+                name: full,
+                expected: expected.to_vec(),
+                got: t.dims().to_vec(),
+            });
+        }
+        self.store.used.borrow_mut().insert(full);
+        Ok(Some(t.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn store(names: &[(&str, &[usize])]) -> TensorStore {
+        let t = names
+            .iter()
+            .map(|(n, s)| {
+                let t = Tensor::zeros(*s, DType::F32, &Device::Cpu).unwrap();
+                (n.to_string(), t)
+            })
+            .collect();
+        TensorStore::new(t)
+    }
+
+    #[test]
+    fn lookups_are_strict_about_names_shapes_and_leftovers() {
+        let s = store(&[("a.w", &[2, 3]), ("b", &[]), ("vocab_size", &[])]);
+        let vb = s.root();
+        assert!(matches!(
+            vb.pp("a").get(&[3, 2], "w"),
+            Err(Error::ShapeMismatch { name, .. }) if name == "a.w"
+        ));
+        assert!(matches!(
+            vb.get(&[1], "c"),
+            Err(Error::MissingTensor { name }) if name == "c"
+        ));
+        vb.pp("a").get(&[2, 3], "w").unwrap();
+        assert!(matches!(
+            s.finish(),
+            Err(Error::UnexpectedTensor { name }) if name == "b"
+        ));
+    }
+}

@@ -1,0 +1,245 @@
+//! The persistent label-embedding cache: one file per class embedding, so that a second run with
+//! the same labels skips the text tower.
+//!
+//! An entry's key is everything the embedding depends on: the checkpoint's SHA-256, the templates
+//! (in order), the label, the context length and whether prompts were truncated. The file name is
+//! the SHA-256 of the key, and the file repeats the key in full, so a change in any part of it,
+//! a hash collision or a damaged file reads as a miss and the entry is computed again.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const MAGIC: &[u8; 5] = b"ZCLE\x01";
+/// Bumped when what is cached for a key changes meaning.
+const FORMAT_VERSION: u32 = 1;
+
+/// Everything a cached class embedding depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheKey {
+    /// The checkpoint's identity (its SHA-256).
+    pub model: String,
+    /// The templates, in order.
+    pub templates: Vec<String>,
+    /// The label the templates were filled with.
+    pub label: String,
+    /// The text context length the prompts were tokenized to.
+    pub context_length: usize,
+    /// Whether over-long prompts were truncated.
+    pub truncate: bool,
+}
+
+impl CacheKey {
+    fn encoded(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Versioned<'a> {
+            version: u32,
+            #[serde(flatten)]
+            key: &'a CacheKey,
+        }
+        serde_json::to_vec(&Versioned {
+            version: FORMAT_VERSION,
+            key: self,
+        })
+        .expect("a key of strings and numbers always serializes")
+    }
+
+    /// The entry's file name: the hex SHA-256 of the encoded key.
+    pub fn file_name(&self) -> String {
+        let digest = Sha256::digest(self.encoded());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}.emb")
+    }
+}
+
+/// A directory of cached class embeddings.
+#[derive(Debug, Clone)]
+pub struct LabelCache {
+    dir: PathBuf,
+}
+
+impl LabelCache {
+    /// A cache in `dir` (created on the first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default cache: `$ZEROCLIP_CACHE_DIR/labels`, else `$XDG_CACHE_HOME/zeroclip/labels`,
+    /// else `~/.cache/zeroclip/labels`. `None` when no home directory is known.
+    pub fn default_dir() -> Option<PathBuf> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(d) = env("ZEROCLIP_CACHE_DIR") {
+            return Some(d.join("labels"));
+        }
+        let base = env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))?;
+        Some(base.join("zeroclip").join("labels"))
+    }
+
+    /// The cache's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file an entry lives in.
+    pub fn path_for(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(key.file_name())
+    }
+
+    /// The cached embedding for `key`, or `None` when absent, unreadable, damaged, or stored
+    /// for a different key.
+    pub fn get(&self, key: &CacheKey) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(self.path_for(key)).ok()?;
+        decode(&bytes, &key.encoded())
+    }
+
+    /// Stores `embedding` for `key`, atomically (a temporary file renamed into place), so that
+    /// concurrent runs never read half an entry.
+    pub fn put(&self, key: &CacheKey, embedding: &[f32]) -> std::io::Result<()> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.path_for(key);
+        let tmp = path.with_extension(format!(
+            "tmp.{}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&encode(&key.encoded(), embedding))?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+fn encode(key: &[u8], embedding: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + key.len() + 4 * embedding.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(embedding.len() as u32).to_le_bytes());
+    for v in embedding {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8], expected_key: &[u8]) -> Option<Vec<f32>> {
+    let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+    let (key_len, rest) = take_u32(rest)?;
+    let (key, rest) = rest.split_at_checked(key_len as usize)?;
+    if key != expected_key {
+        return None;
+    }
+    let (dim, rest) = take_u32(rest)?;
+    if dim == 0 || rest.len() != 4 * dim as usize {
+        return None;
+    }
+    let values: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    values.iter().all(|v| v.is_finite()).then_some(values)
+}
+
+fn take_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = bytes.split_at_checked(4)?;
+    Some((
+        u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+        rest,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("zeroclip-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn key() -> CacheKey {
+        CacheKey {
+            model: "abc".into(),
+            templates: vec!["a photo of a {}.".into()],
+            label: "dog".into(),
+            context_length: 77,
+            truncate: false,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_miss_on_every_key_part() {
+        let dir = temp_dir("roundtrip");
+        let cache = LabelCache::new(&dir);
+        assert_eq!(cache.get(&key()), None);
+        cache.put(&key(), &[1.0, -2.5, 3.25]).unwrap();
+        assert_eq!(cache.get(&key()), Some(vec![1.0, -2.5, 3.25]));
+        let variants = [
+            CacheKey {
+                model: "abd".into(),
+                ..key()
+            },
+            CacheKey {
+                templates: vec!["a photo of the {}.".into()],
+                ..key()
+            },
+            CacheKey {
+                templates: vec!["a photo of a {}.".into(), "{}".into()],
+                ..key()
+            },
+            CacheKey {
+                label: "cat".into(),
+                ..key()
+            },
+            CacheKey {
+                context_length: 76,
+                ..key()
+            },
+            CacheKey {
+                truncate: true,
+                ..key()
+            },
+        ];
+        for v in &variants {
+            assert_ne!(v.file_name(), key().file_name(), "{v:?}");
+            assert_eq!(cache.get(v), None, "{v:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn damaged_or_foreign_entries_read_as_misses() {
+        let dir = temp_dir("damaged");
+        let cache = LabelCache::new(&dir);
+        cache.put(&key(), &[1.0, 2.0]).unwrap();
+        let path = cache.path_for(&key());
+        let good = std::fs::read(&path).unwrap();
+        // Truncated.
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert_eq!(cache.get(&key()), None);
+        // An entry for another key under this key's name.
+        let other = CacheKey {
+            label: "cat".into(),
+            ..key()
+        };
+        std::fs::write(&path, encode(&other.encoded(), &[1.0, 2.0])).unwrap();
+        assert_eq!(cache.get(&key()), None);
+        // Garbage.
+        std::fs::write(&path, b"not an entry").unwrap();
+        assert_eq!(cache.get(&key()), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

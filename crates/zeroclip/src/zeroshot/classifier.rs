@@ -1,0 +1,298 @@
+//! The zero-shot classifier: one embedding per class from its prompts, then each image's
+//! probabilities over the classes.
+//!
+//! Reproduces OpenAI's ImageNet notebook (`zeroshot_classifier`): per class, encode every
+//! template filled with the class name, L2-normalize each embedding, take the mean, and normalize
+//! again. Scores are the reference's `model(image, text)` followed by softmax: the softmax over
+//! classes of `logit_scale * cos(image, class)`.
+
+use super::cache::{CacheKey, LabelCache};
+use super::encoder::ZeroShotModel;
+use super::templates::{fill, Templates};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+use serde::Serialize;
+
+/// One class and its probability for an image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The label as given (not the filled-in prompt).
+    pub label: String,
+    /// The softmax probability over all labels.
+    pub score: f32,
+}
+
+/// How a classifier is built.
+#[derive(Debug, Clone)]
+pub struct ClassifierOptions {
+    /// Truncate prompts longer than the context instead of failing (`clip.tokenize`'s `truncate`).
+    pub truncate: bool,
+    /// Where class embeddings are cached; `None` always runs the text tower.
+    pub cache: Option<LabelCache>,
+    /// At most this many prompts go through the text tower at once.
+    pub text_batch_size: usize,
+    /// Keep only the best `k` predictions per image; `None` keeps all.
+    pub top_k: Option<usize>,
+}
+
+impl Default for ClassifierOptions {
+    fn default() -> Self {
+        Self {
+            truncate: false,
+            cache: None,
+            text_batch_size: 256,
+            top_k: None,
+        }
+    }
+}
+
+/// How the label cache served a build.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Labels read from the cache.
+    pub hits: usize,
+    /// Labels computed with the text tower.
+    pub misses: usize,
+    /// Entries that could not be written (the classifier works regardless).
+    pub write_errors: usize,
+}
+
+/// Classifies images against a fixed set of labels, zero-shot.
+pub struct ZeroShotClassifier<'m, M: ZeroShotModel + ?Sized> {
+    model: &'m M,
+    labels: Vec<String>,
+    /// `[labels, embed]`, unit rows.
+    class_embeddings: Tensor,
+    top_k: Option<usize>,
+    cache_stats: CacheStats,
+}
+
+impl<'m, M: ZeroShotModel + ?Sized> ZeroShotClassifier<'m, M> {
+    /// A classifier with default options (no cache, all predictions kept).
+    pub fn new(model: &'m M, labels: Vec<String>, templates: &Templates) -> Result<Self> {
+        Self::with_options(model, labels, templates, &ClassifierOptions::default())
+    }
+
+    /// A classifier; class embeddings come from the cache where present, else the text tower.
+    pub fn with_options(
+        model: &'m M,
+        labels: Vec<String>,
+        templates: &Templates,
+        options: &ClassifierOptions,
+    ) -> Result<Self> {
+        if labels.is_empty() {
+            return Err(Error::NoLabels);
+        }
+        let templates = templates.list()?;
+        let keys = match &options.cache {
+            Some(_) => {
+                let model_id = model.identity()?;
+                let context_length = model.context_length();
+                labels
+                    .iter()
+                    .map(|label| CacheKey {
+                        model: model_id.clone(),
+                        templates: templates.clone(),
+                        label: label.clone(),
+                        context_length,
+                        truncate: options.truncate,
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut stats = CacheStats::default();
+        let mut rows: Vec<Option<Vec<f32>>> = match &options.cache {
+            Some(cache) => keys.iter().map(|k| cache.get(k)).collect(),
+            None => vec![None; labels.len()],
+        };
+        stats.hits = rows.iter().filter(|r| r.is_some()).count();
+        let missing: Vec<usize> = (0..labels.len()).filter(|&i| rows[i].is_none()).collect();
+        stats.misses = missing.len();
+
+        let per_chunk = (options.text_batch_size / templates.len()).max(1);
+        for chunk in missing.chunks(per_chunk) {
+            let chunk_labels: Vec<&str> = chunk.iter().map(|&i| labels[i].as_str()).collect();
+            let embeddings = encode_classes(model, &chunk_labels, &templates, options.truncate)?;
+            for (&i, emb) in chunk.iter().zip(embeddings) {
+                if let Some(cache) = &options.cache {
+                    if cache.put(&keys[i], &emb).is_err() {
+                        stats.write_errors += 1;
+                    }
+                }
+                rows[i] = Some(emb);
+            }
+        }
+
+        let dim = rows[0].as_ref().map_or(0, Vec::len);
+        let mut flat = Vec::with_capacity(labels.len() * dim);
+        for (label, row) in labels.iter().zip(&rows) {
+            let row = row.as_ref().expect("every label was read or computed");
+            if row.len() != dim {
+                // Only a cache entry from a different model could disagree; keys prevent that.
+                return Err(Error::ShapeMismatch {
+                    name: format!("class embedding of {label:?}"),
+                    expected: vec![dim],
+                    got: vec![row.len()],
+                });
+            }
+            flat.extend_from_slice(row);
+        }
+        let class_embeddings = Tensor::from_vec(flat, (labels.len(), dim), &model.device())?;
+        Ok(Self {
+            model,
+            labels,
+            class_embeddings,
+            top_k: options.top_k,
+            cache_stats: stats,
+        })
+    }
+
+    /// Keep only the best `k` predictions per image (`None`: all).
+    pub fn with_top_k(mut self, k: Option<usize>) -> Self {
+        self.top_k = k;
+        self
+    }
+
+    /// The labels, in the order given.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The class embeddings `[labels, embed]`, unit rows, in label order.
+    pub fn class_embeddings(&self) -> &Tensor {
+        &self.class_embeddings
+    }
+
+    /// How the label cache served this classifier's build.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache_stats
+    }
+
+    /// Predictions for one preprocessed image (`[3, r, r]` or `[1, 3, r, r]`), best first.
+    pub fn classify(&self, pixels: &Tensor) -> Result<Vec<Prediction>> {
+        let pixels = if pixels.rank() == 3 {
+            pixels.unsqueeze(0)?
+        } else {
+            pixels.clone()
+        };
+        if pixels.dim(0)? != 1 {
+            return Err(Error::ShapeMismatch {
+                name: "pixels".into(),
+                expected: vec![1, 3, 0, 0],
+                got: pixels.dims().to_vec(),
+            });
+        }
+        Ok(self.classify_batch(&pixels)?.remove(0))
+    }
+
+    /// Predictions for a batch of preprocessed images `[n, 3, r, r]`, best first per image.
+    pub fn classify_batch(&self, pixels: &Tensor) -> Result<Vec<Vec<Prediction>>> {
+        let features = self.model.encode_image(pixels)?;
+        self.classify_features(&features)
+    }
+
+    /// Predictions from image embeddings `[n, embed]` (normalized or not), best first per image.
+    pub fn classify_features(&self, image_features: &Tensor) -> Result<Vec<Vec<Prediction>>> {
+        let probs = self.probabilities(image_features)?;
+        Ok(probs.into_iter().map(|p| self.rank(p)).collect())
+    }
+
+    /// Probabilities `[n][labels]` in label order: softmax of `logit_scale * cos`.
+    pub fn probabilities(&self, image_features: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let image = normalize(&image_features.to_dtype(DType::F32)?)?;
+        let classes = self.class_embeddings.to_device(image.device())?;
+        let logits = (image.matmul(&classes.t()?)? * self.model.logit_scale() as f64)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+        Ok(probs.to_vec2()?)
+    }
+
+    fn rank(&self, probs: Vec<f32>) -> Vec<Prediction> {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        // Stable: equal scores keep label order.
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        order.truncate(self.top_k.unwrap_or(usize::MAX));
+        order
+            .into_iter()
+            .map(|i| Prediction {
+                label: self.labels[i].clone(),
+                score: probs[i],
+            })
+            .collect()
+    }
+}
+
+/// Class embeddings for `labels`, one unit vector each, ensembled over `templates`.
+fn encode_classes<M: ZeroShotModel + ?Sized>(
+    model: &M,
+    labels: &[&str],
+    templates: &[String],
+    truncate: bool,
+) -> Result<Vec<Vec<f32>>> {
+    let mut prompts = Vec::with_capacity(labels.len() * templates.len());
+    for label in labels {
+        for t in templates {
+            prompts.push(fill(t, label)?);
+        }
+    }
+    let embeddings = match model.encode_prompts(&prompts, truncate) {
+        Ok(e) => e,
+        Err(e) if labels.len() == 1 => {
+            return Err(Error::Label {
+                label: labels[0].to_string(),
+                source: Box::new(e),
+            })
+        }
+        // Find the label to blame, one at a time.
+        Err(e) => {
+            for label in labels {
+                encode_classes(model, &[label], templates, truncate)?;
+            }
+            return Err(e);
+        }
+    };
+    let n = templates.len();
+    (0..labels.len())
+        .map(|i| Ok(ensemble(&embeddings.narrow(0, i * n, n)?)?.to_vec1()?))
+        .collect()
+}
+
+/// One class embedding from its template embeddings `[templates, embed]`: the mean of the
+/// L2-normalized rows, normalized again (one template: just its normalized embedding).
+pub fn ensemble(template_embeddings: &Tensor) -> Result<Tensor> {
+    let rows = normalize(&template_embeddings.to_dtype(DType::F32)?)?;
+    if rows.dim(0)? == 1 {
+        // The reference's single-prompt path normalizes once; a second pass would only add
+        // rounding.
+        return Ok(rows.squeeze(0)?);
+    }
+    let mean = rows.mean_keepdim(0)?;
+    Ok(normalize(&mean)?.squeeze(0)?)
+}
+
+/// Rows divided by their L2 norm, as the reference's `x / x.norm(dim=-1, keepdim=True)`.
+pub fn normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    Ok(x.broadcast_div(&norm)?)
+}
+
+/// Stacks preprocessed CHW images into one `[n, 3, r, r]` tensor on `device`.
+pub fn stack_pixels(images: &[Vec<f32>], resolution: usize, device: &Device) -> Result<Tensor> {
+    let per_image = 3 * resolution * resolution;
+    let mut flat = Vec::with_capacity(images.len() * per_image);
+    for (i, img) in images.iter().enumerate() {
+        if img.len() != per_image {
+            return Err(Error::ShapeMismatch {
+                name: format!("pixels of image {i}"),
+                expected: vec![3, resolution, resolution],
+                got: vec![img.len()],
+            });
+        }
+        flat.extend_from_slice(img);
+    }
+    Ok(Tensor::from_vec(
+        flat,
+        (images.len(), 3, resolution, resolution),
+        device,
+    )?)
+}

@@ -1,0 +1,112 @@
+//! Label sets: the built-in ones (ImageNet-1k with OpenAI's cleaned class names, CIFAR-10,
+//! CIFAR-100; data files with attribution in `data/`) and user label files.
+
+use crate::{Error, Result};
+use std::path::Path;
+
+use super::templates::data_lines;
+
+const IMAGENET1K: &str = include_str!("../../data/imagenet1k.txt");
+const CIFAR10: &str = include_str!("../../data/cifar10.txt");
+const CIFAR100: &str = include_str!("../../data/cifar100.txt");
+
+/// A built-in label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSet {
+    /// ImageNet-1k, OpenAI's cleaned class names, in class-index order.
+    ImageNet,
+    /// CIFAR-10's 10 classes.
+    Cifar10,
+    /// CIFAR-100's 100 fine classes, with spaces for underscores.
+    Cifar100,
+}
+
+impl LabelSet {
+    /// Names accepted by [`LabelSet::from_name`].
+    pub const NAMES: [&'static str; 3] = ["imagenet", "cifar10", "cifar100"];
+
+    /// A built-in label set by name: `imagenet` (or `imagenet1k`), `cifar10`, `cifar100`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().replace('-', "").as_str() {
+            "imagenet" | "imagenet1k" => Ok(LabelSet::ImageNet),
+            "cifar10" => Ok(LabelSet::Cifar10),
+            "cifar100" => Ok(LabelSet::Cifar100),
+            _ => Err(Error::UnknownName {
+                kind: "label set",
+                name: name.to_string(),
+                known: Self::NAMES.join(", "),
+            }),
+        }
+    }
+
+    /// The class names, in the dataset's class-index order.
+    pub fn labels(self) -> Vec<String> {
+        data_lines(match self {
+            LabelSet::ImageNet => IMAGENET1K,
+            LabelSet::Cifar10 => CIFAR10,
+            LabelSet::Cifar100 => CIFAR100,
+        })
+    }
+}
+
+/// Labels from a text file: one label per line; surrounding whitespace is dropped and blank
+/// lines are skipped.
+pub fn read_labels_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(parse_labels(&text))
+}
+
+/// Labels from text, as [`read_labels_file`] reads them.
+pub fn parse_labels(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_sets_have_their_sizes_and_known_entries() {
+        let imagenet = LabelSet::ImageNet.labels();
+        assert_eq!(imagenet.len(), 1000);
+        assert_eq!(imagenet[0], "tench");
+        assert_eq!(imagenet[999], "toilet paper");
+        let c10 = LabelSet::Cifar10.labels();
+        assert_eq!(c10.len(), 10);
+        assert_eq!(c10[0], "airplane");
+        assert_eq!(c10[9], "truck");
+        let c100 = LabelSet::Cifar100.labels();
+        assert_eq!(c100.len(), 100);
+        assert_eq!(c100[1], "aquarium fish");
+        assert!(c100.iter().all(|l| !l.contains('_')));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            LabelSet::from_name("ImageNet-1k").unwrap(),
+            LabelSet::ImageNet
+        );
+        assert_eq!(LabelSet::from_name("cifar100").unwrap(), LabelSet::Cifar100);
+        let err = LabelSet::from_name("mnist").unwrap_err().to_string();
+        assert!(err.contains("mnist") && err.contains("cifar10"), "{err}");
+    }
+
+    #[test]
+    fn label_files_skip_blank_lines_and_trim() {
+        assert_eq!(
+            parse_labels("a dog\r\n\n  a cat  \n\ta diagram"),
+            vec!["a dog", "a cat", "a diagram"]
+        );
+        let missing = Path::new("/nonexistent/labels.txt");
+        let err = read_labels_file(missing).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/labels.txt"), "{err}");
+    }
+}
