@@ -2,7 +2,8 @@
 //! hundreds of MB and are written to a temporary directory by the script).
 //!
 //! For every `<name>.expected.safetensors` in `$ZEROCLIP_FULL_SIZE_DIR` (only `$ZEROCLIP_FULL_SIZE_ONLY`
-//! if set), loads `<name>.pt`, runs the saved inputs and compares with the reference's outputs.
+//! if set), loads `<name>.pt`, runs the saved inputs and compares with the reference's outputs
+//! (fp32, and the same weights in float64 to tell fp32 rounding noise from errors).
 //! Prints one `FULL-SIZE` line per model for the script to collect.
 
 mod model_common;
@@ -35,7 +36,11 @@ fn full_size_checkpoints() {
         .filter(|n| only.as_deref().is_none_or(|o| o == n))
         .collect();
     names.sort();
-    assert!(!names.is_empty(), "no expected outputs in {}", dir.display());
+    assert!(
+        !names.is_empty(),
+        "no expected outputs in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for name in names {
         let exp = candle_core::safetensors::load(
@@ -54,19 +59,36 @@ fn full_size_checkpoints() {
         let text = model.encode_text(&exp["input_ids"]).unwrap();
         let t_text = t2.elapsed().as_secs_f64();
         let (logits, _) = model.forward(&exp["pixels"], &exp["input_ids"]).unwrap();
-        let d_img = max_abs_diff(&image, &exp["image_embeds"]);
-        let d_txt = max_abs_diff(&text, &exp["text_embeds"]);
-        let d_log = max_abs_diff(&logits, &exp["logits_per_image"]);
+        let mut line = format!("FULL-SIZE {name}");
+        let mut passed = true;
+        for (key, ours, tol) in [
+            ("image", &image, EMBED_TOL),
+            ("text", &text, EMBED_TOL),
+            ("logits", &logits, LOGIT_TOL),
+        ] {
+            let ref_key = if key == "logits" {
+                "logits_per_image".to_string()
+            } else {
+                format!("{key}_embeds")
+            };
+            let (r32, r64) = (&exp[&ref_key], &exp[&format!("{ref_key}_f64")]);
+            let d32 = max_abs_diff(ours, r32);
+            let d64 = max_abs_diff(ours, r64);
+            let gap = max_abs_diff(r32, r64);
+            // Within tolerance of the fp32 reference, or no farther from the float64 result than
+            // the fp32 reference itself is (ill-conditioned random nets, see docs/FIDELITY.md).
+            passed &= d32 <= tol || d64 <= tol.max(1.5 * gap);
+            line += &format!(
+                " {key}_dmax={d32:.3e} {key}_d64={d64:.3e} {key}_ref_gap={gap:.3e} {key}_absmax={:.3e}",
+                max_abs(r32)
+            );
+        }
         println!(
-            "FULL-SIZE {name} image_dmax={d_img:.3e} image_absmax={:.3e} text_dmax={d_txt:.3e} \
-             text_absmax={:.3e} logits_dmax={d_log:.3e} load_s={t_load:.2} image_s={t_image:.2} \
-             text_s={t_text:.2} n_images={} n_texts={}",
-            max_abs(&exp["image_embeds"]),
-            max_abs(&exp["text_embeds"]),
+            "{line} load_s={t_load:.2} image_s={t_image:.2} text_s={t_text:.2} n_images={} n_texts={}",
             image.dim(0).unwrap(),
             text.dim(0).unwrap(),
         );
-        if d_img > EMBED_TOL || d_txt > EMBED_TOL || d_log > LOGIT_TOL {
+        if !passed {
             failures.push(name);
         }
     }

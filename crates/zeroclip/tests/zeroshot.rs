@@ -333,3 +333,21 @@ fn errors_name_their_cause() {
         Err(Error::Template { .. })
     ));
 }
+
+#[test]
+fn progress_counts_labels_through_the_text_tower() {
+    let model = Fake::new("m");
+    let names = labels(&["a", "b", "c", "d", "e"]);
+    // 7 templates and batches of 14 prompts: 2 labels per text-tower call.
+    let opts = ClassifierOptions {
+        text_batch_size: 14,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    ZeroShotClassifier::with_progress(&model, names, &Templates::ImageNet7, &opts, &mut |d, t| {
+        seen.push((d, t))
+    })
+    .unwrap();
+    assert_eq!(seen, [(0, 5), (2, 5), (4, 5), (5, 5)]);
+    assert_eq!(model.text_calls.get(), 3);
+}

@@ -39,8 +39,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub templates: Option<String>,
     /// Show the best K labels per image.
-    #[arg(long, default_value_t = 5, value_name = "K")]
-    pub top_k: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), value_name = "K")]
+    pub top_k: u64,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Output format.
@@ -53,7 +53,7 @@ pub struct Args {
     /// Always compute label embeddings; neither read nor write the cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Print label-cache use and progress notes to stderr.
+    /// Print how many label embeddings came from the cache to stderr.
     #[arg(short, long)]
     pub verbose: bool,
 }
@@ -97,9 +97,9 @@ pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:16} {bar:40} {pos}/{len}  {elapsed} elapsed, eta {eta}",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -117,6 +117,29 @@ pub fn decode_batch(
             Err(e) => Err(e.clone()),
         })
         .collect()
+}
+
+/// Moves the decoded pixels out of a batch's results: per item `Ok(())` or its error, and the
+/// pixels of the items that decoded, in order.
+pub fn split_decoded(
+    decoded: Vec<Result<Vec<f32>, String>>,
+) -> (Vec<Result<(), String>>, Vec<Vec<f32>>) {
+    let mut good = Vec::with_capacity(decoded.len());
+    let status = decoded
+        .into_iter()
+        .map(|d| d.map(|px| good.push(px)))
+        .collect();
+    (status, good)
+}
+
+fn infer(
+    classifier: &ZeroShotClassifier<&zeroclip::Clip>,
+    images: &[Vec<f32>],
+    resolution: usize,
+    device: &candle_core::Device,
+) -> anyhow::Result<Vec<Vec<zeroclip::Prediction>>> {
+    let pixels = stack_pixels(images, resolution, device)?;
+    Ok(classifier.classify_batch(&pixels)?)
 }
 
 /// Runs `zeroclip classify`.
@@ -151,11 +174,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let options = ClassifierOptions {
         truncate: args.model.truncate,
         cache,
-        top_k: Some(args.top_k),
+        top_k: Some(args.top_k as usize),
         ..Default::default()
     };
     let n_labels = labels.len();
-    let classifier = ZeroShotClassifier::with_options(&model, labels, &templates, &options)?;
+    let mut label_bar: Option<indicatif::ProgressBar> = None;
+    let classifier = ZeroShotClassifier::with_progress(
+        &model,
+        labels,
+        &templates,
+        &options,
+        &mut |done, total| {
+            let bar = label_bar.get_or_insert_with(|| {
+                let bar = progress_bar(total);
+                bar.set_message("label embeddings");
+                bar
+            });
+            bar.set_position(done as u64);
+        },
+    )?;
+    if let Some(bar) = label_bar {
+        bar.finish_and_clear();
+    }
     if args.verbose {
         let s = classifier.cache_stats();
         eprintln!(
@@ -173,11 +213,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
     let mut writer = Writer::new(args.format, std::io::stdout().lock())?;
     let bar = progress_bar(items.len());
+    bar.set_message("images");
     let resolution = preprocess.resolution as usize;
     let device = model.device().clone();
     let mut failed = 0usize;
     let batch_size = args.model.batch_size as usize;
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    let stopped = std::thread::scope(|scope| -> anyhow::Result<bool> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let preprocess = &preprocess;
         let items = &items;
@@ -190,18 +231,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
         });
         for (chunk, decoded) in rx {
-            let good: Vec<Vec<f32>> = decoded
-                .iter()
-                .filter_map(|d| d.as_ref().ok())
-                .cloned()
-                .collect();
+            let (decoded, good) = split_decoded(decoded);
             let mut predictions = if good.is_empty() {
                 Ok(Vec::new().into_iter())
             } else {
-                stack_pixels(&good, resolution, &device)
-                    .and_then(|px| classifier.classify_batch(&px))
+                infer(&classifier, &good, resolution, &device)
                     .map(|p| p.into_iter())
-                    .map_err(|e| format!("inference failed: {e}"))
+                    .map_err(|e| format!("inference failed: {e:#}"))
             };
             for (item, d) in chunk.iter().zip(&decoded) {
                 let result = match (d, &mut predictions) {
@@ -222,13 +258,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                         }
                     }
                 };
-                writer.write(&record)?;
+                match writer.write(&record) {
+                    // A closed pipe (`| head`) ends the run quietly, as in other Unix tools.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(true),
+                    r => r?,
+                }
                 bar.inc(1);
             }
         }
-        Ok(())
+        Ok(false)
     })?;
     bar.finish_and_clear();
+    if stopped {
+        return Ok(Outcome::Success);
+    }
     writer.finish()?;
     if failed > 0 {
         eprintln!("zeroclip: {failed} of {} inputs failed", items.len());

@@ -5,7 +5,7 @@
 //! JSON-lines index goes to stdout (`{"input", "row"}` or `{"input", "error"}`) and, in
 //! safetensors, the row names go into the metadata.
 
-use crate::cmd::classify::{decode_batch, progress_bar, ModelArgs};
+use crate::cmd::classify::{decode_batch, progress_bar, split_decoded, ModelArgs};
 use crate::inputs::{self, Item};
 use crate::Outcome;
 use anyhow::Context;
@@ -196,7 +196,7 @@ fn create(path: &PathBuf) -> anyhow::Result<std::fs::File> {
     std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
-fn finish(t: Tensor, normalized: bool) -> zeroclip::Result<Vec<Vec<f32>>> {
+fn finish(t: Tensor, normalized: bool) -> anyhow::Result<Vec<Vec<f32>>> {
     let t = t.to_dtype(candle_core::DType::F32)?;
     let t = if normalized { normalize(&t)? } else { t };
     Ok(t.to_vec2()?)
@@ -239,6 +239,16 @@ fn embed_texts(model: &zeroclip::Clip, texts: &[String], args: &Args) -> anyhow:
     Ok(rows)
 }
 
+fn encode_images(
+    model: &zeroclip::Clip,
+    images: &[Vec<f32>],
+    resolution: usize,
+    normalized: bool,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let pixels = stack_pixels(images, resolution, model.device())?;
+    finish(model.encode_image(&pixels)?, normalized)
+}
+
 fn embed_images(
     model: &zeroclip::Clip,
     preprocess: &zeroclip::image::Preprocess,
@@ -246,23 +256,17 @@ fn embed_images(
     args: &Args,
 ) -> anyhow::Result<Vec<Row>> {
     let bar = progress_bar(items.len());
+    bar.set_message("images");
     let resolution = preprocess.resolution as usize;
     let mut rows = Vec::with_capacity(items.len());
     for chunk in items.chunks(args.model.batch_size as usize) {
-        let decoded = decode_batch(chunk, preprocess);
-        let good: Vec<Vec<f32>> = decoded
-            .iter()
-            .filter_map(|d| d.as_ref().ok())
-            .cloned()
-            .collect();
+        let (decoded, good) = split_decoded(decode_batch(chunk, preprocess));
         let mut embedded = if good.is_empty() {
             Ok(Vec::new().into_iter())
         } else {
-            stack_pixels(&good, resolution, model.device())
-                .and_then(|px| model.encode_image(&px))
-                .and_then(|t| finish(t, args.normalize))
+            encode_images(model, &good, resolution, args.normalize)
                 .map(|v| v.into_iter())
-                .map_err(|e| format!("inference failed: {e}"))
+                .map_err(|e| format!("inference failed: {e:#}"))
         };
         for (item, d) in chunk.iter().zip(&decoded) {
             let result = match (d, &mut embedded) {

@@ -3,10 +3,13 @@
 //! convolution and before its downsampling 1×1 convolution instead of striding), and
 //! `AttentionPool2d`, multi-head attention whose query is the mean of the final feature map.
 //!
-//! BatchNorm (eval mode) is folded into the preceding convolution at load time:
-//! `bn(conv(x, w)) = conv(x, w·s) + (β − μ·s)` with `s = γ / √(σ² + ε)`.
+//! BatchNorm (eval mode) is applied as PyTorch's CPU kernel applies it, `y·α + β` per channel
+//! with `α = γ / √(σ² + ε)` and `β = b − μ·α` precomputed, fused with the following ReLU in one
+//! pass. (Folding `α` into the convolution weights would save that pass but moves the result
+//! measurably further from the reference on deep random ResNets; see docs/FIDELITY.md.)
 
 use super::config::ClipConfig;
+use super::ops;
 use super::transformer::Linear;
 use crate::error::Result;
 use crate::weights::Vb;
@@ -15,12 +18,14 @@ use candle_core::{Module, Tensor, D};
 /// The reference's `nn.BatchNorm2d` epsilon.
 const BN_EPS: f64 = 1e-5;
 
-/// A bias-free convolution followed by an eval-mode BatchNorm, folded into one convolution.
+/// A bias-free convolution followed by an eval-mode BatchNorm.
 #[derive(Clone, Debug)]
 struct ConvBn {
+    /// `[out, in, k, k]`, or `[out, in]` for 1×1 kernels (applied as a matmul).
     weight: Tensor,
-    /// `[1, out, 1, 1]`, broadcast over the output.
-    bias: Tensor,
+    /// BatchNorm's per-channel `α` and `β`, `[out]`.
+    alpha: Tensor,
+    beta: Tensor,
     kernel: usize,
     padding: usize,
     stride: usize,
@@ -37,31 +42,30 @@ impl ConvBn {
     ) -> Result<Self> {
         let w = conv.get(&[c_out, c_in, kernel, kernel], "weight")?;
         let gamma = bn.get(&[c_out], "weight")?;
-        let beta = bn.get(&[c_out], "bias")?;
+        let bias = bn.get(&[c_out], "bias")?;
         let mean = bn.get(&[c_out], "running_mean")?;
         let var = bn.get(&[c_out], "running_var")?;
         // Part of the state_dict (and of OpenAI's files), unused in eval mode.
         bn.get_optional(&[], "num_batches_tracked")?;
-        let scale = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
-        let weight = w.broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
+        let alpha = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
+        let beta = bias.sub(&mean.mul(&alpha)?)?;
         let weight = if kernel == 1 {
-            weight.reshape((c_out, c_in))?
+            w.reshape((c_out, c_in))?
         } else {
-            weight
+            w
         };
-        let bias = beta.sub(&mean.mul(&scale)?)?.reshape((1, c_out, 1, 1))?;
         Ok(ConvBn {
             weight,
-            bias,
+            alpha,
+            beta,
             kernel,
             padding: kernel / 2,
             stride,
         })
     }
-}
 
-impl Module for ConvBn {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `bn(conv(x))`, followed by a ReLU if `relu`.
+    fn forward(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
         let y = if self.kernel == 1 && self.stride == 1 {
             // A 1×1 convolution is a matmul over channels: [out, in] @ [n, in, h·w].
             let (n, c, h, w) = x.dims4()?;
@@ -74,7 +78,7 @@ impl Module for ConvBn {
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
-        y.broadcast_add(&self.bias)
+        ops::channel_affine(&y, &self.alpha, &self.beta, relu)
     }
 }
 
@@ -114,11 +118,11 @@ impl Bottleneck {
                 Ok(t)
             }
         };
-        let out = self.conv1.forward(x)?.relu()?;
-        let out = pool(self.conv2.forward(&out)?.relu()?)?;
-        let out = self.conv3.forward(&out)?;
+        let out = self.conv1.forward(x, true)?;
+        let out = pool(self.conv2.forward(&out, true)?)?;
+        let out = self.conv3.forward(&out, false)?;
         let identity = match &self.downsample {
-            Some(ds) => ds.forward(&pool(x.clone())?)?,
+            Some(ds) => ds.forward(&pool(x.clone())?, false)?,
             None => x.clone(),
         };
         (out + identity)?.relu()
@@ -226,7 +230,7 @@ impl ModifiedResNet {
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let mut x = pixels.clone();
         for conv in &self.stem {
-            x = conv.forward(&x)?.relu()?;
+            x = conv.forward(&x, true)?;
         }
         x = x.avg_pool2d(2)?;
         for stage in &self.stages {

@@ -57,9 +57,10 @@ pub struct CacheStats {
     pub write_errors: usize,
 }
 
-/// Classifies images against a fixed set of labels, zero-shot.
-pub struct ZeroShotClassifier<'m, M: ZeroShotModel + ?Sized> {
-    model: &'m M,
+/// Classifies images against a fixed set of labels, zero-shot. `M` is the model, borrowed
+/// (`&Clip`) or shared (`Arc<Clip>`).
+pub struct ZeroShotClassifier<M: ZeroShotModel> {
+    model: M,
     labels: Vec<String>,
     /// `[labels, embed]`, unit rows.
     class_embeddings: Tensor,
@@ -67,18 +68,30 @@ pub struct ZeroShotClassifier<'m, M: ZeroShotModel + ?Sized> {
     cache_stats: CacheStats,
 }
 
-impl<'m, M: ZeroShotModel + ?Sized> ZeroShotClassifier<'m, M> {
+impl<M: ZeroShotModel> ZeroShotClassifier<M> {
     /// A classifier with default options (no cache, all predictions kept).
-    pub fn new(model: &'m M, labels: Vec<String>, templates: &Templates) -> Result<Self> {
+    pub fn new(model: M, labels: Vec<String>, templates: &Templates) -> Result<Self> {
         Self::with_options(model, labels, templates, &ClassifierOptions::default())
     }
 
     /// A classifier; class embeddings come from the cache where present, else the text tower.
     pub fn with_options(
-        model: &'m M,
+        model: M,
         labels: Vec<String>,
         templates: &Templates,
         options: &ClassifierOptions,
+    ) -> Result<Self> {
+        Self::with_progress(model, labels, templates, options, &mut |_, _| {})
+    }
+
+    /// As [`Self::with_options`], calling `progress(done, total)` as labels missing from the
+    /// cache go through the text tower (ImageNet with 80 templates is 80,000 prompts).
+    pub fn with_progress(
+        model: M,
+        labels: Vec<String>,
+        templates: &Templates,
+        options: &ClassifierOptions,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         if labels.is_empty() {
             return Err(Error::NoLabels);
@@ -111,9 +124,11 @@ impl<'m, M: ZeroShotModel + ?Sized> ZeroShotClassifier<'m, M> {
         stats.misses = missing.len();
 
         let per_chunk = (options.text_batch_size / templates.len()).max(1);
+        let mut done = 0;
         for chunk in missing.chunks(per_chunk) {
+            progress(done, missing.len());
             let chunk_labels: Vec<&str> = chunk.iter().map(|&i| labels[i].as_str()).collect();
-            let embeddings = encode_classes(model, &chunk_labels, &templates, options.truncate)?;
+            let embeddings = encode_classes(&model, &chunk_labels, &templates, options.truncate)?;
             for (&i, emb) in chunk.iter().zip(embeddings) {
                 if let Some(cache) = &options.cache {
                     if cache.put(&keys[i], &emb).is_err() {
@@ -122,6 +137,10 @@ impl<'m, M: ZeroShotModel + ?Sized> ZeroShotClassifier<'m, M> {
                 }
                 rows[i] = Some(emb);
             }
+            done += chunk.len();
+        }
+        if !missing.is_empty() {
+            progress(done, missing.len());
         }
 
         let dim = rows[0].as_ref().map_or(0, Vec::len);
@@ -152,6 +171,11 @@ impl<'m, M: ZeroShotModel + ?Sized> ZeroShotClassifier<'m, M> {
     pub fn with_top_k(mut self, k: Option<usize>) -> Self {
         self.top_k = k;
         self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
     }
 
     /// The labels, in the order given.

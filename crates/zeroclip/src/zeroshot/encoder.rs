@@ -23,6 +23,33 @@ pub trait ZeroShotModel {
     fn device(&self) -> Device;
 }
 
+macro_rules! forward_impl {
+    ($($ty:ty),*) => {$(
+        impl<T: ZeroShotModel + ?Sized> ZeroShotModel for $ty {
+            fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
+                (**self).encode_image(pixels)
+            }
+            fn encode_prompts(&self, prompts: &[String], truncate: bool) -> Result<Tensor> {
+                (**self).encode_prompts(prompts, truncate)
+            }
+            fn logit_scale(&self) -> f32 {
+                (**self).logit_scale()
+            }
+            fn identity(&self) -> Result<String> {
+                (**self).identity()
+            }
+            fn context_length(&self) -> usize {
+                (**self).context_length()
+            }
+            fn device(&self) -> Device {
+                (**self).device()
+            }
+        }
+    )*};
+}
+// A classifier can borrow its model or share it (a server holds `Arc<Clip>`).
+forward_impl!(&T, std::sync::Arc<T>, Box<T>);
+
 impl ZeroShotModel for crate::Clip {
     fn encode_image(&self, pixels: &Tensor) -> Result<Tensor> {
         let pixels = pixels.to_device(crate::Clip::device(self))?;

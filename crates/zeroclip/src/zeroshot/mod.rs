@@ -4,6 +4,28 @@
 //! Reproduces the zero-shot recipe of OpenAI's CLIP README and ImageNet notebook: classes become
 //! prompts ("a photo of a {}."), prompts become unit text embeddings (ensembled over templates),
 //! and an image's probabilities are the softmax of `logit_scale * cos(image, class)`.
+//!
+//! ```no_run
+//! use zeroclip::{ClassifierOptions, LabelCache, LabelSet, Templates, ZeroShotClassifier};
+//! # fn main() -> zeroclip::Result<()> {
+//! let device = candle_core::Device::Cpu;
+//! let (model, preprocess) = zeroclip::load("ViT-B/32", &device)?;
+//! let options = ClassifierOptions {
+//!     cache: LabelCache::default_dir().map(LabelCache::new),
+//!     top_k: Some(5),
+//!     ..Default::default()
+//! };
+//! let labels = LabelSet::Cifar10.labels();
+//! let classifier =
+//!     ZeroShotClassifier::with_options(&model, labels, &Templates::ImageNet7, &options)?;
+//! let pixels = preprocess.preprocess_path("CLIP.png".as_ref())?;
+//! let pixels = zeroclip::zeroshot::stack_pixels(&[pixels], 224, &device)?;
+//! for p in classifier.classify(&pixels)? {
+//!     println!("{:>8.4}  {}", p.score, p.label);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod cache;
 mod classifier;
