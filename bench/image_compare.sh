@@ -20,6 +20,8 @@ Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(sys.argv[1], quality=9
 PYEOF
 files=("$tmp/photo_4000x3000.jpg" tests/fixtures/image/inputs/large_4000x3000.jpg)
 [ -f ../shared/fixtures/CLIP.png ] && files+=(../shared/fixtures/CLIP.png)
+# cargo runs benches from the crate's directory: pass absolute paths.
+files=($(realpath "${files[@]}"))
 ls -l "${files[@]}" | awk '{print $5, $9}'
 cargo bench -q -p zeroclip-image --bench image_preprocess -- "$@" "${files[@]}"
 "$PY" bench/image_preprocess.py "$@" "${files[@]}"

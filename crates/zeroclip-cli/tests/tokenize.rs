@@ -6,7 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tokenizer/");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/tokenizer/"
+);
 
 fn records(name: &str) -> Vec<Value> {
     let file = std::fs::File::open(format!("{FIXTURES}{name}")).expect("tokenizer fixture");
@@ -45,13 +48,19 @@ fn lines(out: &Output) -> Vec<Value> {
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("zeroclip-tokenize-{}-{name}", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("zeroclip-tokenize-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).expect("write temp file");
     path
 }
 
 fn head(row: &Value) -> Vec<u64> {
-    row.as_array().expect("a row").iter().take(4).map(|v| v.as_u64().expect("id")).collect()
+    row.as_array()
+        .expect("a row")
+        .iter()
+        .take(4)
+        .map(|v| v.as_u64().expect("id"))
+        .collect()
 }
 
 #[test]
@@ -66,7 +75,11 @@ fn rows_match_clip_tokenize_for_every_fixture_case() {
             if truncate {
                 args.push("--truncate".into());
             }
-            args.extend(cases.iter().map(|c| c["text"].as_str().expect("text").into()));
+            args.extend(
+                cases
+                    .iter()
+                    .map(|c| c["text"].as_str().expect("text").into()),
+            );
             let out = zeroclip(&args);
             let got = lines(&out);
             assert_eq!(got.len(), cases.len());
@@ -103,7 +116,12 @@ fn file_lines_match_the_reference_ids() {
     let path = temp_file("corpus.txt", &body);
     let out = zeroclip(&["--file".into(), path.clone().into()]);
     std::fs::remove_file(&path).ok();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(want.len() > 500, "{} lines", want.len());
     assert_eq!(lines(&out), want);
 }
@@ -127,16 +145,27 @@ fn non_utf8_inputs_are_reported_by_name_and_the_rest_still_run() {
     assert!(got[1]["error"].as_str().unwrap().starts_with("argument 2:"));
     assert_eq!(head(&got[2]), [49406, 320, 1929, 49407]);
     let bad_line = got[3]["error"].as_str().unwrap();
-    assert!(bad_line.contains(&format!("{}:2:", path.display())), "{bad_line}");
+    assert!(
+        bad_line.contains(&format!("{}:2:", path.display())),
+        "{bad_line}"
+    );
     assert!(bad_line.contains("not valid UTF-8"));
     assert_eq!(head(&got[4]), [49406, 320, 2368, 49407]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("argument 2") && stderr.contains(":2:"), "{stderr}");
+    assert!(
+        stderr.contains("argument 2") && stderr.contains(":2:"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    assert_eq!(zeroclip(&["--context-length".into(), "0".into(), "x".into()]).status.code(), Some(2));
+    assert_eq!(
+        zeroclip(&["--context-length".into(), "0".into(), "x".into()])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(zeroclip(&[]).status.code(), Some(2));
     let missing = zeroclip(&["--file".into(), "/nonexistent/zeroclip-texts.txt".into()]);
     assert_eq!(missing.status.code(), Some(2));

@@ -98,6 +98,7 @@ impl BatcherHandle {
             Err(TrySendError::Full(_)) => {
                 self.depth.fetch_sub(1, Ordering::SeqCst);
                 return Err(ApiError::Overloaded {
+                    what: "the model queue",
                     capacity: self.capacity,
                 });
             }

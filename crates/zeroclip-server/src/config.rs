@@ -20,6 +20,10 @@ pub struct Limits {
     pub max_templates: usize,
     /// Longest a request may take, queueing included, before it gets a 504.
     pub request_timeout: Duration,
+    /// Most POST requests handled at once (bodies held in memory); more get 503 `overloaded`.
+    pub max_in_flight: usize,
+    /// Most images decoded at once (decoded pixels are the largest buffers); the rest wait.
+    pub max_concurrent_decodes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +36,8 @@ impl Default for Limits {
             max_label_chars: 300,
             max_templates: 100,
             request_timeout: Duration::from_secs(60),
+            max_in_flight: 512,
+            max_concurrent_decodes: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

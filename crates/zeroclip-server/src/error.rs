@@ -49,9 +49,12 @@ pub enum ApiError {
     /// No route for this path.
     #[error("no such endpoint: {method} {path}")]
     NotFound { method: String, path: String },
-    /// The batching queue is full: the client should retry later.
-    #[error("server overloaded: the queue of {capacity} requests is full, retry later")]
-    Overloaded { capacity: usize },
+    /// The path exists but not for this method.
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// The model queue or the in-flight request limit is full: the client should retry later.
+    #[error("server overloaded: {what} ({capacity}) is full, retry later")]
+    Overloaded { what: &'static str, capacity: usize },
     /// The model is not (or no longer) serving.
     #[error("model not ready: {reason}")]
     NotReady { reason: String },
@@ -90,6 +93,7 @@ impl ApiError {
             | NoInputs { .. }
             | TooManyInputs { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound { .. } => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Overloaded { .. } | NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,6 +116,7 @@ impl ApiError {
             NoInputs { .. } => "no_inputs",
             TooManyInputs { .. } => "too_many_inputs",
             NotFound { .. } => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
             Overloaded { .. } => "overloaded",
             NotReady { .. } => "not_ready",
             Timeout { .. } => "timeout",
@@ -164,7 +169,11 @@ mod tests {
             assert!(e.status().is_client_error(), "{e:?}");
         }
         assert_eq!(
-            ApiError::Overloaded { capacity: 1 }.status(),
+            ApiError::Overloaded {
+                what: "the model queue",
+                capacity: 1
+            }
+            .status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

@@ -42,10 +42,18 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(page::openapi))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    }
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -55,9 +63,18 @@ async fn not_found(req: Request) -> ApiError {
     }
 }
 
-/// Gives up on a request after the request timeout. Dropping the handler also withdraws its
-/// queued work: the batcher skips jobs nobody waits for.
-async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Admits POST requests up to the in-flight limit (probes and pages always pass), and gives up
+/// on a request after the request timeout. Dropping the handler also withdraws its queued work:
+/// the batcher skips jobs nobody waits for.
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let _permit = if req.method() == axum::http::Method::POST {
+        match state.admit() {
+            Ok(permit) => Some(permit),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
     let limit = state.limits().request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,

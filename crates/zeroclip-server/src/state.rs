@@ -10,6 +10,7 @@ use crate::labels::{self, Prediction, TemplateSet};
 use crate::metrics::Metrics;
 use crate::model::{self, LoadedModel, ModelInfo};
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroclip::image::Preprocess;
 
 /// Label-cache key: (template set key, label).
@@ -28,6 +29,8 @@ struct Shared {
     limits: Limits,
     cache: Lru<LabelKey, Arc<[f32]>>,
     metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
+    decodes: Arc<Semaphore>,
 }
 
 /// An image as it arrived: its name for messages, and its bytes (or why there are none, e.g.
@@ -59,6 +62,8 @@ impl AppState {
         preprocess.max_pixels = config.limits.max_image_pixels;
         info.name = config.model_name.clone();
         let metrics = Arc::new(Metrics::default());
+        let in_flight = Arc::new(Semaphore::new(config.limits.max_in_flight.max(1)));
+        let decodes = Arc::new(Semaphore::new(config.limits.max_concurrent_decodes.max(1)));
         let (batcher, worker) = batcher::channel(encoder, config.batch, metrics.clone());
         let state = AppState {
             inner: Arc::new(Shared {
@@ -68,6 +73,8 @@ impl AppState {
                 limits: config.limits,
                 cache: Lru::new(config.label_cache_capacity),
                 metrics,
+                in_flight,
+                decodes,
             }),
         };
         (state, worker)
@@ -110,6 +117,19 @@ impl AppState {
         self.inner.cache.len()
     }
 
+    /// Admits one more request, or says the server is overloaded. The permit is held until the
+    /// response is ready.
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.inner
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded {
+                what: "the in-flight request limit",
+                capacity: self.inner.limits.max_in_flight,
+            })
+    }
+
     /// Checks the number of inputs of one request.
     pub fn check_inputs(&self, what: &'static str, count: usize) -> Result<(), ApiError> {
         let max = self.inner.limits.max_inputs;
@@ -150,6 +170,15 @@ impl AppState {
                     ApiError::InvalidLabel { label, reason }
                 })?;
             let rows = s.batcher.run(Work::Texts { ids, n }).await?;
+            if rows.len() != texts.len() {
+                return Err(ApiError::Internal {
+                    reason: format!(
+                        "the text tower gave {} rows for {} texts",
+                        rows.len(),
+                        texts.len()
+                    ),
+                });
+            }
             for (k, &i) in missing.iter().enumerate() {
                 let emb: Arc<[f32]> =
                     model::ensemble(&rows[k * per_label..(k + 1) * per_label])?.into();
@@ -185,16 +214,29 @@ impl AppState {
             .into_iter()
             .map(|image| {
                 let pre = self.inner.preprocess.clone();
+                let decodes = self.inner.decodes.clone();
                 let name = image.name.clone();
-                let task = tokio::task::spawn_blocking(move || {
-                    let bytes = image.bytes?;
-                    pre.preprocess_bytes(&bytes, &image.name)
-                        .map_err(|e| ApiError::InvalidImage {
-                            input: image.name.clone(),
-                            reason: image_reason(e),
+                let task = async move {
+                    // The semaphore is never closed, so acquiring only waits.
+                    let permit = decodes.acquire_owned().await;
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        let bytes = image.bytes?;
+                        pre.preprocess_bytes(&bytes, &image.name).map_err(|e| {
+                            ApiError::InvalidImage {
+                                input: image.name.clone(),
+                                reason: image_reason(e),
+                            }
                         })
-                });
-                (name, task)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ApiError::Internal {
+                            reason: format!("preprocessing panicked: {e}"),
+                        })
+                    })
+                };
+                (name, tokio::spawn(task))
             })
             .collect();
         let mut out = Vec::with_capacity(tasks.len());

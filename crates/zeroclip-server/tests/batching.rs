@@ -93,7 +93,7 @@ async fn full_queue_is_503_and_slow_request_is_504() {
         &body,
         StatusCode::SERVICE_UNAVAILABLE,
         "overloaded",
-        "queue",
+        "model queue",
     );
     assert_eq!(headers["retry-after"], "1");
     let (status, _, _) = get(&state, "/readyz").await;
@@ -109,6 +109,39 @@ async fn full_queue_is_503_and_slow_request_is_504() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, _) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_in_flight_limit_are_503_but_probes_pass() {
+    let config = ServerConfig {
+        limits: Limits {
+            max_in_flight: 1,
+            ..Limits::default()
+        },
+        ..config()
+    };
+    let (state, worker) = unstarted(config);
+    let texts = json!({"texts": ["a dog"]});
+    let first = {
+        let (state, texts) = (state.clone(), texts.clone());
+        tokio::spawn(async move { post_json(&state, "/v1/embeddings", &texts).await })
+    };
+    until(|| state.queue_depth() == 1).await;
+    let (status, body) = post_json(&state, "/v1/embeddings", &texts).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "in-flight",
+    );
+    let (status, _, _) = get(&state, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    worker.spawn();
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = post_json(&state, "/v1/embeddings", &texts).await;
+    assert_eq!(status, StatusCode::OK, "the permit is returned: {body}");
 }
 
 #[tokio::test]

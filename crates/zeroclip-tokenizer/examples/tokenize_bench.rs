@@ -10,8 +10,12 @@ use zeroclip_tokenizer::{Tokenizer, DEFAULT_CONTEXT_LENGTH};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: tokenize_bench CORPUS.jsonl REPEATS");
-    let repeats: usize = args.next().map_or(20, |r| r.parse().expect("REPEATS is a number"));
+    let path = args
+        .next()
+        .expect("usage: tokenize_bench CORPUS.jsonl REPEATS");
+    let repeats: usize = args
+        .next()
+        .map_or(20, |r| r.parse().expect("REPEATS is a number"));
     let file = std::fs::File::open(&path).expect("corpus file");
     let texts: Vec<String> = std::io::BufReader::new(file)
         .lines()
@@ -37,11 +41,9 @@ fn main() {
         warm_s = warm_s.min(start.elapsed().as_secs_f64());
         assert_eq!(b, batch);
     }
-    let checksum = batch
-        .ids
-        .iter()
-        .enumerate()
-        .fold(0u64, |acc, (i, &id)| acc.wrapping_add((i as u64 + 1).wrapping_mul(id as u64)));
+    let checksum = batch.ids.iter().enumerate().fold(0u64, |acc, (i, &id)| {
+        acc.wrapping_add((i as u64 + 1).wrapping_mul(id as u64))
+    });
     println!(
         "{{\"n\": {}, \"build_s\": {build_s}, \"cold_s\": {cold_s}, \"warm_s\": {warm_s}, \"checksum\": {checksum}}}",
         texts.len()

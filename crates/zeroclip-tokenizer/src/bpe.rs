@@ -19,7 +19,8 @@ pub(crate) struct PairHasher(u64);
 
 impl Hasher for PairHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The product's high half is well mixed; fold it down so the bucket bits see it too.
+        self.0 ^ (self.0 >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -36,7 +37,10 @@ type PairMap = HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>;
 /// The reference's `bytes_to_unicode`: printable Latin-1 bytes map to themselves, the others to
 /// U+0100 onwards; returned in dictionary order, which is also the id order.
 pub(crate) fn bytes_to_unicode() -> Vec<(u8, char)> {
-    let mut bs: Vec<u32> = (0x21..=0x7e).chain(0xa1..=0xac).chain(0xae..=0xff).collect();
+    let mut bs: Vec<u32> = (0x21..=0x7e)
+        .chain(0xa1..=0xac)
+        .chain(0xae..=0xff)
+        .collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256 {
@@ -66,16 +70,18 @@ impl Bpe {
     pub(crate) fn load() -> Bpe {
         let table = bytes_to_unicode();
         let mut byte_id = [0u32; 256];
-        let mut char_byte = HashMap::new();
-        let mut vocab: Vec<String> = Vec::with_capacity(512 + N_MERGES + 2);
+        // Byte of each symbol character (all below U+0144).
+        let mut char_byte = [0u8; 0x144];
         for (i, &(b, c)) in table.iter().enumerate() {
             byte_id[b as usize] = i as u32;
-            char_byte.insert(c, b);
-            vocab.push(c.to_string());
+            char_byte[c as usize] = b;
         }
-        for (_, c) in &table {
-            vocab.push(format!("{c}</w>"));
-        }
+        let to_bytes = |symbol: &str| -> Vec<u8> {
+            symbol
+                .chars()
+                .map(|c| char_byte.get(c as usize).copied().unwrap_or(b'?'))
+                .collect()
+        };
         let reader = BufReader::new(flate2::read::GzDecoder::new(VOCAB_GZ));
         let merge_lines: Vec<String> = reader
             .lines()
@@ -83,39 +89,43 @@ impl Bpe {
             .take(N_MERGES)
             .collect::<Result<_, _>>()
             .expect("embedded BPE vocabulary is valid gzip and UTF-8");
-        let merge_pairs: Vec<(&str, &str)> = merge_lines
-            .iter()
-            .map(|l| l.split_once(' ').expect("merge line has two symbols"))
-            .collect();
-        for (a, b) in &merge_pairs {
-            vocab.push(format!("{a}{b}"));
+
+        // Each vocabulary string as the bytes it decodes to. The byte/character map is a
+        // bijection and `</w>` is made of characters that stand for themselves, so byte strings
+        // are equal exactly when the reference's vocabulary strings are.
+        let mut token_bytes: Vec<Box<[u8]>> = Vec::with_capacity(512 + N_MERGES + 2);
+        token_bytes.extend(table.iter().map(|&(b, _)| Box::from([b])));
+        token_bytes.extend(
+            table
+                .iter()
+                .map(|&(b, _)| Box::from([b, b'<', b'/', b'w', b'>'])),
+        );
+        let mut merge_pairs = Vec::with_capacity(N_MERGES);
+        for line in &merge_lines {
+            let (a, b) = line.split_once(' ').expect("merge line has two symbols");
+            let (a, b) = (to_bytes(a), to_bytes(b));
+            token_bytes.push([a.as_slice(), b.as_slice()].concat().into());
+            merge_pairs.push((a, b));
         }
-        vocab.push("<|startoftext|>".into());
-        vocab.push("<|endoftext|>".into());
+        token_bytes.push(Box::from(&b"<|startoftext|>"[..]));
+        token_bytes.push(Box::from(&b"<|endoftext|>"[..]));
 
         // `dict(zip(vocab, range(...)))`: a repeated string keeps its last id.
-        let encoder: HashMap<&str, u32> = vocab
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i as u32))
-            .collect();
-        let mut merges = PairMap::default();
+        let mut encoder: HashMap<&[u8], u32, BuildHasherDefault<PairHasher>> =
+            HashMap::with_capacity_and_hasher(token_bytes.len(), Default::default());
+        for (i, s) in token_bytes.iter().enumerate() {
+            encoder.insert(s, i as u32);
+        }
+        let mut merges = PairMap::with_capacity_and_hasher(N_MERGES, Default::default());
         for (rank, (a, b)) in merge_pairs.iter().enumerate() {
-            let (Some(&ia), Some(&ib)) = (encoder.get(a), encoder.get(b)) else {
+            let (Some(&ia), Some(&ib)) = (encoder.get(a.as_slice()), encoder.get(b.as_slice()))
+            else {
                 continue; // a symbol no word can contain, so the rule can never fire
             };
-            let merged = encoder[format!("{a}{b}").as_str()];
+            let merged = encoder[[a.as_slice(), b.as_slice()].concat().as_slice()];
             // `dict(zip(merges, ...))`: a repeated pair keeps its last rank.
             merges.insert(key(ia, ib), (rank as u32, merged));
         }
-        let token_bytes = vocab
-            .iter()
-            .map(|s| {
-                s.chars()
-                    .map(|c| char_byte.get(&c).copied().unwrap_or(b'?'))
-                    .collect()
-            })
-            .collect();
         Bpe {
             byte_id,
             merges,
@@ -133,7 +143,11 @@ impl Bpe {
         while word.len() > 1 {
             let best = word
                 .windows(2)
-                .filter_map(|w| self.merges.get(&key(w[0], w[1])).map(|&(r, m)| (r, w[0], w[1], m)))
+                .filter_map(|w| {
+                    self.merges
+                        .get(&key(w[0], w[1]))
+                        .map(|&(r, m)| (r, w[0], w[1], m))
+                })
                 .min_by_key(|&(rank, ..)| rank);
             let Some((_, first, second, merged)) = best else {
                 break;

@@ -84,12 +84,14 @@ fn fix_segment(segment: &str, unescape: bool, t: &Tables) -> String {
             }
             None => false,
         });
-        next = map_chars(&next, |c, out| match t.width.get(&c) {
-            Some(s) => {
-                out.push_str(s);
-                true
+        next = map_chars(&next, |c, out| {
+            match (c >= '\u{3000}').then(|| t.data().width.get(&c)).flatten() {
+                Some(s) => {
+                    out.push_str(s);
+                    true
+                }
+                None => false,
             }
-            None => false,
         });
         next = map_chars(&next, |c, out| match c {
             '\u{2bc}' | '\u{2018}'..='\u{201b}' => {

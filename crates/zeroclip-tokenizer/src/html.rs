@@ -73,13 +73,13 @@ fn reference_at(s: &str, t: &Tables) -> Option<(usize, String)> {
     }
     let consumed = end + usize::from(s[end..].starts_with(';'));
     let name = &s[..consumed];
-    if let Some(v) = t.html5.get(name) {
+    if let Some(v) = t.data().html5.get(name) {
         return Some((consumed, v.to_string()));
     }
     // The longest known prefix of at least two characters wins; the rest stays as text.
     let bounds: Vec<usize> = name.char_indices().map(|(i, _)| i).collect();
     for x in (2..bounds.len()).rev() {
-        if let Some(v) = t.html5.get(&name[..bounds[x]]) {
+        if let Some(v) = t.data().html5.get(&name[..bounds[x]]) {
             return Some((consumed, format!("{v}{}", &name[bounds[x]..])));
         }
     }
@@ -93,13 +93,13 @@ fn numeric(digits: &str, radix: u32, t: &Tables) -> String {
         let v = (d as char).to_digit(radix).unwrap_or(0) as u64;
         (acc * radix as u64 + v).min(0x7FFF_FFFF)
     }) as u32;
-    if let Some(r) = t.invalid_charrefs.get(&num) {
+    if let Some(r) = t.data().invalid_charrefs.get(&num) {
         return r.to_string();
     }
     if (0xD800..=0xDFFF).contains(&num) || num > 0x10FFFF {
         return "\u{FFFD}".to_owned();
     }
-    if t.invalid_codepoints.contains(&num) {
+    if t.data().invalid_codepoints.contains(&num) {
         return String::new();
     }
     char::from_u32(num).map(String::from).unwrap_or_default()
@@ -118,7 +118,10 @@ pub(crate) fn ftfy_unescape(text: &str, t: &Tables) -> String {
         let after = &rest[amp..];
         let b = after.as_bytes();
         let start = if b.get(1) == Some(&b'#') { 2 } else { 1 };
-        let run = b[start..].iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+        let run = b[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count();
         if (1..=24).contains(&run) && b.get(start + run) == Some(&b';') {
             let entity = &after[..start + run + 1];
             out.push_str(&ftfy_fixup(entity, t));
@@ -135,7 +138,12 @@ pub(crate) fn ftfy_unescape(text: &str, t: &Tables) -> String {
 fn ftfy_fixup(entity: &str, t: &Tables) -> String {
     let name = &entity[1..];
     if name.ends_with(';') {
-        if let Some(v) = t.html5.get(name).or_else(|| t.ftfy_upper.get(name)) {
+        if let Some(v) = t
+            .data()
+            .html5
+            .get(name)
+            .or_else(|| t.data().ftfy_upper.get(name))
+        {
             return v.to_string();
         }
     }

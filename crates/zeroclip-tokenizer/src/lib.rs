@@ -132,7 +132,12 @@ impl Tokenizer {
     /// One row of `clip.tokenize`: `<|startoftext|>`, the ids, `<|endoftext|>`, zero padding to
     /// `context_length`. Too long is an error unless `truncate`, which keeps the first
     /// `context_length` ids and overwrites the last with `<|endoftext|>`, as the reference.
-    pub fn tokenize_one(&self, text: &str, context_length: usize, truncate: bool) -> Result<Vec<u32>> {
+    pub fn tokenize_one(
+        &self,
+        text: &str,
+        context_length: usize,
+        truncate: bool,
+    ) -> Result<Vec<u32>> {
         let mut row = vec![0; context_length];
         self.fill_row(text, &mut row, truncate)?;
         Ok(row)
@@ -147,7 +152,9 @@ impl Tokenizer {
         tokens.push(SOT);
         let tables = tables::Tables::get();
         let cleaned = clean::clean(text, tables);
-        split::split(&cleaned, tables, |token| self.encode_token(token, &mut tokens));
+        split::split(&cleaned, tables, |token| {
+            self.encode_token(token, &mut tokens)
+        });
         tokens.push(EOT);
         if tokens.len() > context_length {
             if !truncate {
@@ -163,7 +170,10 @@ impl Tokenizer {
         row[..tokens.len()].copy_from_slice(&tokens);
         // The model pools at `text.argmax(-1)`: the first `<|endoftext|>`, which may be a
         // literal one inside the text.
-        Ok(tokens.iter().position(|&id| id == EOT).unwrap_or(tokens.len() - 1))
+        Ok(tokens
+            .iter()
+            .position(|&id| id == EOT)
+            .unwrap_or(tokens.len() - 1))
     }
 
     /// `clip.tokenize(texts, context_length, truncate)`: an `[n, context_length]` batch. Fails on
@@ -227,7 +237,11 @@ mod tests {
         let t = Tokenizer::global();
         let long = "dog ".repeat(100);
         match t.tokenize(&[&long], 77, false) {
-            Err(Error::TooLong { tokens, context_length, text }) => {
+            Err(Error::TooLong {
+                tokens,
+                context_length,
+                text,
+            }) => {
                 assert_eq!((tokens, context_length), (102, 77));
                 assert_eq!(text.chars().count(), 61);
             }

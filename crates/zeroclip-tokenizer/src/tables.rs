@@ -26,9 +26,30 @@ pub(crate) enum Class {
     Unmatched,
 }
 
-/// All lookup tables of the cleaning and splitting steps.
+/// Split classes of ASCII, which labels are made of: known without parsing anything.
+const ASCII_CLASS: [Class; 128] = {
+    let mut t = [Class::Other; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = match b as u8 {
+            b'\t'..=b'\r' | b' ' => Class::Space,
+            b'a'..=b'z' | b'A'..=b'Z' => Class::Letter,
+            b'0'..=b'9' => Class::Number,
+            _ => Class::Other,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The lookup tables of the cleaning and splitting steps. ASCII answers are compiled in; the
+/// parsed data is only built the first time a non-ASCII character (or an entity) needs it.
 pub(crate) struct Tables {
-    ascii_class: [Class; 128],
+    data: OnceLock<Data>,
+}
+
+/// The parsed contents of `data/unicode_tables.txt`.
+pub(crate) struct Data {
     class_starts: Vec<u32>,
     class_values: Vec<Class>,
     lower: HashMap<char, Box<str>>,
@@ -62,13 +83,56 @@ impl Tables {
     /// The tables, parsed on first use; the data is compiled in, so parsing cannot fail at run time
     /// unless the generated file itself is malformed (a build defect the tests catch).
     pub(crate) fn get() -> &'static Tables {
-        static TABLES_CELL: OnceLock<Tables> = OnceLock::new();
-        TABLES_CELL.get_or_init(|| Tables::parse(TABLES))
+        static TABLES_CELL: Tables = Tables {
+            data: OnceLock::new(),
+        };
+        &TABLES_CELL
     }
 
-    fn parse(text: &str) -> Tables {
-        let mut t = Tables {
-            ascii_class: [Class::Other; 128],
+    /// The parsed tables, built on first use.
+    pub(crate) fn data(&self) -> &Data {
+        self.data.get_or_init(|| Data::parse(TABLES))
+    }
+
+    /// The split-pattern class of `c`.
+    #[inline]
+    pub(crate) fn class(&self, c: char) -> Class {
+        if c.is_ascii() {
+            ASCII_CLASS[c as usize]
+        } else {
+            self.data().class_of_slow(c as u32)
+        }
+    }
+
+    /// Python 3.11's `str.lower()` of a single character (without the final-sigma context).
+    pub(crate) fn lower(&self, c: char) -> Option<&str> {
+        self.data().lower.get(&c).map(|s| &**s)
+    }
+
+    /// Python's `str.isspace()`, the set `str.strip()` removes.
+    #[inline]
+    pub(crate) fn is_py_space(&self, c: char) -> bool {
+        if c.is_ascii() {
+            matches!(c, '\t'..='\r' | '\x1c'..='\x1f' | ' ')
+        } else {
+            in_ranges(&self.data().isspace, c as u32)
+        }
+    }
+
+    /// Python `re`'s `\d` (Unicode decimal digits, Unicode 14).
+    pub(crate) fn is_decimal(&self, c: char) -> bool {
+        in_ranges(&self.data().decimal, c as u32)
+    }
+
+    /// Whether `c` is assigned in Python 3.11's `unicodedata` (Unicode 14).
+    pub(crate) fn is_assigned(&self, c: char) -> bool {
+        in_ranges(&self.data().assigned, c as u32)
+    }
+}
+
+impl Data {
+    fn parse(text: &str) -> Data {
+        let mut t = Data {
             class_starts: Vec::new(),
             class_values: Vec::new(),
             lower: HashMap::new(),
@@ -135,9 +199,6 @@ impl Tables {
                 _ => {}
             }
         }
-        for b in 0..128u32 {
-            t.ascii_class[b as usize] = t.class_of_slow(b);
-        }
         t
     }
 
@@ -148,41 +209,6 @@ impl Tables {
         } else {
             self.class_values[i - 1]
         }
-    }
-
-    /// The split-pattern class of `c`.
-    #[inline]
-    pub(crate) fn class(&self, c: char) -> Class {
-        if c.is_ascii() {
-            self.ascii_class[c as usize]
-        } else {
-            self.class_of_slow(c as u32)
-        }
-    }
-
-    /// Python 3.11's `str.lower()` of a single character (without the final-sigma context).
-    pub(crate) fn lower(&self, c: char) -> Option<&str> {
-        self.lower.get(&c).map(|s| &**s)
-    }
-
-    /// Python's `str.isspace()`, the set `str.strip()` removes.
-    #[inline]
-    pub(crate) fn is_py_space(&self, c: char) -> bool {
-        if c.is_ascii() {
-            matches!(c, '\t'..='\r' | '\x1c'..='\x1f' | ' ')
-        } else {
-            in_ranges(&self.isspace, c as u32)
-        }
-    }
-
-    /// Python `re`'s `\d` (Unicode decimal digits, Unicode 14).
-    pub(crate) fn is_decimal(&self, c: char) -> bool {
-        in_ranges(&self.decimal, c as u32)
-    }
-
-    /// Whether `c` is assigned in Python 3.11's `unicodedata` (Unicode 14).
-    pub(crate) fn is_assigned(&self, c: char) -> bool {
-        in_ranges(&self.assigned, c as u32)
     }
 }
 
@@ -205,6 +231,18 @@ mod tests {
     }
 
     #[test]
+    fn compiled_ascii_classes_equal_the_reference_table() {
+        let data = Tables::get().data();
+        for b in 0..128u32 {
+            assert_eq!(
+                ASCII_CLASS[b as usize],
+                data.class_of_slow(b),
+                "byte {b:#x}"
+            );
+        }
+    }
+
+    #[test]
     fn python_lower_and_space_sets() {
         let t = Tables::get();
         assert_eq!(t.lower('A'), Some("a"));
@@ -217,7 +255,7 @@ mod tests {
         assert!(!t.is_decimal('½'));
         assert!(t.is_assigned('a'));
         assert!(!t.is_assigned('\u{378}'));
-        assert_eq!(t.html5.get("amp;").map(|s| &**s), Some("&"));
-        assert_eq!(t.ftfy_upper.get("EACUTE;").map(|s| &**s), Some("É"));
+        assert_eq!(t.data().html5.get("amp;").map(|s| &**s), Some("&"));
+        assert_eq!(t.data().ftfy_upper.get("EACUTE;").map(|s| &**s), Some("É"));
     }
 }

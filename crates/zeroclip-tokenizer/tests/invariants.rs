@@ -21,8 +21,27 @@ impl Rng {
     /// A string mixing ASCII, the characters the cleaning steps touch, and any code point.
     fn string(&mut self) -> String {
         const SPECIAL: &[&str] = &[
-            "&amp;", "&", "<", "<|endoftext|>", "'s", "'", "\u{1b}[", "\r\n", "Σ", "İ", "ﬃ", "\u{345}",
-            "\u{301}", "Ａ", "\u{85}", "\u{3000}", "</w>", "&#", ";", "\u{feff}", "ſ",
+            "&amp;",
+            "&",
+            "<",
+            "<|endoftext|>",
+            "'s",
+            "'",
+            "\u{1b}[",
+            "\r\n",
+            "Σ",
+            "İ",
+            "ﬃ",
+            "\u{345}",
+            "\u{301}",
+            "Ａ",
+            "\u{85}",
+            "\u{3000}",
+            "</w>",
+            "&#",
+            ";",
+            "\u{feff}",
+            "ſ",
         ];
         let len = self.below(40);
         let mut s = String::new();
@@ -48,7 +67,9 @@ fn any_string_encodes_to_vocabulary_ids_and_well_formed_rows() {
         assert!(ids.iter().all(|&id| (id as usize) < VOCAB_SIZE), "{s:?}");
         let _ = t.decode(&ids);
         let ctx = 1 + rng.below(20) as usize;
-        let batch = t.tokenize(&[&s], ctx, true).expect("truncation never fails");
+        let batch = t
+            .tokenize(&[&s], ctx, true)
+            .expect("truncation never fails");
         let row = batch.row(0);
         let used = (ids.len() + 2).min(ctx);
         assert_eq!(row.len(), ctx);
@@ -58,7 +79,10 @@ fn any_string_encodes_to_vocabulary_ids_and_well_formed_rows() {
             assert_eq!(row[0], SOT);
             assert_eq!(row[1..used - 1], ids[..used - 2]);
         }
-        assert_eq!(batch.eot_positions[0], row.iter().position(|&id| id == EOT).unwrap());
+        assert_eq!(
+            batch.eot_positions[0],
+            row.iter().position(|&id| id == EOT).unwrap()
+        );
         let untruncated = t.tokenize(&[&s], ctx, false);
         assert_eq!(untruncated.is_ok(), ids.len() + 2 <= ctx, "{s:?}");
     }
@@ -86,7 +110,11 @@ fn lowercase_words_decode_to_themselves_with_a_space_each() {
     let mut rng = Rng(42);
     for _ in 0..2_000 {
         let words: Vec<String> = (0..1 + rng.below(6))
-            .map(|_| (0..1 + rng.below(12)).map(|_| (b'a' + rng.below(26) as u8) as char).collect())
+            .map(|_| {
+                (0..1 + rng.below(12))
+                    .map(|_| (b'a' + rng.below(26) as u8) as char)
+                    .collect()
+            })
             .collect();
         let text = words.join(" ");
         assert_eq!(t.decode(&t.encode(&text)), format!("{text} "));

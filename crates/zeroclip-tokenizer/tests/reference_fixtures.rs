@@ -5,7 +5,10 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use zeroclip_tokenizer::{Error, Tokenizer};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tokenizer/");
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/tokenizer/"
+);
 
 fn records(name: &str) -> Vec<Value> {
     let path = format!("{DIR}{name}");
@@ -35,7 +38,11 @@ fn encode_and_decode_match_the_reference() {
         let want = ids(&rec["ids"]);
         let want_decode = rec["decode"].as_str().expect("decode");
         // Decoding the reference's own ids tests decode independently of encode.
-        assert_eq!(t.decode(&want), want_decode, "decode of reference ids of {text:?}");
+        assert_eq!(
+            t.decode(&want),
+            want_decode,
+            "decode of reference ids of {text:?}"
+        );
         let got = t.encode(text);
         let same = got == want && t.decode(&got) == want_decode;
         if rec.get("mojibake").is_some() {
@@ -73,8 +80,18 @@ fn tokenize_rows_truncation_and_overflow_match_the_reference() {
                 let first_eot = want.iter().position(|&id| id == zeroclip_tokenizer::EOT);
                 assert_eq!(Some(batch.eot_positions[0]), first_eot);
             }
-            (None, Err(Error::TooLong { tokens, context_length, .. })) => {
-                assert!(!truncate && tokens > ctx && context_length == ctx, "{text:?}");
+            (
+                None,
+                Err(Error::TooLong {
+                    tokens,
+                    context_length,
+                    ..
+                }),
+            ) => {
+                assert!(
+                    !truncate && tokens > ctx && context_length == ctx,
+                    "{text:?}"
+                );
             }
             (want, got) => panic!(
                 "{text:?} ctx {ctx} truncate {truncate}: want {want:?}, got {:?}",

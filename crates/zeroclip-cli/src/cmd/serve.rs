@@ -43,6 +43,9 @@ pub struct Args {
     /// Longest label in characters.
     #[arg(long, default_value_t = 300)]
     max_label_chars: usize,
+    /// Most POST requests handled at once; more get 503.
+    #[arg(long, default_value_t = 512)]
+    max_in_flight: usize,
     /// Label embeddings kept in the LRU cache.
     #[arg(long, default_value_t = 16384)]
     cache_size: usize,
@@ -60,6 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             max_labels: args.max_labels,
             max_label_chars: args.max_label_chars,
             request_timeout: Duration::from_secs(args.timeout_s),
+            max_in_flight: args.max_in_flight,
             ..Limits::default()
         },
         batch: BatchConfig {

@@ -1,0 +1,254 @@
+//! zeroclip's side of the model benchmark (`bench/run.sh`): the same measurements as
+//! `bench/model_torch.py`, on the same inputs, printed as one JSON object per line.
+//!
+//! ```text
+//! bench_model image --model ViT-B-32.pt --pixels pixels_224x16.f32 [--batch 1 16] [--warmup 2] [--runs 5] [--dump DIR]
+//! bench_model text  --model ViT-B-32.pt --prompts prompts_short.txt [--truncate] [--warmup 2] [--runs 5] [--dump DIR]
+//! bench_model load  --model ViT-B-32.pt
+//! bench_model forever --model ViT-B-32.pt --pixels pixels_224x16.f32 --batch 16 --runs N   (for perf record)
+//! ```
+//!
+//! Threads: `--threads N` (default 2) sets `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS` before candle
+//! first reads them (candle 0.11's CPU matmul asks `candle_core::utils::get_num_threads`, which
+//! reads `RAYON_NUM_THREADS`, else the physical core count) and sizes rayon's global pool.
+//! Timing: `warmup` untimed calls, then `runs` timed calls; the median is reported.
+
+use candle_core::{Device, Tensor};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+use zeroclip::Clip;
+
+const RES: usize = 224;
+
+struct Args {
+    task: String,
+    model: PathBuf,
+    pixels: Option<PathBuf>,
+    prompts: Option<PathBuf>,
+    truncate: bool,
+    batches: Vec<usize>,
+    warmup: usize,
+    runs: usize,
+    threads: usize,
+    dump: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1).peekable();
+    let task = it.next().ok_or("usage: bench_model image|text|load|forever --model PATH ...")?;
+    let mut a = Args {
+        task,
+        model: PathBuf::new(),
+        pixels: None,
+        prompts: None,
+        truncate: false,
+        batches: vec![1, 16],
+        warmup: 2,
+        runs: 5,
+        threads: 2,
+        dump: None,
+    };
+    let num = |v: Option<String>, flag: &str| -> Result<usize, String> {
+        v.ok_or(format!("{flag} needs a value"))?
+            .parse()
+            .map_err(|e| format!("{flag}: {e}"))
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--model" => a.model = it.next().ok_or("--model needs a path")?.into(),
+            "--pixels" => a.pixels = Some(it.next().ok_or("--pixels needs a path")?.into()),
+            "--prompts" => a.prompts = Some(it.next().ok_or("--prompts needs a path")?.into()),
+            "--dump" => a.dump = Some(it.next().ok_or("--dump needs a folder")?.into()),
+            "--truncate" => a.truncate = true,
+            "--warmup" => a.warmup = num(it.next(), "--warmup")?,
+            "--runs" => a.runs = num(it.next(), "--runs")?,
+            "--threads" => a.threads = num(it.next(), "--threads")?,
+            "--batch" => {
+                a.batches.clear();
+                while it.peek().is_some_and(|v| !v.starts_with("--")) {
+                    a.batches.push(num(it.next(), "--batch")?);
+                }
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if a.model.as_os_str().is_empty() {
+        return Err("--model is required".into());
+    }
+    Ok(a)
+}
+
+/// Current and peak resident set size (VmRSS, VmHWM) in MB.
+fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Stats {
+    median_s: f64,
+    min_s: f64,
+    times_s: Vec<f64>,
+}
+
+fn time_calls(
+    warmup: usize,
+    runs: usize,
+    mut f: impl FnMut() -> zeroclip::Result<Tensor>,
+) -> zeroclip::Result<Stats> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times_s = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        f()?;
+        times_s.push(t0.elapsed().as_secs_f64());
+    }
+    let mut sorted = times_s.clone();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median_s = if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    Ok(Stats {
+        median_s,
+        min_s: sorted.first().copied().unwrap_or(f64::NAN),
+        times_s,
+    })
+}
+
+fn dump(dir: &Option<PathBuf>, name: &str, t: &Tensor) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)?;
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
+fn pixels(path: &Option<PathBuf>, batch: usize) -> Result<Tensor, Box<dyn std::error::Error>> {
+    let path = path.as_ref().ok_or("--pixels is required")?;
+    let bytes = std::fs::read(path)?;
+    let per_image = 3 * RES * RES;
+    if bytes.len() < batch * per_image * 4 {
+        return Err(format!("{}: fewer than {batch} images", path.display()).into());
+    }
+    let values: Vec<f32> = bytes[..batch * per_image * 4]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(Tensor::from_vec(values, (batch, 3, RES, RES), &Device::Cpu)?)
+}
+
+fn emit(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench_model: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(args) {
+        eprintln!("bench_model: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
+    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        std::env::set_var(var, a.threads.to_string());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build_global()?;
+    let stem = a
+        .model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base = serde_json::json!({
+        "framework": "zeroclip",
+        "model": stem,
+        "task": a.task,
+        "version": env!("CARGO_PKG_VERSION"),
+        "threads": candle_core::utils::get_num_threads(),
+    });
+    let with = |extra: serde_json::Value| {
+        let mut v = base.clone();
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        v
+    };
+
+    let (rss_before, _) = rss_mb();
+    let t0 = Instant::now();
+    let clip = Clip::load(&a.model, &Device::Cpu)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    match a.task.as_str() {
+        "load" => {
+            let (rss, peak) = rss_mb();
+            emit(with(serde_json::json!({
+                "load_s": load_s, "rss_before_mb": rss_before, "rss_mb": rss, "peak_rss_mb": peak,
+            })));
+        }
+        "image" => {
+            let max_batch = a.batches.iter().copied().max().unwrap_or(1);
+            for &batch in &a.batches {
+                let x = pixels(&a.pixels, batch)?;
+                let s = time_calls(a.warmup, a.runs, || clip.encode_image(&x))?;
+                if batch == max_batch {
+                    dump(&a.dump, &format!("zeroclip_{stem}_image_b{batch}.f32"), &clip.encode_image(&x)?)?;
+                }
+                emit(with(serde_json::json!({
+                    "batch": batch, "items_per_s": batch as f64 / s.median_s,
+                    "median_s": s.median_s, "min_s": s.min_s, "runs": a.runs, "times_s": s.times_s,
+                })));
+            }
+        }
+        "text" => {
+            let path = a.prompts.as_ref().ok_or("--prompts is required")?;
+            let prompts: Vec<String> = std::fs::read_to_string(path)?
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let encode = || clip.encode_text(&zeroclip::tokenize(&prompts, a.truncate)?);
+            let s = time_calls(a.warmup, a.runs, encode)?;
+            let kind = if a.truncate { "long" } else { "short" };
+            dump(&a.dump, &format!("zeroclip_{stem}_text_{kind}.f32"), &encode()?)?;
+            emit(with(serde_json::json!({
+                "kind": kind, "batch": prompts.len(),
+                "items_per_s": prompts.len() as f64 / s.median_s,
+                "median_s": s.median_s, "min_s": s.min_s, "runs": a.runs, "times_s": s.times_s,
+            })));
+        }
+        "forever" => {
+            let batch = a.batches.first().copied().unwrap_or(16);
+            let x = pixels(&a.pixels, batch)?;
+            let s = time_calls(0, a.runs, || clip.encode_image(&x))?;
+            emit(with(serde_json::json!({"batch": batch, "median_s": s.median_s})));
+        }
+        other => return Err(format!("unknown task {other:?}").into()),
+    }
+    Ok(())
+}
