@@ -3,6 +3,8 @@
 # Inputs: a photo-like 4000x3000 JPEG made here (upscaled scikit-image photo plus grain, so it
 # decodes like a camera file), the smooth 4000x3000 fixture JPEG, and ../shared/fixtures/CLIP.png
 # when present. Run from the repository root: bench/image_compare.sh [--runs N] [--batch K]
+# The two sides alternate for ROUNDS rounds (default 3), so load from other processes on a shared
+# machine falls on both alike; compare the medians within a round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-/work/venv/bin/python}
@@ -23,5 +25,9 @@ files=("$tmp/photo_4000x3000.jpg" tests/fixtures/image/inputs/large_4000x3000.jp
 # cargo runs benches from the crate's directory: pass absolute paths.
 files=($(realpath "${files[@]}"))
 ls -l "${files[@]}" | awk '{print $5, $9}'
-cargo bench -q -p zeroclip-image --bench image_preprocess -- "$@" "${files[@]}"
-"$PY" bench/image_preprocess.py "$@" "${files[@]}"
+cargo bench -q -p zeroclip-image --bench image_preprocess --no-run
+for round in $(seq "${ROUNDS:-3}"); do
+  echo "== round $round"
+  cargo bench -q -p zeroclip-image --bench image_preprocess -- "$@" "${files[@]}"
+  "$PY" bench/image_preprocess.py "$@" "${files[@]}"
+done

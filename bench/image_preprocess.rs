@@ -29,7 +29,10 @@ fn main() {
         }
     }
     let pre = Preprocess::default();
-    println!("zeroclip-image, {} rayon threads", rayon::current_num_threads());
+    println!(
+        "zeroclip-image, {} rayon threads",
+        rayon::current_num_threads()
+    );
     for f in &files {
         pre.preprocess_path(f).expect("preprocess"); // warm-up
         let times: Vec<f64> = (0..runs)

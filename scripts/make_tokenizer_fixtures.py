@@ -359,7 +359,7 @@ def main():
     edge = edge_corpus()
     assert len(edge) >= 300, len(edge)
     records += [record(t, "edge") for t in edge]
-    records += [record(t, "edge_upper") for t in edge if t.upper() != t]
+    records += [record(t.upper(), "edge_upper") for t in edge if t.upper() != t]
     records += [record(t, "random") for t in deterministic_strings(rng, 600)]
     records += [record(t, "sweep") for t in codepoint_sweep()]
     write_jsonl_gz("encode.jsonl.gz", records)

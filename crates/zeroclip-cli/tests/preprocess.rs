@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn fixtures() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/image")).to_path_buf()
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/image"
+    ))
+    .to_path_buf()
 }
 
 fn npy_f32(bytes: &[u8]) -> (String, Vec<f32>) {
@@ -13,7 +17,10 @@ fn npy_f32(bytes: &[u8]) -> (String, Vec<f32>) {
     let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     assert_eq!((10 + len) % 64, 0, "header must be padded to 64 bytes");
     let header = String::from_utf8(bytes[10..10 + len].to_vec()).unwrap();
-    let data = bytes[10 + len..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data = bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     (header, data)
 }
 
@@ -35,10 +42,18 @@ fn writes_the_reference_tensor() {
         .unwrap();
     assert!(status.success());
     let (header, got) = npy_f32(&std::fs::read(&out).unwrap());
-    assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (3, 64, 64)"), "{header}");
-    let (_, want) = npy_f32(&std::fs::read(fixtures().join("tensors/photo_rocket_jpg_at64.npy")).unwrap());
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'shape': (3, 64, 64)"),
+        "{header}"
+    );
+    let (_, want) =
+        npy_f32(&std::fs::read(fixtures().join("tensors/photo_rocket_jpg_at64.npy")).unwrap());
     assert_eq!(got.len(), want.len());
-    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(max <= 1e-6, "max difference {max}");
 }
 
@@ -61,6 +76,9 @@ fn bad_image_exits_1_naming_it() {
 
 #[test]
 fn missing_output_argument_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_zeroclip")).args(["preprocess", "x.png"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zeroclip"))
+        .args(["preprocess", "x.png"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -42,8 +42,12 @@ pub(crate) fn to_rgb_u8(data: &[u8], layout: Layout) -> Vec<u8> {
     match layout {
         Layout::Rgb => out.extend_from_slice(data),
         Layout::L => data.iter().for_each(|&v| out.extend_from_slice(&[v, v, v])),
-        Layout::La => data.chunks_exact(2).for_each(|p| out.extend_from_slice(&[p[0], p[0], p[0]])),
-        Layout::Rgba => data.chunks_exact(4).for_each(|p| out.extend_from_slice(&p[..3])),
+        Layout::La => data
+            .chunks_exact(2)
+            .for_each(|p| out.extend_from_slice(&[p[0], p[0], p[0]])),
+        Layout::Rgba => data
+            .chunks_exact(4)
+            .for_each(|p| out.extend_from_slice(&p[..3])),
         Layout::Cmyk => data.chunks_exact(4).for_each(|p| {
             let nk = 255 - u32::from(p[3]);
             for &c in &p[..3] {
@@ -82,9 +86,10 @@ mod tests {
 
     #[test]
     fn cmyk_and_i16() {
-        assert_eq!(to_rgb_u8(&[0, 0, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255], Layout::Cmyk), vec![
-            255, 255, 255, 0, 255, 255, 0, 0, 0
-        ]);
+        assert_eq!(
+            to_rgb_u8(&[0, 0, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255], Layout::Cmyk),
+            vec![255, 255, 255, 0, 255, 255, 0, 0, 0]
+        );
         assert_eq!(i16_to_rgb(&[7, 256]), vec![7, 7, 7, 255, 255, 255]);
     }
 }

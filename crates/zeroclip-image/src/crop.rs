@@ -13,7 +13,11 @@ use std::borrow::Cow;
 
 /// torchvision's `_compute_resized_output_size` for an int size: (width, height).
 pub(crate) fn target_size(width: usize, height: usize, n: usize) -> (usize, usize) {
-    let (short, long) = if width <= height { (width, height) } else { (height, width) };
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
     let new_long = (n as f64 * long as f64 / short as f64) as usize;
     if width <= height {
         (n, new_long)
@@ -60,7 +64,14 @@ pub(crate) fn crop_rgb(px: &Pixels, n: usize) -> Vec<u8> {
     }
 }
 
-fn copy_window<T: Copy>(data: &[T], width: usize, ch: usize, left: usize, top: usize, n: usize) -> Vec<T> {
+fn copy_window<T: Copy>(
+    data: &[T],
+    width: usize,
+    ch: usize,
+    left: usize,
+    top: usize,
+    n: usize,
+) -> Vec<T> {
     let mut out = Vec::with_capacity(n * n * ch);
     for y in top..top + n {
         out.extend_from_slice(&data[(y * width + left) * ch..(y * width + left + n) * ch]);
@@ -120,14 +131,26 @@ fn bicubic_window(
     if premultiplied {
         convert::premultiply(rows.to_mut(), ch);
     }
-    let band = Band { data: &rows, width: px.width, first_row: y0 };
+    let band = Band {
+        data: &rows,
+        width: px.width,
+        first_row: y0,
+    };
     let inter = if tw != px.width {
         resample::horizontal_8(&band, ch, &Coeffs::new(px.width, tw, left, n))
     } else {
         columns(&rows, px.width, ch, left, n)
     };
     match vc {
-        Some(vc) => resample::vertical_8(&Band { data: &inter, width: n, first_row: y0 }, ch, &vc),
+        Some(vc) => resample::vertical_8(
+            &Band {
+                data: &inter,
+                width: n,
+                first_row: y0,
+            },
+            ch,
+            &vc,
+        ),
         None => inter,
     }
 }
@@ -141,21 +164,34 @@ fn bicubic_window_16(
 ) -> Vec<u16> {
     let (y0, y1, vc) = rows_needed(px.height, th, top, n);
     let rows = &data[y0 * px.width..y1 * px.width];
-    let band = Band { data: rows, width: px.width, first_row: y0 };
+    let band = Band {
+        data: rows,
+        width: px.width,
+        first_row: y0,
+    };
     let inter = if tw != px.width {
         resample::horizontal_16(&band, &Coeffs::new(px.width, tw, left, n))
     } else {
         columns(rows, px.width, 1, left, n)
     };
     match vc {
-        Some(vc) => resample::vertical_16(&Band { data: &inter, width: n, first_row: y0 }, &vc),
+        Some(vc) => resample::vertical_16(
+            &Band {
+                data: &inter,
+                width: n,
+                first_row: y0,
+            },
+            &vc,
+        ),
         None => inter,
     }
 }
 
 /// Columns `left..left + n` of every row.
 fn columns<T: Copy>(rows: &[T], width: usize, ch: usize, left: usize, n: usize) -> Vec<T> {
-    rows.chunks_exact(width * ch).flat_map(|r| r[left * ch..(left + n) * ch].iter().copied()).collect()
+    rows.chunks_exact(width * ch)
+        .flat_map(|r| r[left * ch..(left + n) * ch].iter().copied())
+        .collect()
 }
 
 #[cfg(test)]

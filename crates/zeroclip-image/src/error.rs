@@ -12,11 +12,19 @@ pub enum Error {
     Unsupported { input: String, reason: String },
     /// The image has no pixels (a zero width or height).
     #[error("image {input} has zero size ({width}x{height})")]
-    ZeroSize { input: String, width: u64, height: u64 },
+    ZeroSize {
+        input: String,
+        width: u64,
+        height: u64,
+    },
     /// The image's header announces more pixels than the configured limit (a decompression bomb
     /// by Pillow's definition); nothing was allocated for it.
     #[error("image {input} has {pixels} pixels, over the limit of {limit} (decompression bomb?)")]
-    TooManyPixels { input: String, pixels: u64, limit: u64 },
+    TooManyPixels {
+        input: String,
+        pixels: u64,
+        limit: u64,
+    },
     /// The input could not be read.
     #[error("cannot read {input}: {source}")]
     Io {
@@ -34,10 +42,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn decode(input: &str, reason: impl std::fmt::Display) -> Self {
-        Error::Decode { input: input.to_owned(), reason: reason.to_string() }
+        Error::Decode {
+            input: input.to_owned(),
+            reason: reason.to_string(),
+        }
     }
 
     pub(crate) fn unsupported(input: &str, reason: impl std::fmt::Display) -> Self {
-        Error::Unsupported { input: input.to_owned(), reason: reason.to_string() }
+        Error::Unsupported {
+            input: input.to_owned(),
+            reason: reason.to_string(),
+        }
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod orientation;
 mod pixels;
 mod resample;
+mod stream;
 
 pub use error::{Error, Result};
 
@@ -22,9 +23,17 @@ use std::path::{Path, PathBuf};
 
 /// OpenAI CLIP's normalization mean (`clip/clip.py`).
 /// Rounded from f64 as `torch.as_tensor(mean, dtype=float32)` does.
-pub const OPENAI_MEAN: [f32; 3] = [0.48145466f64 as f32, 0.4578275f64 as f32, 0.40821073f64 as f32];
+pub const OPENAI_MEAN: [f32; 3] = [
+    0.48145466f64 as f32,
+    0.4578275f64 as f32,
+    0.40821073f64 as f32,
+];
 /// OpenAI CLIP's normalization standard deviation.
-pub const OPENAI_STD: [f32; 3] = [0.26862954f64 as f32, 0.26130258f64 as f32, 0.27577711f64 as f32];
+pub const OPENAI_STD: [f32; 3] = [
+    0.26862954f64 as f32,
+    0.26130258f64 as f32,
+    0.27577711f64 as f32,
+];
 /// Pillow's decompression-bomb error threshold: `2 * Image.MAX_IMAGE_PIXELS`.
 pub const PILLOW_MAX_PIXELS: u64 = 178_956_970;
 
@@ -68,7 +77,9 @@ impl Preprocess {
 
     fn n(&self) -> Result<usize> {
         if self.resolution == 0 {
-            return Err(Error::InvalidConfig { reason: "resolution must be at least 1".into() });
+            return Err(Error::InvalidConfig {
+                reason: "resolution must be at least 1".into(),
+            });
         }
         Ok(self.resolution as usize)
     }
@@ -77,7 +88,17 @@ impl Preprocess {
     /// `input_name` names the input in errors.
     pub fn crop_rgb8(&self, bytes: &[u8], input_name: &str) -> Result<RgbImage8> {
         let n = self.n()?;
-        let limits = decode::Limits { max_pixels: self.max_pixels };
+        let limits = decode::Limits {
+            max_pixels: self.max_pixels,
+        };
+        if !self.apply_exif_orientation && bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            let data = stream::crop_rgb_jpeg(bytes, input_name, &limits, n)?;
+            return Ok(RgbImage8 {
+                width: n as u32,
+                height: n as u32,
+                data,
+            });
+        }
         let mut px = decode::decode(bytes, input_name, &limits)?;
         if self.apply_exif_orientation && bytes.starts_with(&[0xFF, 0xD8]) {
             if let Some(o) = decode::jpeg::exif_orientation(bytes) {
@@ -85,7 +106,11 @@ impl Preprocess {
             }
         }
         let data = crop::crop_rgb(&px, n);
-        Ok(RgbImage8 { width: n as u32, height: n as u32, data })
+        Ok(RgbImage8 {
+            width: n as u32,
+            height: n as u32,
+            data,
+        })
     }
 
     /// The normalized float32 tensor `[3, n, n]` (CHW, flattened), as `preprocess(img)`.
@@ -97,7 +122,10 @@ impl Preprocess {
     /// Reads and preprocesses the file at `path`.
     pub fn preprocess_path(&self, path: &Path) -> Result<Vec<f32>> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { input: name.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            input: name.clone(),
+            source,
+        })?;
         self.preprocess_bytes(&bytes, &name)
     }
 

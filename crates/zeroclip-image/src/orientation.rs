@@ -28,7 +28,12 @@ pub(crate) fn apply(px: Pixels, o: u16) -> Pixels {
         Samples::U8(d) => Samples::U8(remap(d, ch, ow, oh, w, &source)),
         Samples::U16(d) => Samples::U16(remap(d, 1, ow, oh, w, &source)),
     };
-    Pixels { width: ow, height: oh, samples, ..px }
+    Pixels {
+        width: ow,
+        height: oh,
+        samples,
+        ..px
+    }
 }
 
 fn remap<T: Copy>(

@@ -65,14 +65,32 @@ pub struct Pixels {
 
 impl Pixels {
     /// An 8-bit image; `data` must hold `width * height * layout.channels()` samples.
-    pub fn new_u8(width: usize, height: usize, layout: Layout, nearest: bool, data: Vec<u8>) -> Self {
+    pub fn new_u8(
+        width: usize,
+        height: usize,
+        layout: Layout,
+        nearest: bool,
+        data: Vec<u8>,
+    ) -> Self {
         debug_assert_eq!(data.len(), width * height * layout.channels());
-        Pixels { width, height, layout, nearest, samples: Samples::U8(data) }
+        Pixels {
+            width,
+            height,
+            layout,
+            nearest,
+            samples: Samples::U8(data),
+        }
     }
 
     /// A 16-bit gray (`I;16`) image.
     pub fn new_i16(width: usize, height: usize, data: Vec<u16>) -> Self {
         debug_assert_eq!(data.len(), width * height);
-        Pixels { width, height, layout: Layout::I16, nearest: false, samples: Samples::U16(data) }
+        Pixels {
+            width,
+            height,
+            layout: Layout::I16,
+            nearest: false,
+            samples: Samples::U16(data),
+        }
     }
 }

@@ -70,7 +70,11 @@ impl Coeffs {
             }
             bounds.push((xmin as usize, taps));
         }
-        Coeffs { ksize, bounds, weights }
+        Coeffs {
+            ksize,
+            bounds,
+            weights,
+        }
     }
 
     /// The input range `start..end` that these outputs read.
@@ -85,7 +89,13 @@ impl Coeffs {
         let one = f64::from(1u32 << PRECISION_BITS);
         self.weights
             .iter()
-            .map(|&k| if k < 0.0 { (-0.5 + k * one) as i32 } else { (0.5 + k * one) as i32 })
+            .map(|&k| {
+                if k < 0.0 {
+                    (-0.5 + k * one) as i32
+                } else {
+                    (0.5 + k * one) as i32
+                }
+            })
             .collect()
     }
 }
@@ -99,77 +109,134 @@ fn clip8(ss: i32) -> u8 {
 /// Pillow's `CLIP16(ROUND_UP(ss))`.
 #[inline(always)]
 fn round_clip16(ss: f64) -> u16 {
-    let r = if ss >= 0.0 { (ss + 0.5) as i32 } else { (ss - 0.5) as i32 };
+    let r = if ss >= 0.0 {
+        (ss + 0.5) as i32
+    } else {
+        (ss - 0.5) as i32
+    };
     r.clamp(0, 65535) as u16
 }
 
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
+/// One row of the 8-bit horizontal pass.
+#[inline(always)]
+fn horizontal_row<const C: usize>(line_in: &[u8], co: &Coeffs, kk: &[i32], line_out: &mut [u8]) {
+    for (xx, &(xmin, taps)) in co.bounds.iter().enumerate() {
+        let k = &kk[xx * co.ksize..xx * co.ksize + taps];
+        let px = &line_in[xmin * C..(xmin + taps) * C];
+        let mut ss = [HALF; C];
+        for (p, &w) in px.chunks_exact(C).zip(k) {
+            for c in 0..C {
+                ss[c] = ss[c].wrapping_add(i32::from(p[c]).wrapping_mul(w));
+            }
+        }
+        for c in 0..C {
+            line_out[xx * C + c] = clip8(ss[c]);
+        }
+    }
+}
+
 fn horizontal_u8<const C: usize>(rows: &[u8], in_w: usize, co: &Coeffs, out: &mut [u8]) {
     let kk = co.fixed();
     let out_w = co.bounds.len();
-    out.par_chunks_mut(out_w * C).zip(rows.par_chunks(in_w * C)).for_each(|(line_out, line_in)| {
-        for (xx, &(xmin, taps)) in co.bounds.iter().enumerate() {
-            let k = &kk[xx * co.ksize..xx * co.ksize + taps];
-            let px = &line_in[xmin * C..(xmin + taps) * C];
-            let mut ss = [HALF; C];
-            for (p, &w) in px.chunks_exact(C).zip(k) {
-                for c in 0..C {
-                    ss[c] = ss[c].wrapping_add(i32::from(p[c]).wrapping_mul(w));
-                }
-            }
-            for c in 0..C {
-                line_out[xx * C + c] = clip8(ss[c]);
-            }
-        }
-    });
+    out.par_chunks_mut(out_w * C)
+        .zip(rows.par_chunks(in_w * C))
+        .for_each(|(line_out, line_in)| horizontal_row::<C>(line_in, co, &kk, line_out));
 }
 
-fn vertical_u8<const C: usize>(rows: &[u8], w: usize, first_row: usize, co: &Coeffs, out: &mut [u8]) {
-    let kk = co.fixed();
-    let stride = w * C;
-    out.par_chunks_mut(stride).enumerate().for_each(|(yy, line_out)| {
-        let (ymin, taps) = co.bounds[yy];
-        let k = &kk[yy * co.ksize..yy * co.ksize + taps];
-        let mut ss = vec![HALF; stride];
-        for (y, &wgt) in k.iter().enumerate() {
-            let line_in = &rows[(ymin - first_row + y) * stride..][..stride];
-            for (s, &p) in ss.iter_mut().zip(line_in) {
-                *s = s.wrapping_add(i32::from(p).wrapping_mul(wgt));
+/// The horizontal pass with its fixed-point weights computed once, for callers that feed rows
+/// in pieces (streaming decode).
+pub(crate) struct Horizontal<'a> {
+    co: &'a Coeffs,
+    kk: Vec<i32>,
+    channels: usize,
+}
+
+impl<'a> Horizontal<'a> {
+    pub(crate) fn new(co: &'a Coeffs, channels: usize) -> Self {
+        Horizontal {
+            co,
+            kk: co.fixed(),
+            channels,
+        }
+    }
+
+    /// Resamples whole rows of `rows` (input width `in_w`) into `out`, on this thread.
+    pub(crate) fn run(&self, rows: &[u8], in_w: usize, out: &mut [u8]) {
+        let ch = self.channels;
+        let out_w = self.co.bounds.len();
+        for (line_in, line_out) in rows
+            .chunks_exact(in_w * ch)
+            .zip(out.chunks_exact_mut(out_w * ch))
+        {
+            match ch {
+                1 => horizontal_row::<1>(line_in, self.co, &self.kk, line_out),
+                2 => horizontal_row::<2>(line_in, self.co, &self.kk, line_out),
+                3 => horizontal_row::<3>(line_in, self.co, &self.kk, line_out),
+                _ => horizontal_row::<4>(line_in, self.co, &self.kk, line_out),
             }
         }
-        for (o, &s) in line_out.iter_mut().zip(&ss) {
-            *o = clip8(s);
-        }
-    });
+    }
+}
+
+fn vertical_u8<const C: usize>(
+    rows: &[u8],
+    w: usize,
+    first_row: usize,
+    co: &Coeffs,
+    out: &mut [u8],
+) {
+    let kk = co.fixed();
+    let stride = w * C;
+    out.par_chunks_mut(stride)
+        .enumerate()
+        .for_each(|(yy, line_out)| {
+            let (ymin, taps) = co.bounds[yy];
+            let k = &kk[yy * co.ksize..yy * co.ksize + taps];
+            let mut ss = vec![HALF; stride];
+            for (y, &wgt) in k.iter().enumerate() {
+                let line_in = &rows[(ymin - first_row + y) * stride..][..stride];
+                for (s, &p) in ss.iter_mut().zip(line_in) {
+                    *s = s.wrapping_add(i32::from(p).wrapping_mul(wgt));
+                }
+            }
+            for (o, &s) in line_out.iter_mut().zip(&ss) {
+                *o = clip8(s);
+            }
+        });
 }
 
 fn horizontal_u16(rows: &[u16], in_w: usize, co: &Coeffs, out: &mut [u16]) {
     let out_w = co.bounds.len();
-    out.par_chunks_mut(out_w).zip(rows.par_chunks(in_w)).for_each(|(line_out, line_in)| {
-        for (xx, &(xmin, taps)) in co.bounds.iter().enumerate() {
-            let k = &co.weights[xx * co.ksize..xx * co.ksize + taps];
-            let mut ss = 0.0f64;
-            for (&p, &w) in line_in[xmin..xmin + taps].iter().zip(k) {
-                ss += f64::from(p) * w;
+    out.par_chunks_mut(out_w)
+        .zip(rows.par_chunks(in_w))
+        .for_each(|(line_out, line_in)| {
+            for (xx, &(xmin, taps)) in co.bounds.iter().enumerate() {
+                let k = &co.weights[xx * co.ksize..xx * co.ksize + taps];
+                let mut ss = 0.0f64;
+                for (&p, &w) in line_in[xmin..xmin + taps].iter().zip(k) {
+                    ss += f64::from(p) * w;
+                }
+                line_out[xx] = round_clip16(ss);
             }
-            line_out[xx] = round_clip16(ss);
-        }
-    });
+        });
 }
 
 fn vertical_u16(rows: &[u16], w: usize, first_row: usize, co: &Coeffs, out: &mut [u16]) {
-    out.par_chunks_mut(w).enumerate().for_each(|(yy, line_out)| {
-        let (ymin, taps) = co.bounds[yy];
-        let k = &co.weights[yy * co.ksize..yy * co.ksize + taps];
-        for (xx, o) in line_out.iter_mut().enumerate() {
-            let mut ss = 0.0f64;
-            for (y, &wgt) in k.iter().enumerate() {
-                ss += f64::from(rows[(ymin - first_row + y) * w + xx]) * wgt;
+    out.par_chunks_mut(w)
+        .enumerate()
+        .for_each(|(yy, line_out)| {
+            let (ymin, taps) = co.bounds[yy];
+            let k = &co.weights[yy * co.ksize..yy * co.ksize + taps];
+            for (xx, o) in line_out.iter_mut().enumerate() {
+                let mut ss = 0.0f64;
+                for (y, &wgt) in k.iter().enumerate() {
+                    ss += f64::from(rows[(ymin - first_row + y) * w + xx]) * wgt;
+                }
+                *o = round_clip16(ss);
             }
-            *o = round_clip16(ss);
-        }
-    });
+        });
 }
 
 /// Rows `first..first + rows.len() / stride` of an image; the unit a pass reads.
@@ -222,7 +289,12 @@ pub(crate) fn vertical_16(band: &Band<u16>, vc: &Coeffs) -> Vec<u16> {
 /// Source indices of Pillow's NEAREST resize (`ImagingScaleAffine`) along one axis, for outputs
 /// `first..first + count`: the position starts at half a step and *accumulates* the step in double
 /// precision, truncating each time; an index outside the input yields `None` (Pillow leaves 0).
-pub(crate) fn nearest_indices(in_size: usize, out_size: usize, first: usize, count: usize) -> Vec<Option<usize>> {
+pub(crate) fn nearest_indices(
+    in_size: usize,
+    out_size: usize,
+    first: usize,
+    count: usize,
+) -> Vec<Option<usize>> {
     let step = f64::from(in_size as f32) / out_size as f64;
     let mut pos = step * 0.5;
     let mut out = Vec::with_capacity(count);
@@ -267,9 +339,17 @@ mod tests {
     #[test]
     fn constant_image_stays_constant() {
         let data = vec![77u8; 9 * 7 * 3];
-        let band = Band { data: &data, width: 9, first_row: 0 };
+        let band = Band {
+            data: &data,
+            width: 9,
+            first_row: 0,
+        };
         let h = horizontal_8(&band, 3, &Coeffs::new(9, 4, 0, 4));
-        let band = Band { data: &h, width: 4, first_row: 0 };
+        let band = Band {
+            data: &h,
+            width: 4,
+            first_row: 0,
+        };
         let v = vertical_8(&band, 3, &Coeffs::new(7, 13, 0, 13));
         assert!(v.iter().all(|&p| p == 77));
     }

@@ -5,7 +5,11 @@ use std::path::Path;
 use zeroclip_image::{Error, Preprocess};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/image/inputs")).join(name);
+    let p = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/image/inputs"
+    ))
+    .join(name);
     std::fs::read(p).unwrap()
 }
 
@@ -13,7 +17,10 @@ fn err(bytes: &[u8], name: &str) -> Error {
     let Err(e) = Preprocess::default().preprocess_bytes(bytes, name) else {
         panic!("{name} ({} bytes) decoded without error", bytes.len())
     };
-    assert!(e.to_string().contains(name), "error does not name the input: {e}");
+    assert!(
+        e.to_string().contains(name),
+        "error does not name the input: {e}"
+    );
     e
 }
 
@@ -36,7 +43,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -57,7 +68,10 @@ fn truncated_files_of_every_format() {
         let full = fixture(name);
         for cut in [full.len() / 2, full.len() * 9 / 10, 20] {
             let e = err(&full[..cut], name);
-            assert!(matches!(e, Error::Decode { .. } | Error::Unsupported { .. }), "{name}[..{cut}]: {e:?}");
+            assert!(
+                matches!(e, Error::Decode { .. } | Error::Unsupported { .. }),
+                "{name}[..{cut}]: {e:?}"
+            );
         }
     }
 }
@@ -78,15 +92,24 @@ fn corrupt_data() {
 #[test]
 fn empty_and_unsupported() {
     assert!(matches!(err(b"", "empty.png"), Error::Decode { .. }));
-    assert!(matches!(err(b"hello, world: not an image", "notes.txt"), Error::Unsupported { .. }));
-    assert!(matches!(err(b"\x00\x00\x01\x00 fake ico", "icon.ico"), Error::Unsupported { .. }));
+    assert!(matches!(
+        err(b"hello, world: not an image", "notes.txt"),
+        Error::Unsupported { .. }
+    ));
+    assert!(matches!(
+        err(b"\x00\x00\x01\x00 fake ico", "icon.ico"),
+        Error::Unsupported { .. }
+    ));
 }
 
 #[test]
 fn zero_size_image() {
     let e = err(&png_header(0, 10), "zero.png");
     // The PNG decoder rejects a zero dimension in the header itself.
-    assert!(matches!(e, Error::Decode { .. } | Error::ZeroSize { .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::Decode { .. } | Error::ZeroSize { .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -100,22 +123,39 @@ fn decompression_bomb_is_refused_from_the_header() {
         e => panic!("{e:?}"),
     }
     // The limit is configurable, and applies to every format.
-    let pre = Preprocess { max_pixels: 10_000, ..Preprocess::default() };
-    for name in ["photo_rocket.jpg", "rgba8.png", "chelsea_quantized.gif", "coffee_lossy.webp", "chelsea_24bit.bmp"] {
+    let pre = Preprocess {
+        max_pixels: 10_000,
+        ..Preprocess::default()
+    };
+    for name in [
+        "photo_rocket.jpg",
+        "rgba8.png",
+        "chelsea_quantized.gif",
+        "coffee_lossy.webp",
+        "chelsea_24bit.bmp",
+    ] {
         let e = pre.preprocess_bytes(&fixture(name), name).unwrap_err();
-        assert!(matches!(e, Error::TooManyPixels { limit: 10_000, .. }), "{name}: {e:?}");
+        assert!(
+            matches!(e, Error::TooManyPixels { limit: 10_000, .. }),
+            "{name}: {e:?}"
+        );
     }
 }
 
 #[test]
 fn zero_resolution_is_a_config_error() {
     let pre = Preprocess::openai(0);
-    assert!(matches!(pre.preprocess_bytes(&fixture("gray8.png"), "gray8.png"), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(
+        pre.preprocess_bytes(&fixture("gray8.png"), "gray8.png"),
+        Err(Error::InvalidConfig { .. })
+    ));
 }
 
 #[test]
 fn missing_file_is_an_io_error() {
-    let e = Preprocess::default().preprocess_path(Path::new("/nonexistent/x.jpg")).unwrap_err();
+    let e = Preprocess::default()
+        .preprocess_path(Path::new("/nonexistent/x.jpg"))
+        .unwrap_err();
     assert!(matches!(e, Error::Io { .. }) && e.to_string().contains("/nonexistent/x.jpg"));
 }
 
@@ -123,7 +163,10 @@ fn missing_file_is_an_io_error() {
 fn exif_orientation_is_opt_in() {
     let bytes = fixture("photo_astronaut_exif6.jpg");
     let plain = Preprocess::default();
-    let rotated = Preprocess { apply_exif_orientation: true, ..Preprocess::default() };
+    let rotated = Preprocess {
+        apply_exif_orientation: true,
+        ..Preprocess::default()
+    };
     let a = plain.crop_rgb8(&bytes, "exif").unwrap();
     let b = rotated.crop_rgb8(&bytes, "exif").unwrap();
     assert_ne!(a.data, b.data);

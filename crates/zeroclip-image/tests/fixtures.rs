@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use zeroclip_image::Preprocess;
 
 fn root() -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/image")).to_path_buf()
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/image"
+    ))
+    .to_path_buf()
 }
 
 fn manifest() -> Vec<Value> {
@@ -22,7 +26,10 @@ fn read_rgb_png(path: &Path) -> (u32, u32, Vec<u8>) {
     let mut reader = png::Decoder::new(file).read_info().expect("PNG header");
     let mut buf = vec![0; reader.output_buffer_size().expect("size")];
     let info = reader.next_frame(&mut buf).expect("PNG data");
-    assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight));
+    assert_eq!(
+        (info.color_type, info.bit_depth),
+        (png::ColorType::Rgb, png::BitDepth::Eight)
+    );
     buf.truncate(info.buffer_size());
     (info.width, info.height, buf)
 }
@@ -34,7 +41,10 @@ fn read_npy_f32(path: &Path) -> Vec<f32> {
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
     assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"));
-    bytes[10 + header_len..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[test]
@@ -46,7 +56,11 @@ fn uint8_crops_are_identical_to_the_reference() {
         let input = f["input"].as_str().unwrap();
         let n = f["resolution"].as_u64().unwrap() as u32;
         let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
-        let (w, h, want) = read_rgb_png(&root().join("expected").join(f["expected"].as_str().unwrap()));
+        let (w, h, want) = read_rgb_png(
+            &root()
+                .join("expected")
+                .join(f["expected"].as_str().unwrap()),
+        );
         assert_eq!((w, h), (n, n));
         let got = match Preprocess::openai(n).crop_rgb8(&bytes, input) {
             Ok(img) => img,
@@ -55,7 +69,12 @@ fn uint8_crops_are_identical_to_the_reference() {
                 continue;
             }
         };
-        let diffs: Vec<u8> = got.data.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).collect();
+        let diffs: Vec<u8> = got
+            .data
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
         let differing = diffs.iter().filter(|&&d| d != 0).count();
         if differing != 0 {
             let max = diffs.iter().max().unwrap();
@@ -66,7 +85,44 @@ fn uint8_crops_are_identical_to_the_reference() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} fixtures differ:\n{}", failures.len(), fixtures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures differ:\n{}",
+        failures.len(),
+        fixtures.len(),
+        failures.join("\n")
+    );
+}
+
+/// JPEGs take a streaming path (decode overlapped with resampling); with EXIF orientation on they
+/// take the decode-then-resize path. Without an orientation tag both must equal the reference.
+#[test]
+fn jpeg_full_decode_path_matches_too() {
+    let pre = |n| Preprocess {
+        apply_exif_orientation: true,
+        ..Preprocess::openai(n)
+    };
+    let mut checked = 0;
+    for f in manifest() {
+        let input = f["input"].as_str().unwrap();
+        if !input.ends_with(".jpg") || input.contains("exif") {
+            continue;
+        }
+        let n = f["resolution"].as_u64().unwrap() as u32;
+        let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
+        let (_, _, want) = read_rgb_png(
+            &root()
+                .join("expected")
+                .join(f["expected"].as_str().unwrap()),
+        );
+        assert_eq!(
+            pre(n).crop_rgb8(&bytes, input).unwrap().data,
+            want,
+            "{input}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8);
 }
 
 #[test]
@@ -76,10 +132,16 @@ fn normalized_tensors_match_the_reference() {
         let input = f["input"].as_str().unwrap();
         let n = f["resolution"].as_u64().unwrap() as u32;
         let want = read_npy_f32(&root().join("tensors").join(f["tensor"].as_str().unwrap()));
-        let got = Preprocess::openai(n).preprocess_path(&root().join("inputs").join(input)).unwrap();
+        let got = Preprocess::openai(n)
+            .preprocess_path(&root().join("inputs").join(input))
+            .unwrap();
         assert_eq!(got.len(), want.len());
         assert_eq!(got.len(), 3 * (n * n) as usize);
-        let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let max = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(max <= 1e-6, "{input}: max difference {max}");
         checked += 1;
     }
@@ -90,12 +152,20 @@ fn normalized_tensors_match_the_reference() {
 fn batch_matches_single_and_keeps_order() {
     let pre = Preprocess::openai(32);
     let dir = root().join("inputs");
-    let paths: Vec<PathBuf> =
-        ["photo_rocket.jpg", "does_not_exist.png", "rgba8.png"].iter().map(|p| dir.join(p)).collect();
+    let paths: Vec<PathBuf> = ["photo_rocket.jpg", "does_not_exist.png", "rgba8.png"]
+        .iter()
+        .map(|p| dir.join(p))
+        .collect();
     let out = pre.preprocess_batch(&paths);
     assert_eq!(out.len(), 3);
-    assert_eq!(out[0].as_ref().unwrap(), &pre.preprocess_path(&paths[0]).unwrap());
+    assert_eq!(
+        out[0].as_ref().unwrap(),
+        &pre.preprocess_path(&paths[0]).unwrap()
+    );
     let err = out[1].as_ref().unwrap_err().to_string();
     assert!(err.contains("does_not_exist.png"), "{err}");
-    assert_eq!(out[2].as_ref().unwrap(), &pre.preprocess_path(&paths[2]).unwrap());
+    assert_eq!(
+        out[2].as_ref().unwrap(),
+        &pre.preprocess_path(&paths[2]).unwrap()
+    );
 }

@@ -32,6 +32,9 @@ impl Hasher for PairHasher {
     }
 }
 
+/// Rank of a pair no merge rule covers: above every real rank.
+const NO_RULE: u32 = u32::MAX;
+
 type PairMap = HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>;
 
 /// The reference's `bytes_to_unicode`: printable Latin-1 bytes map to themselves, the others to
@@ -134,26 +137,27 @@ impl Bpe {
     }
 
     /// Appends the ids of one pre-token (any non-empty byte string) to `out`: `bpe(token)`.
+    ///
+    /// Each round merges every occurrence of the lowest-ranked adjacent pair, left to right, as
+    /// the reference does; the ranks of pairs left of the first merge are kept between rounds.
     pub(crate) fn encode_word(&self, token: &[u8], out: &mut Vec<u32>) {
         let mut word: Vec<u32> = token.iter().map(|&b| self.byte_id[b as usize]).collect();
         let Some(last) = word.last_mut() else {
             return;
         };
         *last += 256; // the `</w>` form of the final symbol
+        let mut pairs: Vec<(u32, u32)> = word.windows(2).map(|w| self.rule(w[0], w[1])).collect();
         while word.len() > 1 {
-            let best = word
-                .windows(2)
-                .filter_map(|w| {
-                    self.merges
-                        .get(&key(w[0], w[1]))
-                        .map(|&(r, m)| (r, w[0], w[1], m))
-                })
-                .min_by_key(|&(rank, ..)| rank);
-            let Some((_, first, second, merged)) = best else {
+            // `min_by_key` keeps the first minimum: the leftmost occurrence of the best pair.
+            let Some((start, &(rank, merged))) = pairs.iter().enumerate().min_by_key(|(_, p)| p.0)
+            else {
                 break;
             };
-            let mut i = 0;
-            let mut j = 0;
+            if rank == NO_RULE {
+                break;
+            }
+            let (first, second) = (word[start], word[start + 1]);
+            let (mut i, mut j) = (start, start);
             while i < word.len() {
                 if word[i] == first && i + 1 < word.len() && word[i + 1] == second {
                     word[j] = merged;
@@ -165,8 +169,18 @@ impl Bpe {
                 j += 1;
             }
             word.truncate(j);
+            pairs.truncate(start.saturating_sub(1));
+            for k in pairs.len()..word.len() - 1 {
+                pairs.push(self.rule(word[k], word[k + 1]));
+            }
         }
         out.extend_from_slice(&word);
+    }
+
+    /// (rank, merged id) of the rule for the pair `a b`, rank `NO_RULE` when there is none.
+    #[inline]
+    fn rule(&self, a: u32, b: u32) -> (u32, u32) {
+        self.merges.get(&key(a, b)).copied().unwrap_or((NO_RULE, 0))
     }
 
     /// The reference `decode`: concatenated bytes, UTF-8 with replacement, `</w>` → space.

@@ -4,10 +4,11 @@
 //! `strip()`. This module reproduces every `fix_text` step except mojibake repair
 //! (`fix_encoding` and its sub-steps: re-decoding text that was decoded in the wrong encoding).
 //! Texts on which that step acts are flagged by the fixture script and are the only ones allowed
-//! to differ; see `docs/PERFORMANCE.md` and the crate README section of lib.rs.
+//! to differ; the crate's README.md lists this and the other known differences.
 
 use crate::html;
 use crate::tables::{Class, Tables};
+use std::borrow::Cow;
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 /// ftfy's `max_decode_length`: a line longer than this many characters is fixed in pieces.
@@ -16,9 +17,31 @@ const MAX_SEGMENT_CHARS: usize = 1_000_000;
 /// The whole cleaning pipeline: `whitespace_clean(basic_clean(text)).lower()`.
 pub(crate) fn clean(text: &str, t: &Tables) -> String {
     let fixed = fix_text(text, t);
-    let unescaped = html::unescape(&html::unescape(&fixed, t), t);
-    let stripped = unescaped.trim_matches(|c| t.is_py_space(c));
+    let once = html::unescape(&fixed, t);
+    let twice = html::unescape(&once, t);
+    let stripped = twice.trim_matches(|c| t.is_py_space(c));
+    if stripped.is_ascii() {
+        return ascii_whitespace_clean_lower(stripped);
+    }
     lower(&whitespace_clean(stripped, t), t)
+}
+
+/// `whitespace_clean` then `.lower()` for ASCII text, in one pass (the common case for labels).
+fn ascii_whitespace_clean_lower(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_space = false;
+    for b in s.bytes() {
+        if matches!(b, b'\t'..=b'\r' | b' ') {
+            in_space = true;
+        } else {
+            if in_space && !out.is_empty() {
+                out.push(' ');
+            }
+            in_space = false;
+            out.push(b.to_ascii_lowercase() as char);
+        }
+    }
+    out
 }
 
 /// True for text that every `fix_text` step leaves unchanged, checked cheaply: printable ASCII
@@ -28,9 +51,9 @@ fn is_plain(text: &str) -> bool {
 }
 
 /// `ftfy.fix_text` without mojibake repair, segment by segment as ftfy splits the text.
-pub(crate) fn fix_text(text: &str, t: &Tables) -> String {
+pub(crate) fn fix_text<'a>(text: &'a str, t: &Tables) -> Cow<'a, str> {
     if is_plain(text) {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     // "auto": entities are decoded until a segment contains `<`, then never again in this text.
@@ -43,7 +66,7 @@ pub(crate) fn fix_text(text: &str, t: &Tables) -> String {
             out.push_str(&fix_segment(segment, unescape, t));
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 fn chunks(s: &str, n: usize) -> impl Iterator<Item = &str> {

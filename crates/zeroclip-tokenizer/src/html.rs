@@ -6,11 +6,12 @@
 //! replacement rules).
 
 use crate::tables::Tables;
+use std::borrow::Cow;
 
 /// `html.unescape`: `&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)` replaced.
-pub(crate) fn unescape(text: &str, t: &Tables) -> String {
+pub(crate) fn unescape<'a>(text: &'a str, t: &Tables) -> Cow<'a, str> {
     if !text.contains('&') {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -29,7 +30,7 @@ pub(crate) fn unescape(text: &str, t: &Tables) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// Matches a character reference right after an `&`: bytes consumed and the replacement text.
@@ -152,7 +153,7 @@ fn ftfy_fixup(entity: &str, t: &Tables) -> String {
         if unescaped.contains(';') {
             return entity.to_owned();
         }
-        return unescaped;
+        return unescaped.into_owned();
     }
     entity.to_owned()
 }
@@ -162,7 +163,7 @@ mod tests {
     use super::*;
 
     fn u(s: &str) -> String {
-        unescape(s, Tables::get())
+        unescape(s, Tables::get()).into_owned()
     }
 
     fn f(s: &str) -> String {

@@ -78,7 +78,10 @@ impl Tokenizer {
     pub fn new() -> Tokenizer {
         Tokenizer {
             bpe: bpe::Bpe::load(),
-            cache: Mutex::new(WordCache::default()),
+            cache: Mutex::new(WordCache::with_capacity_and_hasher(
+                4096,
+                Default::default(),
+            )),
         }
     }
 
@@ -91,35 +94,41 @@ impl Tokenizer {
     /// BPE ids of `text` after cleaning, without `<|startoftext|>`/`<|endoftext|>`: the
     /// reference `SimpleTokenizer.encode`.
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let tables = tables::Tables::get();
-        let cleaned = clean::clean(text, tables);
-        let mut ids = Vec::with_capacity(cleaned.len() / 3 + 1);
-        split::split(&cleaned, tables, |token| self.encode_token(token, &mut ids));
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        self.encode_into(text, &mut ids);
         ids
     }
 
-    fn encode_token(&self, token: &str, out: &mut Vec<u32>) {
+    /// Appends the ids of `text` (cleaned, split, BPE) to `out`.
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
+        let tables = tables::Tables::get();
+        let cleaned = clean::clean(text, tables);
+        // One lock per text; try_lock: under contention computing words again beats waiting.
+        let mut cache = self.cache.try_lock().ok();
+        split::split(&cleaned, tables, |token| {
+            self.encode_token(token, cache.as_deref_mut(), out)
+        });
+    }
+
+    fn encode_token(&self, token: &str, cache: Option<&mut WordCache>, out: &mut Vec<u32>) {
         match token {
             "<|startoftext|>" => return out.push(SOT),
             "<|endoftext|>" => return out.push(EOT),
             _ => {}
         }
         let bytes = token.as_bytes();
-        // try_lock: under contention computing the word again is cheaper than waiting.
-        if let Ok(cache) = self.cache.try_lock() {
-            if let Some(ids) = cache.get(bytes) {
-                out.extend_from_slice(ids);
-                return;
-            }
+        let Some(cache) = cache else {
+            return self.bpe.encode_word(bytes, out);
+        };
+        if let Some(ids) = cache.get(bytes) {
+            return out.extend_from_slice(ids);
         }
         let start = out.len();
         self.bpe.encode_word(bytes, out);
-        if let Ok(mut cache) = self.cache.try_lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(bytes.into(), out[start..].into());
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
         }
+        cache.insert(bytes.into(), out[start..].into());
     }
 
     /// Text of `ids`, as the reference `decode`: bytes joined, invalid UTF-8 replaced by U+FFFD,
@@ -150,11 +159,7 @@ impl Tokenizer {
         }
         let mut tokens = Vec::with_capacity(context_length);
         tokens.push(SOT);
-        let tables = tables::Tables::get();
-        let cleaned = clean::clean(text, tables);
-        split::split(&cleaned, tables, |token| {
-            self.encode_token(token, &mut tokens)
-        });
+        self.encode_into(text, &mut tokens);
         tokens.push(EOT);
         if tokens.len() > context_length {
             if !truncate {

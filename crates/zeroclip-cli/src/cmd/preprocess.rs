@@ -53,7 +53,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// Writes a little-endian float32 C-order array in NumPy's `.npy` format, version 1.0.
 fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
     // Magic (6) + version (2) + length (2) + header, newline-terminated, padded to 64 bytes.
     let unpadded = 10 + header.len() + 1;

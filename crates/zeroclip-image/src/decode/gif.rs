@@ -12,7 +12,9 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
     opts.set_color_output(gif::ColorOutput::Indexed);
     let cap = NonZeroU64::new(limits.max_pixels.max(1)).unwrap_or(NonZeroU64::MIN);
     opts.set_memory_limit(gif::MemoryLimit::Bytes(cap));
-    let mut dec = opts.read_info(std::io::Cursor::new(bytes)).map_err(|e| Error::decode(input, e))?;
+    let mut dec = opts
+        .read_info(std::io::Cursor::new(bytes))
+        .map_err(|e| Error::decode(input, e))?;
     let (width, height) = (usize::from(dec.width()), usize::from(dec.height()));
     limits.check(input, width as u64, height as u64)?;
     let global = dec.global_palette().map(<[u8]>::to_vec);
@@ -21,7 +23,11 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
         .map_err(|e| Error::decode(input, e))?
         .ok_or_else(|| Error::decode(input, "GIF has no image"))?;
     let mut canvas = vec![frame.transparent.unwrap_or(0); width * height];
-    let (fl, ft, fw) = (usize::from(frame.left), usize::from(frame.top), usize::from(frame.width));
+    let (fl, ft, fw) = (
+        usize::from(frame.left),
+        usize::from(frame.top),
+        usize::from(frame.width),
+    );
     for (y, row) in frame.buffer.chunks_exact(fw.max(1)).enumerate() {
         let cy = ft + y;
         if cy >= height || fw == 0 {

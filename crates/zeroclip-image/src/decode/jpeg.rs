@@ -10,16 +10,35 @@
 use super::Limits;
 use crate::error::{Error, Result};
 use crate::pixels::{Layout, Pixels};
+use mozjpeg::decompress::DecompressStarted;
 use mozjpeg::{ColorSpace, Decompress};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
-    if !has_eoi_after_scan(bytes) {
-        return Err(Error::decode(input, "JPEG data is truncated (no end-of-image marker)"));
-    }
-    // libjpeg reports fatal errors by unwinding (mozjpeg's error manager resumes an unwind
-    // without running the panic hook); catch it here so no error escapes as a panic.
-    match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, input, limits))) {
+    let mut r = Reader::open(bytes, input, limits)?;
+    let (width, height, layout) = (r.width, r.height, r.layout);
+    let mut data = vec![0u8; width * height * layout.channels()];
+    r.read_rows(&mut data)?;
+    r.finish()?;
+    Ok(Pixels::new_u8(width, height, layout, false, data))
+}
+
+/// A started libjpeg decompression that hands out rows in order.
+pub(crate) struct Reader<'a> {
+    started: Option<DecompressStarted<&'a [u8]>>,
+    input: &'a str,
+    /// Image width.
+    pub width: usize,
+    /// Image height.
+    pub height: usize,
+    /// The Pillow mode the rows are in (`L`, `RGB` or `CMYK`).
+    pub layout: Layout,
+}
+
+/// Runs libjpeg calls, turning its unwinding fatal errors into [`Error::Decode`].
+fn guard<T>(input: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    // mozjpeg's error manager resumes an unwind without running the panic hook.
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
             let msg = payload
@@ -32,27 +51,83 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
     }
 }
 
-fn decode_inner(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
-    let d = Decompress::new_mem(bytes).map_err(|e| Error::decode(input, e))?;
-    let (width, height) = d.size();
-    limits.check(input, width as u64, height as u64)?;
-    let components = d.components().len();
-    let (space, layout) = match components {
-        1 => (ColorSpace::JCS_GRAYSCALE, Layout::L),
-        3 => (ColorSpace::JCS_RGB, Layout::Rgb),
-        4 => (ColorSpace::JCS_CMYK, Layout::Cmyk),
-        n => return Err(Error::unsupported(input, format!("JPEG with {n} components"))),
-    };
-    let mut started = d.to_colorspace(space).map_err(|e| Error::decode(input, e))?;
-    let mut data: Vec<u8> = started.read_scanlines().map_err(|e| Error::decode(input, e))?;
-    started.finish().map_err(|e| Error::decode(input, e))?;
-    if data.len() != width * height * layout.channels() {
-        return Err(Error::decode(input, "JPEG data is truncated"));
+impl<'a> Reader<'a> {
+    /// Reads the header, checks the limits, and starts decompression in Pillow's mode.
+    pub(crate) fn open(bytes: &'a [u8], input: &'a str, limits: &Limits) -> Result<Self> {
+        if !has_eoi_after_scan(bytes) {
+            return Err(Error::decode(
+                input,
+                "JPEG data is truncated (no end-of-image marker)",
+            ));
+        }
+        guard(input, || {
+            let d = Decompress::new_mem(bytes).map_err(|e| Error::decode(input, e))?;
+            let (width, height) = d.size();
+            limits.check(input, width as u64, height as u64)?;
+            let (space, layout) = match d.components().len() {
+                1 => (ColorSpace::JCS_GRAYSCALE, Layout::L),
+                3 => (ColorSpace::JCS_RGB, Layout::Rgb),
+                4 => (ColorSpace::JCS_CMYK, Layout::Cmyk),
+                n => {
+                    return Err(Error::unsupported(
+                        input,
+                        format!("JPEG with {n} components"),
+                    ))
+                }
+            };
+            let started = d
+                .to_colorspace(space)
+                .map_err(|e| Error::decode(input, e))?;
+            Ok(Reader {
+                started: Some(started),
+                input,
+                width,
+                height,
+                layout,
+            })
+        })
     }
-    if layout == Layout::Cmyk {
-        data.iter_mut().for_each(|v| *v = !*v);
+
+    /// Fills `buf` with the next `buf.len() / (width * channels)` rows.
+    pub(crate) fn read_rows(&mut self, buf: &mut [u8]) -> Result<()> {
+        let input = self.input;
+        let started = self
+            .started
+            .as_mut()
+            .ok_or_else(|| Error::decode(input, "decoder failed earlier"))?;
+        let read = guard(input, || {
+            started
+                .read_scanlines_into(buf)
+                .map(|r| r.len())
+                .map_err(|e| Error::decode(input, e))
+        });
+        match read {
+            Ok(len) if len == buf.len() => {}
+            Ok(_) => return Err(Error::decode(input, "JPEG data is truncated")),
+            Err(e) => {
+                // After a libjpeg error the decompressor may only be destroyed.
+                self.started = None;
+                return Err(e);
+            }
+        }
+        if self.layout == Layout::Cmyk {
+            // Pillow reads CMYK JPEGs as `CMYK;I` (Adobe polarity): inverted.
+            buf.iter_mut().for_each(|v| *v = !*v);
+        }
+        Ok(())
     }
-    Ok(Pixels::new_u8(width, height, layout, false, data))
+
+    /// Ends decompression once every row was read.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        let input = self.input;
+        let started = self
+            .started
+            .take()
+            .ok_or_else(|| Error::decode(input, "decoder failed earlier"))?;
+        guard(input, || {
+            started.finish().map_err(|e| Error::decode(input, e))
+        })
+    }
 }
 
 /// Whether an EOI marker follows the first SOS segment. Entropy-coded data cannot contain
@@ -104,17 +179,27 @@ fn tiff_orientation(t: &[u8]) -> Option<u16> {
     };
     let u16_at = |o: usize| -> Option<u16> {
         let b = t.get(o..o + 2)?;
-        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
+        Some(if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
     };
     let u32_at = |o: usize| -> Option<u32> {
         let b: [u8; 4] = t.get(o..o + 4)?.try_into().ok()?;
-        Some(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
     };
     let ifd = u32_at(4)? as usize;
     let count = usize::from(u16_at(ifd)?);
     (0..count).find_map(|e| {
         let entry = ifd + 2 + e * 12;
-        (u16_at(entry)? == 0x0112).then(|| u16_at(entry + 8)).flatten()
+        (u16_at(entry)? == 0x0112)
+            .then(|| u16_at(entry + 8))
+            .flatten()
     })
 }
 

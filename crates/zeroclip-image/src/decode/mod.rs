@@ -21,11 +21,19 @@ impl Limits {
     /// Rejects zero-size images and images over the pixel limit.
     pub(crate) fn check(&self, input: &str, width: u64, height: u64) -> Result<()> {
         if width == 0 || height == 0 {
-            return Err(Error::ZeroSize { input: input.to_owned(), width, height });
+            return Err(Error::ZeroSize {
+                input: input.to_owned(),
+                width,
+                height,
+            });
         }
         let pixels = width.saturating_mul(height);
         if pixels > self.max_pixels {
-            return Err(Error::TooManyPixels { input: input.to_owned(), pixels, limit: self.max_pixels });
+            return Err(Error::TooManyPixels {
+                input: input.to_owned(),
+                pixels,
+                limit: self.max_pixels,
+            });
         }
         Ok(())
     }
@@ -49,6 +57,9 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
     } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
         other::decode(bytes, input, limits, image::ImageFormat::Tiff)
     } else {
-        Err(Error::unsupported(input, "not a PNG, JPEG, GIF, WebP, BMP or TIFF file"))
+        Err(Error::unsupported(
+            input,
+            "not a PNG, JPEG, GIF, WebP, BMP or TIFF file",
+        ))
     }
 }

@@ -9,7 +9,12 @@ use crate::pixels::{Layout, Pixels};
 use image::{DynamicImage, ImageFormat, ImageReader};
 use std::io::Cursor;
 
-pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits, format: ImageFormat) -> Result<Pixels> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    input: &str,
+    limits: &Limits,
+    format: ImageFormat,
+) -> Result<Pixels> {
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| map_err(input, e))?;
@@ -18,20 +23,35 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits, format: ImageFo
     reader.no_limits();
     let img = reader.decode().map_err(|e| map_err(input, e))?;
     let (width, height) = (w as usize, h as usize);
-    let bmp = if format == ImageFormat::Bmp { bmp_palette_kind(bytes) } else { BmpPalette::None };
+    let bmp = if format == ImageFormat::Bmp {
+        bmp_palette_kind(bytes)
+    } else {
+        BmpPalette::None
+    };
     let px = match img {
-        DynamicImage::ImageLuma8(b) => Pixels::new_u8(width, height, Layout::L, false, b.into_raw()),
-        DynamicImage::ImageLumaA8(b) => Pixels::new_u8(width, height, Layout::La, false, b.into_raw()),
-        DynamicImage::ImageRgb8(b) => rgb8(width, height, b.into_raw(), bmp),
-        DynamicImage::ImageRgba8(b) => {
-            Pixels::new_u8(width, height, Layout::Rgba, bmp == BmpPalette::Color, b.into_raw())
+        DynamicImage::ImageLuma8(b) => {
+            Pixels::new_u8(width, height, Layout::L, false, b.into_raw())
         }
+        DynamicImage::ImageLumaA8(b) => {
+            Pixels::new_u8(width, height, Layout::La, false, b.into_raw())
+        }
+        DynamicImage::ImageRgb8(b) => rgb8(width, height, b.into_raw(), bmp),
+        DynamicImage::ImageRgba8(b) => Pixels::new_u8(
+            width,
+            height,
+            Layout::Rgba,
+            bmp == BmpPalette::Color,
+            b.into_raw(),
+        ),
         DynamicImage::ImageLuma16(b) => Pixels::new_i16(width, height, b.into_raw()),
         DynamicImage::ImageLumaA16(b) => high(width, height, Layout::La, b.as_raw()),
         DynamicImage::ImageRgb16(b) => high(width, height, Layout::Rgb, b.as_raw()),
         DynamicImage::ImageRgba16(b) => high(width, height, Layout::Rgba, b.as_raw()),
         other => {
-            return Err(Error::unsupported(input, format!("{format:?} with {:?} samples", other.color())))
+            return Err(Error::unsupported(
+                input,
+                format!("{format:?} with {:?} samples", other.color()),
+            ))
         }
     };
     Ok(px)
@@ -43,13 +63,21 @@ fn rgb8(width: usize, height: usize, data: Vec<u8>, bmp: BmpPalette) -> Pixels {
             let gray = data.chunks_exact(3).map(|p| p[0]).collect();
             Pixels::new_u8(width, height, Layout::L, false, gray)
         }
-        BmpPalette::Color | BmpPalette::Bilevel => Pixels::new_u8(width, height, Layout::Rgb, true, data),
+        BmpPalette::Color | BmpPalette::Bilevel => {
+            Pixels::new_u8(width, height, Layout::Rgb, true, data)
+        }
         BmpPalette::None => Pixels::new_u8(width, height, Layout::Rgb, false, data),
     }
 }
 
 fn high(width: usize, height: usize, layout: Layout, data: &[u16]) -> Pixels {
-    Pixels::new_u8(width, height, layout, false, data.iter().map(|&v| (v >> 8) as u8).collect())
+    Pixels::new_u8(
+        width,
+        height,
+        layout,
+        false,
+        data.iter().map(|&v| (v >> 8) as u8).collect(),
+    )
 }
 
 fn map_err(input: &str, e: image::ImageError) -> Error {
@@ -70,8 +98,13 @@ enum BmpPalette {
 /// How Pillow's `BmpImagePlugin` treats this file's palette, read from its header.
 fn bmp_palette_kind(b: &[u8]) -> BmpPalette {
     let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-    let Some(header) = u32_at(14) else { return BmpPalette::None };
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let Some(header) = u32_at(14) else {
+        return BmpPalette::None;
+    };
     let (bits, colors, padding) = if header == 12 {
         (u16_at(24).unwrap_or(0), 0, 3)
     } else {
@@ -80,11 +113,20 @@ fn bmp_palette_kind(b: &[u8]) -> BmpPalette {
     if bits == 0 || bits > 8 {
         return BmpPalette::None;
     }
-    let colors = if colors == 0 { 1usize << bits } else { colors as usize };
+    let colors = if colors == 0 {
+        1usize << bits
+    } else {
+        colors as usize
+    };
     let start = 14 + header as usize;
-    let indices: Vec<u8> = if colors == 2 { vec![0, 255] } else { (0..colors).map(|i| i as u8).collect() };
+    let indices: Vec<u8> = if colors == 2 {
+        vec![0, 255]
+    } else {
+        (0..colors).map(|i| i as u8).collect()
+    };
     let gray = indices.iter().enumerate().all(|(i, &v)| {
-        b.get(start + i * padding..start + i * padding + 3).is_some_and(|e| e == [v, v, v])
+        b.get(start + i * padding..start + i * padding + 3)
+            .is_some_and(|e| e == [v, v, v])
     });
     match (gray, colors <= 2) {
         (true, true) => BmpPalette::Bilevel,

@@ -11,7 +11,14 @@ use png::{BitDepth, ColorType, Transformations};
 pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
     // The size is in the IHDR chunk that must come first: check it before the decoder reads on.
     if bytes.len() >= 24 && &bytes[12..16] == b"IHDR" {
-        let dim = |o: usize| u64::from(u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]));
+        let dim = |o: usize| {
+            u64::from(u32::from_be_bytes([
+                bytes[o],
+                bytes[o + 1],
+                bytes[o + 2],
+                bytes[o + 3],
+            ]))
+        };
         limits.check(input, dim(16), dim(20))?;
     }
     let mut decoder = png::Decoder::new_with_limits(
@@ -26,7 +33,9 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
         .output_buffer_size()
         .ok_or_else(|| Error::decode(input, "image too large for this platform"))?;
     let mut buf = vec![0u8; size];
-    let frame = reader.next_frame(&mut buf).map_err(|e| Error::decode(input, e))?;
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| Error::decode(input, e))?;
     let info = reader.info();
     let line = frame.line_size;
     let rows = || buf.chunks_exact(line).take(height);
@@ -35,7 +44,11 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
         (ColorType::Grayscale, BitDepth::Sixteen) => {
             let mut data = Vec::with_capacity(width * height);
             for row in rows() {
-                data.extend(row[..width * 2].chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])));
+                data.extend(
+                    row[..width * 2]
+                        .chunks_exact(2)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]])),
+                );
             }
             Pixels::new_i16(width, height, data)
         }
@@ -65,13 +78,21 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             Pixels::new_u8(width, height, Layout::La, false, data)
         }
         (ColorType::GrayscaleAlpha, _) => flat(rows(), width, height, Layout::La),
-        (ColorType::Rgb, BitDepth::Sixteen) => {
-            Pixels::new_u8(width, height, Layout::Rgb, false, high_bytes(rows(), width * 3))
-        }
+        (ColorType::Rgb, BitDepth::Sixteen) => Pixels::new_u8(
+            width,
+            height,
+            Layout::Rgb,
+            false,
+            high_bytes(rows(), width * 3),
+        ),
         (ColorType::Rgb, _) => flat(rows(), width, height, Layout::Rgb),
-        (ColorType::Rgba, BitDepth::Sixteen) => {
-            Pixels::new_u8(width, height, Layout::Rgba, false, high_bytes(rows(), width * 4))
-        }
+        (ColorType::Rgba, BitDepth::Sixteen) => Pixels::new_u8(
+            width,
+            height,
+            Layout::Rgba,
+            false,
+            high_bytes(rows(), width * 4),
+        ),
         (ColorType::Rgba, _) => flat(rows(), width, height, Layout::Rgba),
     };
     Ok(px)
@@ -96,7 +117,12 @@ fn high_bytes<'a>(rows: impl Iterator<Item = &'a [u8]>, samples: usize) -> Vec<u
     data
 }
 
-fn flat<'a>(rows: impl Iterator<Item = &'a [u8]>, width: usize, height: usize, layout: Layout) -> Pixels {
+fn flat<'a>(
+    rows: impl Iterator<Item = &'a [u8]>,
+    width: usize,
+    height: usize,
+    layout: Layout,
+) -> Pixels {
     let n = width * layout.channels();
     let mut data = Vec::with_capacity(n * height);
     for row in rows {
