@@ -209,10 +209,16 @@ def main() -> None:
             log(f"  {name}: {e2e[name]['wall_s']:.2f} s, {e2e[name]['peak_rss_mb']:.0f} MB")
     else:
         log(f"{IMAGE} is missing: skipping the end-to-end comparison")
+    # GEMM alone on ViT-B/32's Linear shapes (for the profile's reading; not a target).
+    gemm = []
+    if "zeroclip" in fw:
+        gemm += measure([BENCH_BIN, "matmul", "--runs", "3" if q else "9", "--threads", THREADS])
+    if "pytorch" in fw:
+        gemm += measure([PY, "model_torch.py", "matmul", "--runs", "3" if q else "9"])
     finished = datetime.datetime.now(datetime.timezone.utc)
     result = {"machine": info, "started": started.isoformat(timespec="seconds"),
               "finished": finished.isoformat(timespec="seconds"), "load_before": load_before,
-              "load_after": loadavg(), "note": args.note, "quick": q, "records": rec, "e2e": e2e}
+              "load_after": loadavg(), "note": args.note, "quick": q, "records": rec, "e2e": e2e, "gemm": gemm}
     result["agreement"] = {
         f"{f} vs pytorch, {what}": agreement(f"{f}_{what}.f32", f"pytorch_{what}.f32")
         for f in ("zeroclip", "onnxruntime")
@@ -324,6 +330,21 @@ def render(res: dict) -> str:
     if py and zc:
         lines.append(f"End-to-end outputs — Python: `{py['output'].splitlines()[-1] if py['output'] else ''}`; "
                      f"zeroclip: `{' / '.join(l.strip() for l in zc['output'].splitlines()[:4])}`.")
+        lines.append("")
+    gemm = res.get("gemm") or []
+    shapes = list(dict.fromkeys(r["shape"] for r in gemm))
+    if shapes:
+        lines.append("GEMM alone, ViT-B/32's Linear shapes `[m, k] × [k, n]`, GFLOP/s (median; candle's matmul with the "
+                     "weight read transposed as stored, as the model does now / transposed once to `[k, n]`; "
+                     "PyTorch's `F.linear`):")
+        lines.append("")
+        lines.append("| shape | candle, weight as stored | candle, weight pre-transposed | PyTorch |")
+        lines.append("|---|---|---|---|")
+        for sh in shapes:
+            zc = next((r for r in gemm if r["shape"] == sh and r["framework"] == "zeroclip"), {})
+            pt = next((r for r in gemm if r["shape"] == sh and r["framework"] == "pytorch"), {})
+            lines.append(f"| {sh} | {fmt(zc.get('gflops_weight_as_stored'))} | "
+                         f"{fmt(zc.get('gflops_weight_pretransposed'))} | {fmt(pt.get('gflops'))} |")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)

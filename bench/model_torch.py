@@ -4,6 +4,7 @@
     model_torch.py image --model ViT-B-32 [--batch 1 16] [--warmup 2] [--runs 10]
     model_torch.py text  --model ViT-B-32 --kind short|long [--warmup 2] [--runs 5]
     model_torch.py load  --model ViT-B-32
+    model_torch.py matmul [--runs 9]   (F.linear GFLOP/s on ViT-B/32's Linear shapes; no model)
 
 Prints one JSON object per measurement. `text` times `clip.tokenize` + `encode_text` on 16
 prompts; `load` runs alone in its process so its peak RSS is the load's.
@@ -20,8 +21,8 @@ import clip
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("task", choices=["image", "text", "load"])
-    ap.add_argument("--model", required=True)
+    ap.add_argument("task", choices=["image", "text", "load", "matmul"])
+    ap.add_argument("--model", default="ViT-B-32")
     ap.add_argument("--batch", type=int, nargs="*", default=[1, 16])
     ap.add_argument("--kind", choices=["short", "long"], default="short")
     ap.add_argument("--warmup", type=int, default=2)
@@ -33,6 +34,9 @@ def main() -> None:
     base = {"framework": "pytorch", "model": args.model, "task": args.task,
             "version": torch.__version__, "threads": torch.get_num_threads()}
 
+    if args.task == "matmul":
+        matmul_shapes(args.runs, base)
+        return
     before = mc.rss_mb()
     t0 = time.perf_counter()
     model, _ = clip.load(str(path), device="cpu")
@@ -61,6 +65,19 @@ def main() -> None:
             mc.dump(run().numpy(), f"pytorch_{args.model}_text_{args.kind}.f32")
             mc.emit({**base, "kind": args.kind, "batch": len(prompts),
                      "items_per_s": len(prompts) / stats["median_s"], **stats})
+
+
+@torch.inference_mode()
+def matmul_shapes(runs: int, base: dict) -> None:
+    """The shapes of bench_model's `matmul` task, through the GEMM PyTorch's Linear uses."""
+    shapes = [("in_proj b16", 800, 768, 2304), ("out_proj b16", 800, 768, 768), ("c_fc b16", 800, 768, 3072),
+              ("c_proj b16", 800, 3072, 768), ("in_proj b1", 50, 768, 2304), ("c_fc b1", 50, 768, 3072),
+              ("c_proj b1", 50, 3072, 768), ("text c_fc 16 short prompts", 128, 512, 2048)]
+    for name, m, k, n in shapes:
+        x, w = torch.randn(m, k), torch.randn(n, k) * 0.02
+        stats = mc.time_calls(lambda: torch.nn.functional.linear(x, w), 2, runs)
+        mc.emit({**base, "task": "matmul", "shape": f"{name}: {m}x{k}x{n}",
+                 "gflops": 2 * m * k * n / stats["median_s"] / 1e9})
 
 
 if __name__ == "__main__":

@@ -173,7 +173,6 @@ def inputs():
         ("photo_camera_gray.jpg", pil_save(camera, "JPEG", quality=75), 224),
         ("photo_chelsea_cmyk.jpg", pil_save(chelsea.convert("CMYK"), "JPEG", quality=75), 224),
         ("photo_astronaut_exif6.jpg", pil_save(astronaut.resize((300, 200)), "JPEG", quality=75, exif=exif), 224),
-        ("photo_chelsea_at336.jpg", pil_save(chelsea, "JPEG", quality=75), 336),
         ("photo_rocket.jpg", rocket, 64),
         ("rgba8.png", None, 64),
         ("photo_camera.png", pil_save(camera.resize((256, 256)), "PNG"), 224),

@@ -13,6 +13,8 @@ Fixtures (each `<name>.expected.safetensors` holds the fixed inputs and expected
 - `rn_jit.pt`          ModifiedResNet (width 4, attention pool with 2 heads), fp16, traced likewise
 - `vit_zip.pt`         ViT (width 64), fp16 state_dict, `torch.save` zip format
 - `rn_legacy.pt`       ModifiedResNet (width 4), fp16 state_dict, `torch.save` legacy (pre-1.6) format
+                       (its bytes change on every run — legacy storage keys are Python object ids —
+                       but its tensors and expected outputs do not; keep the committed file)
 - `hf_real_vocab/`     transformers `CLIPModel`: config.json + model.safetensors (fp16), real 49408 vocab;
                        also expects the tokenized labels and `tiny.png` preprocessed
 - `hf_gelu_bin/`       transformers `CLIPModel` with `hidden_act: gelu`: config.json + pytorch_model.bin

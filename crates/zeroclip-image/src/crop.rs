@@ -7,9 +7,9 @@
 //! Python rounding half to even. Resize(n) leaves both sides at least n, so CenterCrop never pads.
 
 use crate::convert;
+use crate::error::{Error, Result};
 use crate::pixels::{Pixels, Samples};
 use crate::resample::{self, Band, Coeffs};
-use std::borrow::Cow;
 
 /// torchvision's `_compute_resized_output_size` for an int size: (width, height).
 pub(crate) fn target_size(width: usize, height: usize, n: usize) -> (usize, usize) {
@@ -24,6 +24,21 @@ pub(crate) fn target_size(width: usize, height: usize, n: usize) -> (usize, usiz
     } else {
         (new_long, n)
     }
+}
+
+/// Refuses an image whose resized long side Pillow could not take: `Image.resize` passes sizes
+/// as C ints, so a side over `i32::MAX` (from a very elongated image) raises `OverflowError`.
+pub(crate) fn check_target(width: usize, height: usize, n: usize, input: &str) -> Result<()> {
+    let (tw, th) = target_size(width, height, n);
+    if tw > i32::MAX as usize || th > i32::MAX as usize {
+        return Err(Error::unsupported(
+            input,
+            format!(
+                "{width}x{height} resized to short side {n} is {tw}x{th}, too large for Pillow"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// torchvision's `center_crop` offset along one axis.
@@ -127,19 +142,35 @@ fn bicubic_window(
 ) -> Vec<u8> {
     let stride = px.width * ch;
     let (y0, y1, vc) = rows_needed(px.height, th, top, n);
-    let mut rows = Cow::Borrowed(&data[y0 * stride..y1 * stride]);
-    if premultiplied {
-        convert::premultiply(rows.to_mut(), ch);
-    }
-    let band = Band {
-        data: &rows,
-        width: px.width,
-        first_row: y0,
-    };
+    let rows = &data[y0 * stride..y1 * stride];
     let inter = if tw != px.width {
-        resample::horizontal_8(&band, ch, &Coeffs::new(px.width, tw, left, n))
+        let mut hc = Coeffs::new(px.width, tw, left, n);
+        if premultiplied {
+            // Premultiply a copy of just the columns the horizontal pass reads.
+            let (x0, x1) = hc.input_span();
+            let mut band = columns(rows, px.width, ch, x0, x1 - x0);
+            convert::premultiply(&mut band, ch);
+            hc.shift(x0);
+            let band = Band {
+                data: &band,
+                width: x1 - x0,
+                first_row: y0,
+            };
+            resample::horizontal_8(&band, ch, &hc)
+        } else {
+            let band = Band {
+                data: rows,
+                width: px.width,
+                first_row: y0,
+            };
+            resample::horizontal_8(&band, ch, &hc)
+        }
     } else {
-        columns(&rows, px.width, ch, left, n)
+        let mut band = columns(rows, px.width, ch, left, n);
+        if premultiplied {
+            convert::premultiply(&mut band, ch);
+        }
+        band
     };
     match vc {
         Some(vc) => resample::vertical_8(
@@ -204,6 +235,13 @@ mod tests {
         assert_eq!(target_size(1, 5000, 224), (224, 1_120_000));
         assert_eq!(target_size(225, 224, 224), (225, 224));
         assert_eq!(target_size(300, 300, 336), (336, 336));
+    }
+
+    #[test]
+    fn sides_beyond_a_c_int_are_refused() {
+        assert!(check_target(1, 9_000_000, 224, "x").is_ok());
+        let e = check_target(1, 10_000_000, 224, "tall.png").unwrap_err();
+        assert!(e.to_string().contains("tall.png"));
     }
 
     #[test]

@@ -105,6 +105,7 @@ impl Preprocess {
                 px = orientation::apply(px, o);
             }
         }
+        crop::check_target(px.width, px.height, n, input_name)?;
         let data = crop::crop_rgb(&px, n);
         Ok(RgbImage8 {
             width: n as u32,

@@ -84,6 +84,11 @@ impl Coeffs {
         (start, end)
     }
 
+    /// Re-bases the input indices on a band starting at input index `by`.
+    pub(crate) fn shift(&mut self, by: usize) {
+        self.bounds.iter_mut().for_each(|b| b.0 -= by);
+    }
+
     /// Pillow's `normalize_coeffs_8bpc`: 22-bit fixed point, rounded half away from zero.
     fn fixed(&self) -> Vec<i32> {
         let one = f64::from(1u32 << PRECISION_BITS);

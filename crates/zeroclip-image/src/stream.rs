@@ -7,7 +7,7 @@
 //! Pillow, which decodes the whole image, would report it.
 
 use crate::convert;
-use crate::crop::{crop_offset, crop_rgb, target_size};
+use crate::crop::{check_target, crop_offset, crop_rgb, target_size};
 use crate::decode::{jpeg::Reader, Limits};
 use crate::error::Result;
 use crate::pixels::Pixels;
@@ -27,6 +27,7 @@ pub(crate) fn crop_rgb_jpeg(
     let (w, h, layout) = (r.width, r.height, r.layout);
     let ch = layout.channels();
     let row_len = w * ch;
+    check_target(w, h, n, input)?;
     let (tw, th) = target_size(w, h, n);
     if tw == w || th == h {
         // A pass is skipped: nothing to overlap, use the general path.

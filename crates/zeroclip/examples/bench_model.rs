@@ -6,6 +6,7 @@
 //! bench_model text  --model ViT-B-32.pt --prompts prompts_short.txt [--truncate] [--warmup 2] [--runs 5] [--dump DIR]
 //! bench_model load  --model ViT-B-32.pt
 //! bench_model forever --model ViT-B-32.pt --pixels pixels_224x16.f32 --batch 16 --runs N   (for perf record)
+//! bench_model matmul [--runs 9]   (candle matmul GFLOP/s on ViT-B/32's Linear shapes; no model)
 //! ```
 //!
 //! Threads: `--threads N` (default 2) sets `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS` before candle
@@ -36,7 +37,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1).peekable();
-    let task = it.next().ok_or("usage: bench_model image|text|load|forever --model PATH ...")?;
+    let task = it
+        .next()
+        .ok_or("usage: bench_model image|text|load|forever --model PATH ...")?;
     let mut a = Args {
         task,
         model: PathBuf::new(),
@@ -73,7 +76,7 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if a.model.as_os_str().is_empty() {
+    if a.model.as_os_str().is_empty() && a.task != "matmul" {
         return Err("--model is required".into());
     }
     Ok(a)
@@ -92,6 +95,8 @@ fn rss_mb() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+type BoxErr = Box<dyn std::error::Error>;
+
 struct Stats {
     median_s: f64,
     min_s: f64,
@@ -101,8 +106,8 @@ struct Stats {
 fn time_calls(
     warmup: usize,
     runs: usize,
-    mut f: impl FnMut() -> zeroclip::Result<Tensor>,
-) -> zeroclip::Result<Stats> {
+    mut f: impl FnMut() -> Result<Tensor, BoxErr>,
+) -> Result<Stats, BoxErr> {
     for _ in 0..warmup {
         f()?;
     }
@@ -129,7 +134,7 @@ fn time_calls(
     })
 }
 
-fn dump(dir: &Option<PathBuf>, name: &str, t: &Tensor) -> Result<(), Box<dyn std::error::Error>> {
+fn dump(dir: &Option<PathBuf>, name: &str, t: &Tensor) -> Result<(), BoxErr> {
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir)?;
         let values = t.flatten_all()?.to_vec1::<f32>()?;
@@ -139,7 +144,7 @@ fn dump(dir: &Option<PathBuf>, name: &str, t: &Tensor) -> Result<(), Box<dyn std
     Ok(())
 }
 
-fn pixels(path: &Option<PathBuf>, batch: usize) -> Result<Tensor, Box<dyn std::error::Error>> {
+fn pixels(path: &Option<PathBuf>, batch: usize) -> Result<Tensor, BoxErr> {
     let path = path.as_ref().ok_or("--pixels is required")?;
     let bytes = std::fs::read(path)?;
     let per_image = 3 * RES * RES;
@@ -150,7 +155,11 @@ fn pixels(path: &Option<PathBuf>, batch: usize) -> Result<Tensor, Box<dyn std::e
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Ok(Tensor::from_vec(values, (batch, 3, RES, RES), &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        values,
+        (batch, 3, RES, RES),
+        &Device::Cpu,
+    )?)
 }
 
 fn emit(v: serde_json::Value) {
@@ -173,7 +182,7 @@ fn main() {
     }
 }
 
-fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
+fn run(a: Args) -> Result<(), BoxErr> {
     for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
         std::env::set_var(var, a.threads.to_string());
     }
@@ -200,6 +209,9 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         v
     };
 
+    if a.task == "matmul" {
+        return matmul_shapes(a.runs.max(1), &base);
+    }
     let (rss_before, _) = rss_mb();
     let t0 = Instant::now();
     let clip = Clip::load(&a.model, &Device::Cpu)?;
@@ -215,9 +227,13 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
             let max_batch = a.batches.iter().copied().max().unwrap_or(1);
             for &batch in &a.batches {
                 let x = pixels(&a.pixels, batch)?;
-                let s = time_calls(a.warmup, a.runs, || clip.encode_image(&x))?;
+                let s = time_calls(a.warmup, a.runs, || Ok(clip.encode_image(&x)?))?;
                 if batch == max_batch {
-                    dump(&a.dump, &format!("zeroclip_{stem}_image_b{batch}.f32"), &clip.encode_image(&x)?)?;
+                    dump(
+                        &a.dump,
+                        &format!("zeroclip_{stem}_image_b{batch}.f32"),
+                        &clip.encode_image(&x)?,
+                    )?;
                 }
                 emit(with(serde_json::json!({
                     "batch": batch, "items_per_s": batch as f64 / s.median_s,
@@ -232,10 +248,16 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .filter(|l| !l.is_empty())
                 .map(str::to_owned)
                 .collect();
-            let encode = || clip.encode_text(&zeroclip::tokenize(&prompts, a.truncate)?);
+            let encode = || -> Result<Tensor, BoxErr> {
+                Ok(clip.encode_text(&zeroclip::tokenize(&prompts, a.truncate)?)?)
+            };
             let s = time_calls(a.warmup, a.runs, encode)?;
             let kind = if a.truncate { "long" } else { "short" };
-            dump(&a.dump, &format!("zeroclip_{stem}_text_{kind}.f32"), &encode()?)?;
+            dump(
+                &a.dump,
+                &format!("zeroclip_{stem}_text_{kind}.f32"),
+                &encode()?,
+            )?;
             emit(with(serde_json::json!({
                 "kind": kind, "batch": prompts.len(),
                 "items_per_s": prompts.len() as f64 / s.median_s,
@@ -245,10 +267,52 @@ fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         "forever" => {
             let batch = a.batches.first().copied().unwrap_or(16);
             let x = pixels(&a.pixels, batch)?;
-            let s = time_calls(0, a.runs, || clip.encode_image(&x))?;
-            emit(with(serde_json::json!({"batch": batch, "median_s": s.median_s})));
+            let s = time_calls(0, a.runs, || Ok(clip.encode_image(&x)?))?;
+            emit(with(
+                serde_json::json!({"batch": batch, "median_s": s.median_s}),
+            ));
         }
         other => return Err(format!("unknown task {other:?}").into()),
+    }
+    Ok(())
+}
+
+/// The Linear layers of ViT-B/32 as candle computes them: `x [m, k] @ w.t()` with `w [n, k]` as
+/// stored (what the model does now) against `w` transposed once to `[k, n]` (a load-time layout).
+fn matmul_shapes(runs: usize, base: &serde_json::Value) -> Result<(), BoxErr> {
+    let shapes = [
+        ("in_proj b16", 800, 768, 2304),
+        ("out_proj b16", 800, 768, 768),
+        ("c_fc b16", 800, 768, 3072),
+        ("c_proj b16", 800, 3072, 768),
+        ("in_proj b1", 50, 768, 2304),
+        ("c_fc b1", 50, 768, 3072),
+        ("c_proj b1", 50, 3072, 768),
+        ("text c_fc 16 short prompts", 128, 512, 2048),
+    ];
+    for (name, m, k, n) in shapes {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+        let w = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
+        let wt = w.t()?.contiguous()?;
+        let flops = 2.0 * (m * k * n) as f64;
+        let stored = time_calls(2, runs, || Ok(x.matmul(&w.t()?)?))?;
+        let transposed = time_calls(2, runs, || Ok(x.matmul(&wt)?))?;
+        let mut v = base.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "shape".into(),
+                serde_json::json!(format!("{name}: {m}x{k}x{n}")),
+            );
+            o.insert(
+                "gflops_weight_as_stored".into(),
+                serde_json::json!(flops / stored.median_s / 1e9),
+            );
+            o.insert(
+                "gflops_weight_pretransposed".into(),
+                serde_json::json!(flops / transposed.median_s / 1e9),
+            );
+        }
+        emit(v);
     }
     Ok(())
 }

@@ -77,7 +77,7 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             let data = high_bytes(rows(), width * 2);
             Pixels::new_u8(width, height, Layout::La, false, data)
         }
-        (ColorType::GrayscaleAlpha, _) => flat(rows(), width, height, Layout::La),
+        (ColorType::GrayscaleAlpha, _) => flat(buf, line, width, height, Layout::La),
         (ColorType::Rgb, BitDepth::Sixteen) => Pixels::new_u8(
             width,
             height,
@@ -85,7 +85,7 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             false,
             high_bytes(rows(), width * 3),
         ),
-        (ColorType::Rgb, _) => flat(rows(), width, height, Layout::Rgb),
+        (ColorType::Rgb, _) => flat(buf, line, width, height, Layout::Rgb),
         (ColorType::Rgba, BitDepth::Sixteen) => Pixels::new_u8(
             width,
             height,
@@ -93,7 +93,7 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             false,
             high_bytes(rows(), width * 4),
         ),
-        (ColorType::Rgba, _) => flat(rows(), width, height, Layout::Rgba),
+        (ColorType::Rgba, _) => flat(buf, line, width, height, Layout::Rgba),
     };
     Ok(px)
 }
@@ -117,16 +117,17 @@ fn high_bytes<'a>(rows: impl Iterator<Item = &'a [u8]>, samples: usize) -> Vec<u
     data
 }
 
-fn flat<'a>(
-    rows: impl Iterator<Item = &'a [u8]>,
-    width: usize,
-    height: usize,
-    layout: Layout,
-) -> Pixels {
+/// 8-bit interleaved rows as they are: the decoder's buffer itself when rows are unpadded.
+fn flat(mut buf: Vec<u8>, line: usize, width: usize, height: usize, layout: Layout) -> Pixels {
     let n = width * layout.channels();
-    let mut data = Vec::with_capacity(n * height);
-    for row in rows {
-        data.extend_from_slice(&row[..n]);
+    if line == n {
+        buf.truncate(n * height);
+    } else {
+        buf = buf
+            .chunks_exact(line)
+            .take(height)
+            .flat_map(|r| r[..n].iter().copied())
+            .collect();
     }
-    Pixels::new_u8(width, height, layout, false, data)
+    Pixels::new_u8(width, height, layout, false, buf)
 }

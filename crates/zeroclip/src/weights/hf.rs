@@ -165,10 +165,6 @@ fn to_hf(name: &str) -> Option<(String, Op)> {
         return Some((from.to_string(), *op));
     }
     for (from_prefix, to_prefix) in BLOCKS {
-        // The text prefix is a suffix of the vision one; check the tower explicitly.
-        if to_prefix == "transformer.resblocks." && name.starts_with("visual.") {
-            continue;
-        }
         if let Some((idx, tail)) = block_of(name, to_prefix) {
             let (from, _, op) = in_block().find(|(_, to, _)| *to == tail)?;
             return Some((format!("{from_prefix}{idx}.{from}"), *op));
