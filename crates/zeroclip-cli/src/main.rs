@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "zeroclip", version, about = "OpenAI CLIP zero-shot image classification")]
+#[command(
+    name = "zeroclip",
+    version,
+    about = "OpenAI CLIP zero-shot image classification"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

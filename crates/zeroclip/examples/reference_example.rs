@@ -7,13 +7,16 @@ use candle_core::{Device, D};
 fn main() -> zeroclip::Result<()> {
     let mut args = std::env::args().skip(1);
     let model_name = args.next().unwrap_or_else(|| "ViT-B/32".into());
-    let image_path = args.next().unwrap_or_else(|| "../shared/fixtures/CLIP.png".into());
+    let image_path = args
+        .next()
+        .unwrap_or_else(|| "../shared/fixtures/CLIP.png".into());
 
     let device = Device::Cpu;
     let (model, preprocess) = zeroclip::load(&model_name, &device)?;
 
     let pixels = preprocess.preprocess_path(image_path.as_ref())?;
-    let image = zeroclip::zeroshot::stack_pixels(&[pixels], preprocess.resolution as usize, &device)?;
+    let image =
+        zeroclip::zeroshot::stack_pixels(&[pixels], preprocess.resolution as usize, &device)?;
     let text = zeroclip::tokenize(&["a diagram", "a dog", "a cat"], false)?.to_device(&device)?;
 
     let _image_features = model.encode_image(&image)?;

@@ -65,7 +65,7 @@ pub enum Error {
     Image(#[from] zeroclip_image::Error),
     /// Downloading or caching a checkpoint failed.
     #[error(transparent)]
-    Hub(#[from] zeroclip_hub::Error),
+    Hub(Box<zeroclip_hub::Error>),
     /// A PyTorch checkpoint file could not be read.
     #[error(transparent)]
     Pt(#[from] zeroclip_pt::Error),
@@ -79,6 +79,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+// Boxed: hub errors carry a URL, a path and a hint, and inline they would make every
+// `Result<T, Error>` in the crate twice as large.
+impl From<zeroclip_hub::Error> for Error {
+    fn from(e: zeroclip_hub::Error) -> Self {
+        Error::Hub(Box::new(e))
+    }
 }
 
 /// `Result` with [`Error`].

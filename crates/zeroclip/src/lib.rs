@@ -11,13 +11,14 @@ pub mod zeroshot;
 
 pub use error::{Error, Result};
 pub use model::{Clip, ClipConfig};
-pub use zeroshot::{
-    ClassifierOptions, LabelCache, LabelSet, Prediction, Templates, ZeroShotClassifier, ZeroShotModel,
-};
 pub use zeroclip_hub as hub;
 pub use zeroclip_image as image;
 pub use zeroclip_pt as pt;
 pub use zeroclip_tokenizer as tokenizer;
+pub use zeroshot::{
+    ClassifierOptions, LabelCache, LabelSet, Prediction, Templates, ZeroShotClassifier,
+    ZeroShotModel,
+};
 
 use candle_core::{Device, Tensor};
 

@@ -6,6 +6,8 @@
 //! `logit_scale.exp()`.
 
 pub mod config;
+mod conv;
+mod fused;
 mod ops;
 pub mod resnet;
 pub mod text;

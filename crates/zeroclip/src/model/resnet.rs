@@ -9,6 +9,7 @@
 //! measurably further from the reference on deep random ResNets; see docs/FIDELITY.md.)
 
 use super::config::ClipConfig;
+use super::conv;
 use super::ops;
 use super::transformer::Linear;
 use crate::error::Result;
@@ -76,7 +77,7 @@ impl ConvBn {
                 .matmul(&x)?
                 .reshape((n, out, h, w))?
         } else {
-            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            conv::conv2d(x, &self.weight, self.padding, self.stride)?
         };
         ops::channel_affine(&y, &self.alpha, &self.beta, relu)
     }

@@ -7,7 +7,7 @@
 //! as the reference's full `context_length` run (tested against [`TextTransformer::forward_full`]).
 
 use super::config::ClipConfig;
-use super::transformer::{causal_mask, LayerNorm, Transformer};
+use super::transformer::{LayerNorm, Transformer};
 use crate::error::{Error, Result};
 use crate::weights::Vb;
 use candle_core::{DType, Module, Tensor};
@@ -86,8 +86,7 @@ impl TextTransformer {
             .index_select(&flat, 0)?
             .reshape((n, positions, width))?
             .broadcast_add(&self.positional_embedding.narrow(0, 0, positions)?)?;
-        let mask = causal_mask(positions, device)?;
-        let x = self.transformer.forward(&x, Some(&mask))?;
+        let x = self.transformer.forward(&x, true)?;
         // ln_final acts per position, so it is applied to the pooled rows only.
         let pick: Vec<u32> = ids
             .eot

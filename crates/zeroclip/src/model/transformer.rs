@@ -6,10 +6,10 @@
 //! width]` for `nn.MultiheadAttention`; the arithmetic is the same).
 
 use super::config::Activation;
-use super::ops;
+use super::{fused, ops};
 use crate::error::Result;
 use crate::weights::Vb;
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, D};
 
 /// `nn.Linear`: `x @ weight.T + bias`, the weight kept as stored (`[out, in]`) and read transposed
 /// by the matmul, so loading copies nothing.
@@ -39,10 +39,11 @@ impl Module for Linear {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let x2 = x.reshape((rows, in_dim))?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+            Some(b) if cpu_f32(x) => fused::linear(&x2.contiguous()?, &self.weight, b)?,
+            Some(b) => x2.matmul(&self.weight.t()?)?.broadcast_add(b)?,
+            None => x2.matmul(&self.weight.t()?)?,
         };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().unwrap() = y.dim(1)?;
@@ -95,10 +96,14 @@ impl MultiheadAttention {
         })
     }
 
-    /// `x` `[n, t, width]`; `mask` an additive `[t, t]` (0 / -inf) mask.
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    /// `x` `[n, t, width]`; `causal` applies [`causal_mask`].
+    pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
         let (n, t, width) = x.dims3()?;
         let (h, d) = (self.heads, width / self.heads);
+        if cpu_f32(x) {
+            let qkv = self.in_proj.forward(x)?;
+            return self.out_proj.forward(&fused::self_attention(&qkv, h, causal)?);
+        }
         // One copy puts q, k and v each contiguous as [n, heads, t, head_dim].
         let qkv = self
             .in_proj
@@ -108,9 +113,10 @@ impl MultiheadAttention {
             .contiguous()?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
         let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let scores = if causal {
+            scores.broadcast_add(&causal_mask(t, x.device())?)?
+        } else {
+            scores
         };
         let attn = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((n, t, width))?;
@@ -142,8 +148,8 @@ impl ResidualAttentionBlock {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
+    pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, causal)?)?;
         let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
         let h = match self.activation {
             Activation::QuickGelu => ops::quick_gelu(&h)?,
@@ -175,10 +181,11 @@ impl Transformer {
         Ok(Transformer { blocks })
     }
 
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    /// `x` `[n, t, width]`; `causal` masks each position from the ones after it.
+    pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
         for block in &self.blocks {
-            x = block.forward(&x, mask)?;
+            x = block.forward(&x, causal)?;
         }
         Ok(x)
     }
@@ -195,4 +202,9 @@ pub fn causal_mask(t: usize, device: &candle_core::Device) -> candle_core::Resul
 /// Rows scaled to unit L2 norm (`x / x.norm(dim=1, keepdim=True)`).
 pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
     x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+}
+
+/// Whether the fused CPU kernels apply.
+fn cpu_f32(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
 }
