@@ -9,7 +9,17 @@ under expected/. For a few inputs it also stores the full normalized float32 ten
 `preprocess(img)` as .npy under tensors/. manifest.json lists everything with Pillow's mode.
 
 Synthetic images are deterministic (seeded). PNGs of bit depths and colour types Pillow cannot
-write are written by a minimal PNG encoder below.
+write are written by a minimal PNG encoder below. The YCCK JPEG (which Pillow cannot write) is
+compressed by libjpeg-turbo's TurboJPEG API through ctypes.
+
+Dependencies beyond the venv: the Debian package `libturbojpeg0` (libturbojpeg.so.0; install with
+`apt-get install -y libturbojpeg0`), for the YCCK JPEG only.
+
+Fixtures with an "expected_exif" entry carry an orientation (EXIF, or XMP which Pillow's getexif
+falls back to); that crop is the reference's after `ImageOps.exif_transpose` (zeroclip's opt-in
+`apply_exif_orientation`), while "expected" is the reference's default: not turned, except for
+TIFF, which Pillow's TIFF plugin turns as it loads it. manifest.json's "refused" list names input
+files that zeroclip refuses as unsupported rather than risk differing pixels.
 """
 
 import io
@@ -25,7 +35,7 @@ import PIL
 import PIL.features
 import torch
 import torchvision
-from PIL import Image
+from PIL import Image, ImageOps
 
 import clip
 from clip.clip import _transform
@@ -132,6 +142,36 @@ def synthetic_pngs():
     return out
 
 
+def ycck_jpeg(cmyk, quality=80, subsampling=2):
+    """A YCCK JPEG (Adobe marker, transform 2) of an (h, w, 4) uint8 CMYK array, compressed by
+    TurboJPEG's tjCompress2 with TJPF_CMYK, which libjpeg-turbo always encodes as YCCK."""
+    import ctypes
+
+    tj = ctypes.CDLL("libturbojpeg.so.0")
+    tj.tjInitCompress.restype = ctypes.c_void_p
+    handle = ctypes.c_void_p(tj.tjInitCompress())
+    a = np.ascontiguousarray(cmyk, dtype=np.uint8)
+    h, w, _ = a.shape
+    buf = ctypes.POINTER(ctypes.c_ubyte)()
+    size = ctypes.c_ulong(0)
+    tjpf_cmyk = 11
+    rc = tj.tjCompress2(handle, a.ctypes.data_as(ctypes.c_void_p), w, w * 4, h, tjpf_cmyk,
+                        ctypes.byref(buf), ctypes.byref(size), subsampling, quality, 0)
+    assert rc == 0, "tjCompress2 failed"
+    out = ctypes.string_at(buf, size.value)
+    tj.tjFree(buf)
+    tj.tjDestroy(handle)
+    adobe = out.find(b"Adobe")
+    assert adobe > 0 and out[adobe + 11] == 2, "not a YCCK JPEG"
+    return out
+
+
+def with_orientation(o):
+    exif = Image.Exif()
+    exif[0x0112] = o
+    return exif
+
+
 def pil_save(im, fmt, **kw):
     buf = io.BytesIO()
     im.save(buf, fmt, **kw)
@@ -188,7 +228,82 @@ def inputs():
         ("coffee_rgb.tiff", pil_save(coffee.resize((150, 100)), "TIFF", compression="tiff_lzw"), 224),
         ("camera_gray.tiff", pil_save(camera.resize((300, 200)), "TIFF", compression="tiff_lzw"), 224),
     ]
+    # YCCK JPEG (Pillow reads it as CMYK;I through libjpeg's YCCK->CMYK conversion). The CMYK has
+    # real black (undercolor removal), and is stored inverted as Adobe applications write it.
+    rgb_small = np.asarray(chelsea.resize((150, 100))).astype(np.int32)
+    cmy = 255 - rgb_small
+    k = cmy.min(axis=2, keepdims=True)
+    cmyk = np.concatenate([cmy - k, k], axis=2).astype(np.uint8)
+    items.append(("chelsea_ycck.jpg", ycck_jpeg(255 - cmyk), 224))
+    # TIFF in every Pillow mode its plugin gives: P, 1, CMYK, I;16, RGBA (synthetic, small).
+    small_rgb = rgb(80, 120)
+    gray16 = Image.fromarray(smooth(80, 120, 1, lo=0, hi=700)[..., 0].astype(np.uint16))
+    assert gray16.mode == "I;16"
+    items += [
+        ("palette.tiff", pil_save(small_rgb.quantize(40), "TIFF", compression="tiff_lzw"), 224),
+        ("bilevel.tiff", pil_save(small_rgb.convert("L").convert("1"), "TIFF"), 224),
+        ("cmyk.tiff", pil_save(small_rgb.convert("CMYK"), "TIFF", compression="tiff_lzw"), 48),
+        ("gray16.tiff", pil_save(gray16, "TIFF"), 224),
+        ("rgba.tiff", pil_save(rgba(40, 60), "TIFF", compression="tiff_lzw"), 48),
+        # Gray + alpha (ExtraSamples 2), RGB + unspecified extra sample (ExtraSamples 0, read as
+        # RGB), CCITT group 4 bilevel; small crops to keep the fixtures small.
+        ("la.tiff", pil_save(rgba(40, 60).convert("LA"), "TIFF", compression="tiff_lzw"), 48),
+        ("rgbx.tiff", pil_save(rgb(40, 60).convert("RGBX"), "TIFF", compression="tiff_adobe_deflate"), 48),
+        ("bilevel_g4.tiff", pil_save(small_rgb.convert("1"), "TIFF", compression="group4"), 48),
+        # JPEG-compressed (libtiff, several strips sharing JPEGTables), RGB and gray.
+        ("jpeg_rgb.tiff", pil_save(rgb(400, 120), "TIFF", compression="jpeg", quality=80), 48),
+        ("jpeg_gray.tiff", pil_save(rgb(300, 240).convert("L"), "TIFF", compression="jpeg", quality=80), 48),
+        ("cmyk_exif8.tiff", pil_save(rgb(40, 60).convert("CMYK"), "TIFF", compression="tiff_lzw", tiffinfo={0x0112: 8}), 48),
+    ]
+    # EXIF orientation in PNG (eXIf), WebP (EXIF chunk) and TIFF (IFD0 tag); small and non-square
+    # so that a rotation changes the crop. Pillow's TIFF plugin applies the orientation itself when
+    # it loads the pixels (`TiffImageFile.load_end`), so for TIFF "expected" is already turned.
+    items += [
+        ("exif6.png", pil_save(rgb(40, 60), "PNG", exif=with_orientation(6)), 48),
+        ("exif8_lossless.webp", pil_save(rgb(40, 60), "WEBP", lossless=True, exif=with_orientation(8)), 48),
+        ("exif3.tiff", pil_save(rgb(40, 60), "TIFF", tiffinfo={0x0112: 3}), 48),
+        ("exif5_gray.tiff", pil_save(rgb(40, 60).convert("L"), "TIFF", tiffinfo={0x0112: 5}), 48),
+    ]
+    # Tall images whose height shrinks by more than twice what the width does: Pillow 13 then
+    # runs the vertical pass first (8-bit, premultiplied RGBA, I;16, and a JPEG).
+    tall16 = smooth(140, 40, 1, lo=0, hi=500)[..., 0].astype(">u2")
+    items += [
+        ("tall_v_first.png", pil_save(rgb(140, 40), "PNG"), 16),
+        ("tall_v_first_rgba.png", pil_save(rgba(140, 40), "PNG"), 16),
+        ("tall_v_first_gray16.png", png_bytes(40, 140, 16, 0, [r.tobytes() for r in tall16]), 16),
+        ("tall_v_first.jpg", pil_save(rgb(300, 80), "JPEG", quality=85), 56),
+    ]
+    # Orientation only in XMP, which Pillow's getexif falls back to (JPEG APP1, PNG iTXt, WebP
+    # "XMP " chunk).
+    from PIL.PngImagePlugin import PngInfo
+
+    png_xmp = PngInfo()
+    png_xmp.add_itxt("XML:com.adobe.xmp", XMP_ORIENTATION_6.decode())
+    items += [
+        ("xmp6.jpg", pil_save(rgb(40, 60), "JPEG", quality=90, xmp=XMP_ORIENTATION_6), 48),
+        ("xmp6.png", pil_save(rgb(40, 60), "PNG", pnginfo=png_xmp), 48),
+        ("xmp6_lossless.webp", pil_save(rgb(40, 60), "WEBP", lossless=True, xmp=XMP_ORIENTATION_6), 48),
+    ]
     return items
+
+
+XMP_ORIENTATION_6 = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+def refused():
+    """(file name, bytes, why) for files that zeroclip refuses with an Unsupported error rather
+    than risk pixels that differ (see crates/zeroclip-image/src/decode/tiff.rs). The manifest
+    records whether the reference reads each one."""
+    small_rgb = Image.fromarray(smooth(40, 60, 3).astype(np.uint8), "RGB")
+    return [
+        ("refused_palette_alpha.tiff", pil_save(small_rgb.quantize(16).convert("PA"), "TIFF"),
+         "Pillow mode PA"),
+        ("refused_xmp_orientation.tiff", pil_save(small_rgb, "TIFF", tiffinfo={700: XMP_ORIENTATION_6}),
+         "orientation only in XMP: Pillow turns it on load after torchvision sized the resize from the unturned size"),
+    ]
 
 
 def reference_crop(img, n):
@@ -233,6 +348,17 @@ def main():
         expected = f"{stem}.png" if n == 224 else f"{stem}_at{n}.png"
         crop.save(os.path.join(ROOT, "expected", expected), optimize=True)
         entry = {"input": name, "resolution": n, "mode": mode, "size": list(size), "expected": expected}
+        orientation = Image.open(io.BytesIO(data)).getexif().get(0x0112, 1)
+        if orientation != 1:
+            turned = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+            exp_exif = f"{stem}_exif.png" if n == 224 else f"{stem}_at{n}_exif.png"
+            turned_crop = reference_crop(turned, n)
+            if turned_crop.tobytes() == crop.tobytes():
+                exp_exif = expected
+            else:
+                turned_crop.save(os.path.join(ROOT, "expected", exp_exif), optimize=True)
+            entry["orientation"] = orientation
+            entry["expected_exif"] = exp_exif
         if n == tensor_at:
             tensor = _transform(n)(Image.open(io.BytesIO(data))).numpy().astype(np.float32)
             tname = f"{stem}_at{n}.npy"
@@ -240,6 +366,17 @@ def main():
             entry["tensor"] = tname
         manifest["fixtures"].append(entry)
         print(f"{name:40s} {mode:5s} {size} n={n}", file=sys.stderr)
+    manifest["refused"] = []
+    for name, data, why in refused():
+        with open(os.path.join(ROOT, "inputs", name), "wb") as f:
+            f.write(data)
+        mode = Image.open(io.BytesIO(data)).mode
+        try:
+            reference_crop(Image.open(io.BytesIO(data)), 48)
+            reference = "reads it"
+        except Exception as e:  # the Pillow quirk behind some refusals makes the reference fail
+            reference = f"fails: {type(e).__name__}: {e}"
+        manifest["refused"].append({"input": name, "mode": mode, "why": why, "reference": reference})
     with open(os.path.join(ROOT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

@@ -2,9 +2,9 @@
 //! `Resize(n, BICUBIC)` on a PIL image, `CenterCrop(n)`, `convert("RGB")`, `ToTensor()`,
 //! `Normalize(mean, std)` — Pillow's quirks included, pixel for pixel.
 //!
-//! The pipeline: [`decode`] keeps each image in its Pillow mode, [`crop`] computes only the n×n
-//! window of Pillow's resize that the center crop keeps ([`resample`] is Pillow's convolution,
-//! [`convert`] its mode conversions), then [`Preprocess::preprocess_bytes`] divides by 255 and
+//! The pipeline: `decode` keeps each image in its Pillow mode, `crop` computes only the n×n
+//! window of Pillow's resize that the center crop keeps (`resample` is Pillow's convolution,
+//! `convert` its mode conversions), then [`Preprocess::preprocess_bytes`] divides by 255 and
 //! normalizes in f32, as torchvision does.
 
 mod convert;
@@ -57,7 +57,10 @@ pub struct Preprocess {
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by.
     pub std: [f32; 3],
-    /// Rotate/flip JPEGs by their EXIF orientation first. The reference does not (off by default).
+    /// Rotate/flip JPEG, PNG and WebP images by their EXIF orientation (or, without one, their
+    /// XMP `tiff:Orientation`) first, as `ImageOps.exif_transpose` would. The reference does not
+    /// (off by default). TIFFs are always turned by their orientation tag, because Pillow's TIFF
+    /// plugin does so when it loads them.
     pub apply_exif_orientation: bool,
     /// Images with more pixels than this are refused before any pixel memory is allocated.
     pub max_pixels: u64,
@@ -100,8 +103,8 @@ impl Preprocess {
             });
         }
         let mut px = decode::decode(bytes, input_name, &limits)?;
-        if self.apply_exif_orientation && bytes.starts_with(&[0xFF, 0xD8]) {
-            if let Some(o) = decode::jpeg::exif_orientation(bytes) {
+        if self.apply_exif_orientation {
+            if let Some(o) = orientation::exif_orientation(bytes) {
                 px = orientation::apply(px, o);
             }
         }

@@ -5,8 +5,8 @@
 //! per-output-pixel bounds rounded as `(int)(center ± support + 0.5)`; weights normalized by their
 //! sum in double precision, then for 8-bit images turned into 22-bit fixed point
 //! (`PRECISION_BITS = 32 - 8 - 2`, rounded half away from zero); sums started at half a unit and
-//! clipped to 0..=255 after *each* pass; the horizontal pass first, then the vertical one, each
-//! skipped when that dimension does not change. 16-bit gray (`I;16`) uses the double weights
+//! clipped to 0..=255 after *each* pass; the two passes in Pillow's order (usually horizontal
+//! first; see `crop::vertical_first`), each skipped when that dimension does not change. 16-bit gray (`I;16`) uses the double weights
 //! directly, rounding half away from zero and clipping to 0..=65535 after each pass.
 //!
 //! Each output pixel depends only on its own coordinates, so this module computes just the window

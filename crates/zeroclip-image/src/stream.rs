@@ -29,8 +29,9 @@ pub(crate) fn crop_rgb_jpeg(
     let row_len = w * ch;
     check_target(w, h, n, input)?;
     let (tw, th) = target_size(w, h, n);
-    if tw == w || th == h {
-        // A pass is skipped: nothing to overlap, use the general path.
+    if tw == w || th == h || crate::crop::vertical_first(w, h, tw, th) {
+        // A pass is skipped, or Pillow runs the vertical pass first: nothing to overlap with
+        // decoding, use the general path.
         let mut data = vec![0u8; row_len * h];
         r.read_rows(&mut data)?;
         r.finish()?;

@@ -64,6 +64,10 @@ fn truncated_files_of_every_format() {
         "coffee_lossless.webp",
         "chelsea_24bit.bmp",
         "coffee_rgb.tiff",
+        "palette.tiff",
+        "cmyk.tiff",
+        "rgba.tiff",
+        "chelsea_ycck.jpg",
     ] {
         let full = fixture(name);
         for cut in [full.len() / 2, full.len() * 9 / 10, 20] {
@@ -104,12 +108,47 @@ fn empty_and_unsupported() {
 
 #[test]
 fn zero_size_image() {
-    let e = err(&png_header(0, 10), "zero.png");
-    // The PNG decoder rejects a zero dimension in the header itself.
-    assert!(
-        matches!(e, Error::Decode { .. } | Error::ZeroSize { .. }),
-        "{e:?}"
-    );
+    // The size is checked from the header, before the decoder (which would only say "invalid
+    // header") reads on: the error names the input and says the size is zero.
+    for (w, h) in [(0, 10), (10, 0), (0, 0)] {
+        let e = err(&png_header(w, h), "zero.png");
+        assert!(
+            matches!(e, Error::ZeroSize { width, height, .. } if (width, height) == (u64::from(w), u64::from(h))),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("zero size"), "{e}");
+    }
+    // The other formats, from minimal headers announcing a zero width.
+    let mut gif = b"GIF89a\0\0\x0a\0\0\0\0".to_vec();
+    gif.extend_from_slice(b",\0\0\0\0\0\0\x0a\0\0\x02\x02\x4c\x01\0;");
+    let mut bmp = b"BM".to_vec();
+    bmp.extend_from_slice(&62u32.to_le_bytes());
+    bmp.extend_from_slice(&[0; 4]);
+    bmp.extend_from_slice(&54u32.to_le_bytes());
+    bmp.extend_from_slice(&40u32.to_le_bytes());
+    bmp.extend_from_slice(&0i32.to_le_bytes());
+    bmp.extend_from_slice(&2i32.to_le_bytes());
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&[0; 24]);
+    bmp.extend_from_slice(&[0; 8]);
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&4u16.to_le_bytes());
+    for (tag, value) in [(256u16, 0u32), (257, 2), (258, 8), (262, 1)] {
+        tiff.extend_from_slice(&tag.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&value.to_le_bytes());
+    }
+    tiff.extend_from_slice(&[0; 4]);
+    for (bytes, name) in [(gif, "zero.gif"), (bmp, "zero.bmp"), (tiff, "zero.tiff")] {
+        let e = err(&bytes, name);
+        assert!(
+            matches!(e, Error::ZeroSize { width: 0, .. }),
+            "{name}: {e:?}"
+        );
+        assert!(e.to_string().contains("zero size"), "{e}");
+    }
 }
 
 #[test]
@@ -124,7 +163,7 @@ fn decompression_bomb_is_refused_from_the_header() {
     }
     // The limit is configurable, and applies to every format.
     let pre = Preprocess {
-        max_pixels: 10_000,
+        max_pixels: 9_000,
         ..Preprocess::default()
     };
     for name in [
@@ -133,11 +172,77 @@ fn decompression_bomb_is_refused_from_the_header() {
         "chelsea_quantized.gif",
         "coffee_lossy.webp",
         "chelsea_24bit.bmp",
+        "coffee_rgb.tiff",
+        "palette.tiff",
+        "bilevel.tiff",
     ] {
         let e = pre.preprocess_bytes(&fixture(name), name).unwrap_err();
         assert!(
-            matches!(e, Error::TooManyPixels { limit: 10_000, .. }),
+            matches!(e, Error::TooManyPixels { limit: 9_000, .. }),
             "{name}: {e:?}"
+        );
+    }
+}
+
+/// An uncompressed one-strip gray TIFF, `w`×`h` at `bits` per sample, in the given byte order.
+fn gray_tiff(w: u16, h: u16, bits: u16, big_endian: bool) -> Vec<u8> {
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let row = (usize::from(w) * usize::from(bits)).div_ceil(8);
+    let strip = row * usize::from(h);
+    let tags: [(u16, u32); 7] = [
+        (256, u32::from(w)),
+        (257, u32::from(h)),
+        (258, u32::from(bits)),
+        (262, 1),
+        (273, 8 + 2 + 7 * 12 + 4),
+        (278, u32::from(h)),
+        (279, strip as u32),
+    ];
+    let mut t = if big_endian {
+        b"MM\0*".to_vec()
+    } else {
+        b"II*\0".to_vec()
+    };
+    t.extend_from_slice(&u32b(8));
+    t.extend_from_slice(&u16b(tags.len() as u16));
+    for (tag, value) in tags {
+        t.extend_from_slice(&u16b(tag));
+        t.extend_from_slice(&u16b(4));
+        t.extend_from_slice(&u32b(1));
+        t.extend_from_slice(&u32b(value));
+    }
+    t.extend_from_slice(&[0; 4]);
+    t.extend((0..strip).map(|i| (i * 37) as u8));
+    t
+}
+
+#[test]
+fn tiff_variants_without_a_fixture_are_refused() {
+    // 8-bit little-endian gray decodes (the builder is sound) ...
+    Preprocess::default()
+        .preprocess_bytes(&gray_tiff(4, 3, 8, false), "gray8.tiff")
+        .unwrap();
+    // ... but 4-bit gray and big-endian 16-bit gray (Pillow's I;16B) are refused, not guessed.
+    for (bytes, name) in [
+        (gray_tiff(4, 3, 4, false), "gray4.tiff"),
+        (gray_tiff(4, 3, 16, true), "gray16_be.tiff"),
+    ] {
+        assert!(
+            matches!(err(&bytes, name), Error::Unsupported { .. }),
+            "{name}"
         );
     }
 }

@@ -105,7 +105,7 @@ fn jpeg_full_decode_path_matches_too() {
     let mut checked = 0;
     for f in manifest() {
         let input = f["input"].as_str().unwrap();
-        if !input.ends_with(".jpg") || input.contains("exif") {
+        if !input.ends_with(".jpg") || f.get("orientation").is_some() {
             continue;
         }
         let n = f["resolution"].as_u64().unwrap() as u32;
@@ -123,6 +123,59 @@ fn jpeg_full_decode_path_matches_too() {
         checked += 1;
     }
     assert!(checked >= 8);
+}
+
+/// With the opt-in flag, every fixture carrying an EXIF orientation (JPEG, PNG `eXIf`, WebP
+/// `EXIF`) must equal the reference's crop after `ImageOps.exif_transpose`; TIFFs are turned
+/// either way, as Pillow's TIFF plugin turns them on load.
+#[test]
+fn exif_orientation_opt_in_matches_exif_transpose() {
+    let mut checked = Vec::new();
+    for f in manifest()
+        .iter()
+        .filter(|f| f.get("expected_exif").is_some())
+    {
+        let input = f["input"].as_str().unwrap();
+        let n = f["resolution"].as_u64().unwrap() as u32;
+        let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
+        let (_, _, want) = read_rgb_png(
+            &root()
+                .join("expected")
+                .join(f["expected_exif"].as_str().unwrap()),
+        );
+        let pre = Preprocess {
+            apply_exif_orientation: true,
+            ..Preprocess::openai(n)
+        };
+        assert_eq!(pre.crop_rgb8(&bytes, input).unwrap().data, want, "{input}");
+        checked.push(input.rsplit('.').next().unwrap().to_owned());
+    }
+    for ext in ["jpg", "png", "webp", "tiff"] {
+        assert!(
+            checked.iter().any(|e| e == ext),
+            "no {ext} fixture with an orientation"
+        );
+    }
+}
+
+/// Files the reference reads but zeroclip cannot yet read exactly are refused as unsupported,
+/// naming the file, rather than given pixels that differ.
+#[test]
+fn refused_variants_are_unsupported_errors() {
+    let text = std::fs::read_to_string(root().join("manifest.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let refused = v["refused"].as_array().expect("refused list");
+    assert!(!refused.is_empty());
+    for f in refused {
+        let input = f["input"].as_str().unwrap();
+        let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
+        match Preprocess::openai(48).crop_rgb8(&bytes, input) {
+            Err(e @ zeroclip_image::Error::Unsupported { .. }) => {
+                assert!(e.to_string().contains(input), "{e}")
+            }
+            other => panic!("{input}: expected Unsupported, got {:?}", other.map(|_| ())),
+        }
+    }
 }
 
 #[test]

@@ -153,8 +153,8 @@ fn has_eoi_after_scan(bytes: &[u8]) -> bool {
     false
 }
 
-/// The EXIF orientation (1..=8) from an APP1 `Exif` segment, if any.
-pub(crate) fn exif_orientation(bytes: &[u8]) -> Option<u16> {
+/// The data after `prefix` of the first APP1 segment that starts with it (before the scan).
+pub(crate) fn app1<'b>(bytes: &'b [u8], prefix: &[u8]) -> Option<&'b [u8]> {
     let mut i = 2;
     while i + 4 <= bytes.len() && bytes[i] == 0xFF {
         let marker = bytes[i + 1];
@@ -163,44 +163,14 @@ pub(crate) fn exif_orientation(bytes: &[u8]) -> Option<u16> {
             return None;
         }
         let seg = bytes.get(i + 4..i + 2 + len)?;
-        if marker == 0xE1 && seg.starts_with(b"Exif\0\0") {
-            return tiff_orientation(&seg[6..]);
+        if marker == 0xE1 {
+            if let Some(data) = seg.strip_prefix(prefix) {
+                return Some(data);
+            }
         }
         i += 2 + len;
     }
     None
-}
-
-fn tiff_orientation(t: &[u8]) -> Option<u16> {
-    let le = match t.get(..2)? {
-        b"II" => true,
-        b"MM" => false,
-        _ => return None,
-    };
-    let u16_at = |o: usize| -> Option<u16> {
-        let b = t.get(o..o + 2)?;
-        Some(if le {
-            u16::from_le_bytes([b[0], b[1]])
-        } else {
-            u16::from_be_bytes([b[0], b[1]])
-        })
-    };
-    let u32_at = |o: usize| -> Option<u32> {
-        let b: [u8; 4] = t.get(o..o + 4)?.try_into().ok()?;
-        Some(if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
-    let ifd = u32_at(4)? as usize;
-    let count = usize::from(u16_at(ifd)?);
-    (0..count).find_map(|e| {
-        let entry = ifd + 2 + e * 12;
-        (u16_at(entry)? == 0x0112)
-            .then(|| u16_at(entry + 8))
-            .flatten()
-    })
 }
 
 #[cfg(test)]
@@ -222,6 +192,6 @@ mod tests {
         let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
         jpeg.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
         jpeg.append(&mut app1);
-        assert_eq!(exif_orientation(&jpeg), Some(6));
+        assert_eq!(crate::orientation::exif_orientation(&jpeg), Some(6));
     }
 }

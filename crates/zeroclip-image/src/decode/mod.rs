@@ -8,6 +8,7 @@ mod gif;
 pub(crate) mod jpeg;
 mod other;
 mod png;
+mod tiff;
 
 use crate::error::{Error, Result};
 use crate::pixels::Pixels;
@@ -55,7 +56,7 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
     } else if bytes.starts_with(b"BM") {
         other::decode(bytes, input, limits, image::ImageFormat::Bmp)
     } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
-        other::decode(bytes, input, limits, image::ImageFormat::Tiff)
+        tiff::decode(bytes, input, limits)
     } else {
         Err(Error::unsupported(
             input,

@@ -1,5 +1,6 @@
-//! WebP, BMP and TIFF through the `image` crate, mapped onto Pillow's modes: 8-bit gray/gray+alpha/
-//! RGB/RGBA to `L`/`LA`/`RGB`/`RGBA`, 16-bit gray to `I;16`, other 16-bit color to its high bytes.
+//! WebP, BMP and the common TIFF layouts (see [`super::tiff`] for the rest) through the `image`
+//! crate, mapped onto Pillow's modes: 8-bit gray/gray+alpha/RGB/RGBA to `L`/`LA`/`RGB`/`RGBA`,
+//! 16-bit gray to `I;16`, other 16-bit color to its high bytes.
 //! BMP palettes follow `BmpImagePlugin`: a palette whose entries are exactly the gray ramp becomes
 //! `L` (or `1` for two colors), any other palette stays `P`, resized with NEAREST.
 
@@ -15,6 +16,14 @@ pub(crate) fn decode(
     limits: &Limits,
     format: ImageFormat,
 ) -> Result<Pixels> {
+    if format == ImageFormat::Bmp {
+        // The `image` crate calls a zero-width BMP "too large"; say what it is.
+        if let Some((w, h)) = bmp_size(bytes) {
+            if w == 0 || h == 0 {
+                limits.check(input, w, h)?;
+            }
+        }
+    }
     let (w, h) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| map_err(input, e))?;
@@ -84,6 +93,20 @@ fn map_err(input: &str, e: image::ImageError) -> Error {
     match e {
         image::ImageError::Unsupported(u) => Error::unsupported(input, u),
         other => Error::decode(input, other),
+    }
+}
+
+/// A BMP's width and height from its info header (the height's sign only gives the row order).
+fn bmp_size(b: &[u8]) -> Option<(u64, u64)> {
+    let header = u32::from_le_bytes(b.get(14..18)?.try_into().ok()?);
+    if header == 12 {
+        let w = u16::from_le_bytes(b.get(18..20)?.try_into().ok()?);
+        let h = u16::from_le_bytes(b.get(20..22)?.try_into().ok()?);
+        Some((u64::from(w), u64::from(h)))
+    } else {
+        let w = i32::from_le_bytes(b.get(18..22)?.try_into().ok()?);
+        let h = i32::from_le_bytes(b.get(22..26)?.try_into().ok()?);
+        Some((u64::from(w.unsigned_abs()), u64::from(h.unsigned_abs())))
     }
 }
 

@@ -12,8 +12,9 @@ use candle_core::{backend::BackendStorage, CpuStorage, CustomOp1, Layout, Shape}
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
-/// Keeps the column buffer of one call under about 64 MiB by splitting large batches.
-const MAX_COLUMN_FLOATS: usize = 16 << 20;
+/// Keeps the column buffer of one call under about 16 MiB by splitting large batches (below
+/// glibc's largest mmap threshold, so the buffer is reused rather than mapped afresh).
+const MAX_COLUMN_FLOATS: usize = 4 << 20;
 
 /// `conv2d(x, weight, padding, stride)` for `x` `[n, c_in, h, w]` and `weight`
 /// `[c_out, c_in, k, k]`.
@@ -26,11 +27,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, padding: usize, stride: usize) -> Res
     if c_in != c_in_k || k != k_w || stride == 0 || h + 2 * padding < k || w + 2 * padding < k {
         return x.conv2d(weight, padding, stride, 1, 1);
     }
-    let op = Im2Col {
-        k,
-        stride,
-        padding,
-    };
+    let op = Im2Col { k, stride, padding };
     let (h_out, w_out) = (op.out(h), op.out(w));
     let rows = c_in * k * k;
     let w2 = weight.reshape((c_out, rows))?;
@@ -40,7 +37,10 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, padding: usize, stride: usize) -> Res
     let mut start = 0;
     while start < n {
         let len = chunk.min(n - start);
-        let cols = x.narrow(0, start, len)?.contiguous()?.apply_op1_no_bwd(&op)?; // [len, rows, hw]
+        let cols = x
+            .narrow(0, start, len)?
+            .contiguous()?
+            .apply_op1_no_bwd(&op)?; // [len, rows, hw]
         let y = w2.broadcast_left(len)?.matmul(&cols)?;
         outs.push(y.reshape((len, c_out, h_out, w_out))?);
         start += len;
@@ -95,7 +95,7 @@ impl CustomOp1 for Im2Col {
                     let (kh, kw) = (r / k, r % k);
                     // Output columns whose input column lies inside the image.
                     let x_lo = p.saturating_sub(kw).div_ceil(s);
-                    let x_hi = if w + p >= kw + 1 {
+                    let x_hi = if w + p > kw {
                         ((w + p - kw - 1) / s + 1).min(wo)
                     } else {
                         0

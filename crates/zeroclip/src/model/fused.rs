@@ -28,10 +28,25 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]
 
 /// `x [rows, in] @ weight[out, in]ᵀ + bias[out]` → `[rows, out]` (f32, CPU, contiguous).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    x.apply_op3_no_bwd(weight, bias, &Linear)
+    x.apply_op3_no_bwd(weight, bias, &Linear { residual: None })
 }
 
-struct Linear;
+/// `residual + (x @ weightᵀ + bias)`, the residual connection folded into the GEMM's starting
+/// value instead of a separate add over the whole activation (`residual` `[rows, out]`).
+pub fn linear_residual(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    residual: &Tensor,
+) -> Result<Tensor> {
+    let residual = Some(residual.clone());
+    x.apply_op3_no_bwd(weight, bias, &Linear { residual })
+}
+
+struct Linear {
+    /// `[rows, out]` values the product is added to (the bias still applies).
+    residual: Option<Tensor>,
+}
 
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
@@ -53,11 +68,31 @@ impl CustomOp3 for Linear {
         let (m, k) = l1.shape().dims2()?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 || b.len() != n {
-            candle_core::bail!("linear: input [{m}, {k}], weight [{n}, {k2}], bias {}", b.len());
+            candle_core::bail!(
+                "linear: input [{m}, {k}], weight [{n}, {k2}], bias {}",
+                b.len()
+            );
         }
         let mut dst = Vec::with_capacity(m * n);
-        for _ in 0..m {
-            dst.extend_from_slice(b);
+        match &self.residual {
+            Some(r) => {
+                let (storage, layout) = r.storage_and_layout();
+                let r = match &*storage {
+                    candle_core::Storage::Cpu(cpu) => contiguous(cpu, layout, "residual")?,
+                    _ => candle_core::bail!("linear: the residual must be on the CPU"),
+                };
+                if r.len() != m * n {
+                    candle_core::bail!("linear: residual of {} for [{m}, {n}]", r.len());
+                }
+                for row in r.chunks_exact(n.max(1)) {
+                    dst.extend(row.iter().zip(b).map(|(v, bb)| v + bb));
+                }
+            }
+            None => {
+                for _ in 0..m {
+                    dst.extend_from_slice(b);
+                }
+            }
         }
         if m > 0 && n > 0 {
             let threads = candle_core::utils::get_num_threads();
@@ -98,12 +133,32 @@ impl CustomOp3 for Linear {
 /// Self-attention over `qkv` `[n, t, 3·width]` (q, k, v side by side, each `heads × d`), with
 /// a causal mask if `causal` → `[n, t, width]`.
 pub fn self_attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-    qkv.apply_op1_no_bwd(&Attention { heads, causal })
+    qkv.apply_op1_no_bwd(&Attention {
+        heads,
+        causal,
+        query: None,
+    })
+}
+
+/// [`self_attention`] for one query position per sequence (`query[b]`, keys and values from
+/// every position) → `[n, width]`: all a final layer needs when only one token is pooled.
+pub fn self_attention_at(
+    qkv: &Tensor,
+    heads: usize,
+    causal: bool,
+    query: &[usize],
+) -> Result<Tensor> {
+    qkv.apply_op1_no_bwd(&Attention {
+        heads,
+        causal,
+        query: Some(query.to_vec()),
+    })
 }
 
 struct Attention {
     heads: usize,
     causal: bool,
+    query: Option<Vec<usize>>,
 }
 
 /// Dot product with eight independent partial sums, so the compiler can vectorize it.
@@ -139,43 +194,56 @@ impl CustomOp1 for Attention {
         let width = w3 / 3;
         let d = width / h;
         let scale = (d as f32).powf(-0.5);
-        let mut dst = vec![0f32; n * t * width];
+        let query = self.query.as_deref();
+        if let Some(q) = query {
+            if q.len() != n || q.iter().any(|&i| i >= t) {
+                candle_core::bail!("attention: query positions {q:?} for {n} sequences of {t}");
+            }
+        }
+        let rows = if query.is_some() { n } else { n * t };
+        let mut dst = vec![0f32; rows * width];
         let causal = self.causal;
         // One task per (sequence, query position): it owns one output row.
-        dst.par_chunks_mut(width.max(1))
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; t],
-                |p, (row, out)| {
-                    let (b, i) = (row / t, row % t);
-                    let seq = &src[b * t * w3..(b + 1) * t * w3];
-                    let keys = if causal { i + 1 } else { t };
-                    for hd in 0..h {
-                        let q = &seq[i * w3 + hd * d..i * w3 + hd * d + d];
-                        let mut max = f32::NEG_INFINITY;
-                        for (j, pj) in p[..keys].iter_mut().enumerate() {
-                            let k = &seq[j * w3 + width + hd * d..][..d];
-                            *pj = dot(q, k) * scale;
-                            max = max.max(*pj);
-                        }
-                        let mut sum = 0f32;
-                        for pj in &mut p[..keys] {
-                            *pj = (*pj - max).exp();
-                            sum += *pj;
-                        }
-                        let inv = 1.0 / sum;
-                        let o = &mut out[hd * d..hd * d + d];
-                        for (j, &pj) in p[..keys].iter().enumerate() {
-                            let v = &seq[j * w3 + 2 * width + hd * d..][..d];
-                            let a = pj * inv;
-                            for (oo, &vv) in o.iter_mut().zip(v) {
-                                *oo += a * vv;
-                            }
+        dst.par_chunks_mut(width.max(1)).enumerate().for_each_init(
+            || vec![0f32; t],
+            |p, (row, out)| {
+                let (b, i) = match query {
+                    Some(q) => (row, q[row]),
+                    None => (row / t, row % t),
+                };
+                let seq = &src[b * t * w3..(b + 1) * t * w3];
+                let keys = if causal { i + 1 } else { t };
+                for hd in 0..h {
+                    let q = &seq[i * w3 + hd * d..i * w3 + hd * d + d];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, pj) in p[..keys].iter_mut().enumerate() {
+                        let k = &seq[j * w3 + width + hd * d..][..d];
+                        *pj = dot(q, k) * scale;
+                        max = max.max(*pj);
+                    }
+                    let mut sum = 0f32;
+                    for pj in &mut p[..keys] {
+                        *pj = (*pj - max).exp();
+                        sum += *pj;
+                    }
+                    let inv = 1.0 / sum;
+                    let o = &mut out[hd * d..hd * d + d];
+                    for (j, &pj) in p[..keys].iter().enumerate() {
+                        let v = &seq[j * w3 + 2 * width + hd * d..][..d];
+                        let a = pj * inv;
+                        for (oo, &vv) in o.iter_mut().zip(v) {
+                            *oo += a * vv;
                         }
                     }
-                },
-            );
-        Ok((CpuStorage::F32(dst), Shape::from_dims(&[n, t, width])))
+                }
+            },
+        );
+        let shape = if query.is_some() {
+            Shape::from_dims(&[n, width])
+        } else {
+            Shape::from_dims(&[n, t, width])
+        };
+        Ok((CpuStorage::F32(dst), shape))
     }
 }
 
@@ -203,8 +271,15 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap();
         let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
         let b = Tensor::randn(0f32, 1.0, 3, &dev).unwrap();
-        let want = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+        let want = x
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
         assert!(max_diff(&linear(&x, &w, &b).unwrap(), &want) < 1e-5);
+        let r = Tensor::randn(0f32, 1.0, (5, 3), &dev).unwrap();
+        let got = linear_residual(&x, &w, &b, &r).unwrap();
+        assert!(max_diff(&got, &(want + &r).unwrap()) < 1e-5);
     }
 
     #[test]
@@ -242,6 +317,16 @@ mod tests {
                 .unwrap();
             let got = self_attention(&qkv, h, causal).unwrap();
             assert!(max_diff(&got, &want) < 1e-5, "causal {causal}");
+            let at = self_attention_at(&qkv, h, causal, &[3, 1]).unwrap();
+            let want_at = Tensor::stack(
+                &[
+                    want.get(0).unwrap().get(3).unwrap(),
+                    want.get(1).unwrap().get(1).unwrap(),
+                ],
+                0,
+            )
+            .unwrap();
+            assert!(max_diff(&at, &want_at) < 1e-5, "causal {causal}, one query");
         }
     }
 }

@@ -53,6 +53,68 @@ pub fn channel_affine(x: &Tensor, alpha: &Tensor, beta: &Tensor, relu: bool) -> 
     }
 }
 
+/// `max(0, x·alpha[c] + beta[c] + residual)`: a Bottleneck's last BatchNorm, its residual
+/// addition and its ReLU in one pass, with the reference's order of operations.
+/// `alpha_beta` is `[2, c]` (alpha, then beta).
+pub fn channel_affine_add_relu(
+    x: &Tensor,
+    residual: &Tensor,
+    alpha_beta: &Tensor,
+) -> Result<Tensor> {
+    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && x.dims() == residual.dims() {
+        let (x, r) = (x.contiguous()?, residual.contiguous()?);
+        return x.apply_op3_no_bwd(&r, alpha_beta, &ChannelAffineAddRelu);
+    }
+    let (alpha, beta) = (alpha_beta.get(0)?, alpha_beta.get(1)?);
+    (channel_affine(x, &alpha, &beta, false)? + residual)?.relu()
+}
+
+struct ChannelAffineAddRelu;
+
+impl CustomOp3 for ChannelAffineAddRelu {
+    fn name(&self) -> &'static str {
+        "channel-affine-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(s1, l1, "input")?;
+        let res = contiguous_f32(s2, l2, "residual")?;
+        let ab = contiguous_f32(s3, l3, "alpha/beta")?;
+        let dims = l1.shape().dims();
+        let channels = ab.len() / 2;
+        if dims.len() != 4
+            || dims[1] != channels
+            || ab.len() != 2 * channels
+            || res.len() != src.len()
+        {
+            candle_core::bail!("channel affine add: input {dims:?}, {} factors", ab.len());
+        }
+        let (alpha, beta) = ab.split_at(channels);
+        let plane = dims[2] * dims[3];
+        let mut dst = vec![0f32; src.len()];
+        if plane > 0 {
+            dst.par_chunks_mut(plane)
+                .zip(src.par_chunks(plane).zip(res.par_chunks(plane)))
+                .enumerate()
+                .for_each(|(i, (out, (inp, r)))| {
+                    let (a, b) = (alpha[i % channels], beta[i % channels]);
+                    for ((o, &v), &rv) in out.iter_mut().zip(inp).zip(r) {
+                        *o = (v * a + b + rv).max(0.0);
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(dst), Shape::from_dims(dims)))
+    }
+}
+
 struct ChannelAffine {
     relu: bool,
 }
@@ -221,6 +283,16 @@ mod tests {
         let y = channel_affine(&x, &a, &b, true).unwrap();
         let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(y, vec![2.5, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn channel_affine_add_relu_adds_the_residual_before_clamping() {
+        let x = Tensor::new(&[[[[1f32, -2.0]], [[3.0, 4.0]]]], &Device::Cpu).unwrap();
+        let r = Tensor::new(&[[[[0.5f32, 1.0]], [[4.0, -1.0]]]], &Device::Cpu).unwrap();
+        let ab = Tensor::new(&[[2f32, -1.0], [0.5, 1.0]], &Device::Cpu).unwrap();
+        let y = channel_affine_add_relu(&x, &r, &ab).unwrap();
+        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(y, vec![3.0, 0.0, 2.0, 0.0]);
     }
 
     #[test]

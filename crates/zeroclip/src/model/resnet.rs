@@ -19,6 +19,9 @@ use candle_core::{Module, Tensor, D};
 /// The reference's `nn.BatchNorm2d` epsilon.
 const BN_EPS: f64 = 1e-5;
 
+/// Images run through the convolutional trunk together (see [`ModifiedResNet::forward`]).
+const IMAGES_PER_PASS: usize = 1;
+
 /// A bias-free convolution followed by an eval-mode BatchNorm.
 #[derive(Clone, Debug)]
 struct ConvBn {
@@ -27,6 +30,8 @@ struct ConvBn {
     /// BatchNorm's per-channel `α` and `β`, `[out]`.
     alpha: Tensor,
     beta: Tensor,
+    /// `alpha` and `beta` stacked, `[2, out]`, for the fused residual kernel.
+    alpha_beta: Tensor,
     kernel: usize,
     padding: usize,
     stride: usize,
@@ -55,10 +60,12 @@ impl ConvBn {
         } else {
             w
         };
+        let alpha_beta = Tensor::stack(&[&alpha, &beta], 0)?;
         Ok(ConvBn {
             weight,
             alpha,
             beta,
+            alpha_beta,
             kernel,
             padding: kernel / 2,
             stride,
@@ -67,6 +74,15 @@ impl ConvBn {
 
     /// `bn(conv(x))`, followed by a ReLU if `relu`.
     fn forward(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
+        ops::channel_affine(&self.conv(x)?, &self.alpha, &self.beta, relu)
+    }
+
+    /// `relu(bn(conv(x)) + residual)`, in one pass after the convolution.
+    fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        ops::channel_affine_add_relu(&self.conv(x)?, residual, &self.alpha_beta)
+    }
+
+    fn conv(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = if self.kernel == 1 && self.stride == 1 {
             // A 1×1 convolution is a matmul over channels: [out, in] @ [n, in, h·w].
             let (n, c, h, w) = x.dims4()?;
@@ -79,7 +95,7 @@ impl ConvBn {
         } else {
             conv::conv2d(x, &self.weight, self.padding, self.stride)?
         };
-        ops::channel_affine(&y, &self.alpha, &self.beta, relu)
+        Ok(y)
     }
 }
 
@@ -121,12 +137,11 @@ impl Bottleneck {
         };
         let out = self.conv1.forward(x, true)?;
         let out = pool(self.conv2.forward(&out, true)?)?;
-        let out = self.conv3.forward(&out, false)?;
         let identity = match &self.downsample {
             Some(ds) => ds.forward(&pool(x.clone())?, false)?,
             None => x.clone(),
         };
-        (out + identity)?.relu()
+        self.conv3.forward_add_relu(&out, &identity)
     }
 }
 
@@ -229,16 +244,25 @@ impl ModifiedResNet {
 
     /// `pixels` `[n, 3, r, r]` f32 (shape checked by the caller) → `[n, embed_dim]`.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let mut x = pixels.clone();
-        for conv in &self.stem {
-            x = conv.forward(&x, true)?;
-        }
-        x = x.avg_pool2d(2)?;
-        for stage in &self.stages {
-            for block in stage {
-                x = block.forward(&x)?;
+        // The convolutions are one GEMM per image anyway, so running the trunk a few images
+        // at a time costs no GEMM efficiency, and keeps each activation small enough for the
+        // allocator to reuse instead of mapping fresh pages for every op.
+        let n = pixels.dim(0)?;
+        let mut features = Vec::with_capacity(n.div_ceil(IMAGES_PER_PASS));
+        for start in (0..n).step_by(IMAGES_PER_PASS) {
+            let mut x = pixels.narrow(0, start, IMAGES_PER_PASS.min(n - start))?;
+            for conv in &self.stem {
+                x = conv.forward(&x, true)?;
             }
+            x = x.avg_pool2d(2)?;
+            for stage in &self.stages {
+                for block in stage {
+                    x = block.forward(&x)?;
+                }
+            }
+            features.push(x);
         }
+        let x = Tensor::cat(&features, 0)?;
         Ok(self.attnpool.forward(&x)?)
     }
 }

@@ -86,16 +86,8 @@ impl TextTransformer {
             .index_select(&flat, 0)?
             .reshape((n, positions, width))?
             .broadcast_add(&self.positional_embedding.narrow(0, 0, positions)?)?;
-        let x = self.transformer.forward(&x, true)?;
         // ln_final acts per position, so it is applied to the pooled rows only.
-        let pick: Vec<u32> = ids
-            .eot
-            .iter()
-            .enumerate()
-            .map(|(i, &e)| (i * positions + e) as u32)
-            .collect();
-        let pick = Tensor::from_vec(pick, n, device)?;
-        let pooled = x.reshape((n * positions, width))?.index_select(&pick, 0)?;
+        let pooled = self.transformer.forward_at(&x, true, &ids.eot)?;
         let pooled = self.ln_final.forward(&pooled)?;
         Ok(pooled.matmul(&self.text_projection)?)
     }

@@ -51,6 +51,24 @@ impl Module for Linear {
     }
 }
 
+impl Linear {
+    /// `residual + self.forward(x)`, fused into the GEMM on the CPU.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.bias {
+            Some(b) if cpu_f32(x) && cpu_f32(residual) => {
+                let dims = x.dims();
+                let in_dim = dims[dims.len() - 1];
+                let rows = x.elem_count() / in_dim.max(1);
+                let out_dim = self.weight.dim(0)?;
+                let x2 = x.reshape((rows, in_dim))?.contiguous()?;
+                let r = residual.reshape((rows, out_dim))?.contiguous()?;
+                fused::linear_residual(&x2, &self.weight, b, &r)?.reshape(residual.dims())
+            }
+            _ => residual + self.forward(x)?,
+        }
+    }
+}
+
 /// LayerNorm in fp32 (`clip.model.LayerNorm`), two-pass.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
@@ -96,13 +114,43 @@ impl MultiheadAttention {
         })
     }
 
+    /// `residual + self.forward(x, causal)`, the addition fused into the output projection.
+    pub fn forward_residual(
+        &self,
+        x: &Tensor,
+        causal: bool,
+        residual: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        if cpu_f32(x) {
+            let qkv = self.in_proj.forward(x)?;
+            let heads = fused::self_attention(&qkv, self.heads, causal)?;
+            return self.out_proj.forward_residual(&heads, residual);
+        }
+        residual + self.forward(x, causal)?
+    }
+
+    /// `residual[b] + self.forward(x, causal)[b, query[b]]` → `[n, width]` (CPU, f32).
+    fn forward_at_residual(
+        &self,
+        x: &Tensor,
+        causal: bool,
+        query: &[usize],
+        residual: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let qkv = self.in_proj.forward(x)?;
+        let heads = fused::self_attention_at(&qkv, self.heads, causal, query)?;
+        self.out_proj.forward_residual(&heads, residual)
+    }
+
     /// `x` `[n, t, width]`; `causal` applies [`causal_mask`].
     pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
         let (n, t, width) = x.dims3()?;
         let (h, d) = (self.heads, width / self.heads);
         if cpu_f32(x) {
             let qkv = self.in_proj.forward(x)?;
-            return self.out_proj.forward(&fused::self_attention(&qkv, h, causal)?);
+            return self
+                .out_proj
+                .forward(&fused::self_attention(&qkv, h, causal)?);
         }
         // One copy puts q, k and v each contiguous as [n, heads, t, head_dim].
         let qkv = self
@@ -149,13 +197,30 @@ impl ResidualAttentionBlock {
     }
 
     pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, causal)?)?;
+        let x = self
+            .attn
+            .forward_residual(&self.ln_1.forward(x)?, causal, x)?;
         let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
         let h = match self.activation {
             Activation::QuickGelu => ops::quick_gelu(&h)?,
             Activation::Gelu => h.gelu_erf()?,
         };
-        x + self.c_proj.forward(&h)?
+        self.c_proj.forward_residual(&h, &x)
+    }
+
+    /// [`Self::forward`]'s output at position `pick[b]` of each sequence → `[n, width]`; only
+    /// those rows are computed after the keys and values (CPU, f32).
+    fn forward_at(&self, x: &Tensor, causal: bool, pick: &[usize]) -> candle_core::Result<Tensor> {
+        let rows = gather_rows(x, pick)?;
+        let x = self
+            .attn
+            .forward_at_residual(&self.ln_1.forward(x)?, causal, pick, &rows)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
+        let h = match self.activation {
+            Activation::QuickGelu => ops::quick_gelu(&h)?,
+            Activation::Gelu => h.gelu_erf()?,
+        };
+        self.c_proj.forward_residual(&h, &x)
     }
 }
 
@@ -179,6 +244,33 @@ impl Transformer {
             .map(|i| ResidualAttentionBlock::new(&vb.pp(i), width, heads, act, eps))
             .collect::<Result<_>>()?;
         Ok(Transformer { blocks })
+    }
+
+    /// The output at position `pick[b]` of each sequence → `[n, width]`. The last block computes
+    /// only those rows (its keys and values still come from every position), as nothing else of
+    /// it is used by the pooling that follows.
+    pub fn forward_at(
+        &self,
+        x: &Tensor,
+        causal: bool,
+        pick: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        let (n, t, _) = x.dims3()?;
+        if pick.len() != n || pick.iter().any(|&i| i >= t) {
+            candle_core::bail!("transformer: positions {pick:?} for {n} sequences of {t}");
+        }
+        let Some((last, first)) = self.blocks.split_last() else {
+            return gather_rows(x, pick);
+        };
+        let mut x = x.clone();
+        for block in first {
+            x = block.forward(&x, causal)?;
+        }
+        if cpu_f32(&x) {
+            last.forward_at(&x, causal, pick)
+        } else {
+            gather_rows(&last.forward(&x, causal)?, pick)
+        }
     }
 
     /// `x` `[n, t, width]`; `causal` masks each position from the ones after it.
@@ -207,4 +299,16 @@ pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Whether the fused CPU kernels apply.
 fn cpu_f32(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
+}
+
+/// Row `pick[b]` of each sequence of `x` `[n, t, width]` → `[n, width]`.
+fn gather_rows(x: &Tensor, pick: &[usize]) -> candle_core::Result<Tensor> {
+    let (n, t, width) = x.dims3()?;
+    let flat: Vec<u32> = pick
+        .iter()
+        .enumerate()
+        .map(|(b, &i)| (b * t + i) as u32)
+        .collect();
+    let flat = Tensor::from_vec(flat, n, x.device())?;
+    x.reshape((n * t, width))?.index_select(&flat, 0)
 }

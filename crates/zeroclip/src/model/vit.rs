@@ -76,8 +76,7 @@ impl VisionTransformer {
         let cls = self.class_embedding.reshape((1, 1, w))?.repeat((n, 1, 1))?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positional_embedding)?;
         let x = self.ln_pre.forward(&x)?;
-        let x = self.transformer.forward(&x, false)?;
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let cls = self.transformer.forward_at(&x, false, &vec![0; n])?;
         let cls = self.ln_post.forward(&cls)?;
         Ok(cls.matmul(&self.proj)?)
     }

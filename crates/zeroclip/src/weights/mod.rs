@@ -207,7 +207,7 @@ pub(crate) fn f32_tensor(
             .collect()
     }
     let data: Vec<f32> = match elem {
-        Elem::F16 => conv(bytes, |b| half::f16::from_le_bytes(b).to_f32()),
+        Elem::F16 => widen_f16(bytes),
         Elem::BF16 => conv(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
         Elem::F32 => conv(bytes, f32::from_le_bytes),
         Elem::F64 => conv(bytes, |b| f64::from_le_bytes(b) as f32),
@@ -225,6 +225,39 @@ pub(crate) fn f32_tensor(
         );
     }
     Tensor::from_vec(data, shape, device)
+}
+
+/// Little-endian fp16 bytes widened to f32: in parallel blocks, each converted with half's
+/// slice conversion (F16C, eight values per instruction, where the CPU has it). OpenAI's files
+/// are fp16, so at load this is ~150 million values for ViT-B/32; one value at a time on one
+/// thread it was about 40% of the load time. A trailing odd byte is ignored (the caller
+/// checks the element count).
+fn widen_f16(bytes: &[u8]) -> Vec<f32> {
+    use half::slice::HalfFloatSliceExt;
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 16;
+    let n = bytes.len() / 2;
+    let mut out = vec![0f32; n];
+    // SAFETY: every bit pattern is a valid f16; `align_to` only yields the aligned middle.
+    let (head, aligned, _) = unsafe { bytes[..2 * n].align_to::<half::f16>() };
+    if cfg!(target_endian = "little") && head.is_empty() && aligned.len() == n {
+        // The usual case (mapped files, 64-byte aligned entries): no staging copy.
+        out.par_chunks_mut(BLOCK)
+            .zip(aligned.par_chunks(BLOCK))
+            .for_each(|(dst, src)| src.convert_to_f32_slice(dst));
+        return out;
+    }
+    out.par_chunks_mut(BLOCK)
+        .zip(bytes[..2 * n].par_chunks(2 * BLOCK))
+        .for_each(|(dst, src)| {
+            // The bytes need not be 2-aligned, so each block goes through an aligned buffer.
+            let halves: Vec<half::f16> = src
+                .chunks_exact(2)
+                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
+                .collect();
+            halves.convert_to_f32_slice(dst);
+        });
+    out
 }
 
 /// The first of `names` that exists in `dir`.
