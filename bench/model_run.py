@@ -298,8 +298,9 @@ def render(res: dict) -> str:
                  f"Python {m['python']}, torch {m['torch']}, openai-clip {m['openai-clip']}, "
                  f"onnxruntime {m['onnxruntime']}, numpy {m['numpy']}. Every framework: 2 threads, fp32.")
     lines.append("")
-    lines.append(f"Throughputs: median of the timed calls (the single fastest call in parentheses), the better of "
-                 f"{res.get('rounds', 1)} rounds; ratios from the medians.")
+    lines.append(f"Throughputs: median of the timed calls (the single fastest call in parentheses), "
+                 + ("one round" if res.get("rounds", 1) == 1 else f"the better of {res['rounds']} rounds")
+                 + "; ratios from the medians.")
     lines.append("")
     lines.append("| measurement | PyTorch | ONNX Runtime | zeroclip | zeroclip ÷ PyTorch | zeroclip ÷ ORT | target | |")
     lines.append("|---|---|---|---|---|---|---|---|")

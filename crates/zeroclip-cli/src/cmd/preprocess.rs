@@ -19,7 +19,8 @@ pub struct Args {
     /// Where to write the float32 [3, n, n] tensor (.npy).
     #[arg(long, short)]
     pub output: PathBuf,
-    /// Rotate/flip JPEGs by their EXIF orientation first (the reference does not).
+    /// Rotate/flip JPEG, PNG and WebP by their EXIF/XMP orientation first (the reference does not;
+    /// TIFFs are always turned, as Pillow does when it loads them).
     #[arg(long)]
     pub exif_orientation: bool,
     /// Refuse images with more pixels than this (Pillow's decompression-bomb limit by default).
