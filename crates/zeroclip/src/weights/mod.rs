@@ -26,6 +26,7 @@ use crate::model::ClipConfig;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use zeroclip_pt::DType;
 
 /// The naming a checkpoint came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,17 +155,18 @@ fn read_safetensors(
     let mut out = Vec::with_capacity(st.len());
     for (name, view) in st.tensors() {
         use safetensors::Dtype as S;
+        // Safetensors names the same element types as PyTorch's storages: one enum for both.
         let elem = match view.dtype() {
-            S::F16 => Elem::F16,
-            S::BF16 => Elem::BF16,
-            S::F32 => Elem::F32,
-            S::F64 => Elem::F64,
-            S::I64 => Elem::I64,
-            S::I32 => Elem::I32,
-            S::I16 => Elem::I16,
-            S::I8 => Elem::I8,
-            S::U8 => Elem::U8,
-            S::BOOL => Elem::Bool,
+            S::F16 => DType::F16,
+            S::BF16 => DType::BF16,
+            S::F32 => DType::F32,
+            S::F64 => DType::F64,
+            S::I64 => DType::I64,
+            S::I32 => DType::I32,
+            S::I16 => DType::I16,
+            S::I8 => DType::I8,
+            S::U8 => DType::U8,
+            S::BOOL => DType::Bool,
             other => {
                 return Err(bad(format!(
                     "tensor `{name}` has unsupported dtype {other:?}"
@@ -178,24 +180,9 @@ fn read_safetensors(
     Ok(out)
 }
 
-/// Element types a checkpoint may store.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Elem {
-    F16,
-    BF16,
-    F32,
-    F64,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
-
 /// A tensor from little-endian row-major bytes, widened to f32 in one pass.
 pub(crate) fn f32_tensor(
-    elem: Elem,
+    elem: DType,
     shape: &[usize],
     bytes: &[u8],
     device: &Device,
@@ -207,15 +194,15 @@ pub(crate) fn f32_tensor(
             .collect()
     }
     let data: Vec<f32> = match elem {
-        Elem::F16 => widen_f16(bytes),
-        Elem::BF16 => conv(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
-        Elem::F32 => conv(bytes, f32::from_le_bytes),
-        Elem::F64 => conv(bytes, |b| f64::from_le_bytes(b) as f32),
-        Elem::I64 => conv(bytes, |b| i64::from_le_bytes(b) as f32),
-        Elem::I32 => conv(bytes, |b| i32::from_le_bytes(b) as f32),
-        Elem::I16 => conv(bytes, |b| i16::from_le_bytes(b) as f32),
-        Elem::I8 => conv(bytes, |b: [u8; 1]| b[0] as i8 as f32),
-        Elem::U8 | Elem::Bool => conv(bytes, |b: [u8; 1]| b[0] as f32),
+        DType::F16 => widen_f16(bytes),
+        DType::BF16 => conv(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
+        DType::F32 => conv(bytes, f32::from_le_bytes),
+        DType::F64 => conv(bytes, |b| f64::from_le_bytes(b) as f32),
+        DType::I64 => conv(bytes, |b| i64::from_le_bytes(b) as f32),
+        DType::I32 => conv(bytes, |b| i32::from_le_bytes(b) as f32),
+        DType::I16 => conv(bytes, |b| i16::from_le_bytes(b) as f32),
+        DType::I8 => conv(bytes, |b: [u8; 1]| b[0] as i8 as f32),
+        DType::U8 | DType::Bool => conv(bytes, |b: [u8; 1]| b[0] as f32),
     };
     let numel: usize = shape.iter().product();
     if data.len() != numel {

@@ -7,33 +7,22 @@
 //! ones, including the `input_resolution` / `context_length` / `vocab_size` entries that
 //! `build_model` deletes (see [`super::IGNORED_KEYS`]).
 
-use super::{f32_tensor, Elem};
+use super::f32_tensor;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::path::Path;
-use zeroclip_pt::DType;
 
 /// Every tensor of the PyTorch file at `path`, in file order, as f32 on `device`.
 pub fn read(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
     let checkpoint = zeroclip_pt::read(path)?;
     let mut out = Vec::with_capacity(checkpoint.tensors.len());
     for record in &checkpoint.tensors {
-        let elem = match record.dtype {
-            DType::F16 => Elem::F16,
-            DType::BF16 => Elem::BF16,
-            DType::F32 => Elem::F32,
-            DType::F64 => Elem::F64,
-            DType::I64 => Elem::I64,
-            DType::I32 => Elem::I32,
-            DType::I16 => Elem::I16,
-            DType::I8 => Elem::I8,
-            DType::U8 => Elem::U8,
-            DType::Bool => Elem::Bool,
-        };
         let bytes = record.contiguous_bytes();
-        let t = f32_tensor(elem, &record.shape, &bytes, device).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: format!("tensor `{}`: {e}", record.name),
+        let t = f32_tensor(record.dtype, &record.shape, &bytes, device).map_err(|e| {
+            Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{}`: {e}", record.name),
+            }
         })?;
         out.push((record.name.clone(), t));
     }
