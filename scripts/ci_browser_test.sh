@@ -18,7 +18,7 @@ fi
 
 cargo build -p zeroclip-cli
 log="$(mktemp)"
-target/debug/zeroclip serve --model tests/fixtures/model/hf_real_vocab --addr 127.0.0.1:0 >"$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/debug/zeroclip serve --model tests/fixtures/model/hf_real_vocab --addr 127.0.0.1:0 >"$log" 2>&1 &
 pid=$!
 cleanup() {
   if kill -0 "$pid" 2>/dev/null; then kill "$pid"; wait "$pid" || true; fi
