@@ -241,15 +241,10 @@ impl Clip {
     }
 }
 
+// One SHA-256 of a file for the whole project: the hub's, which also verifies downloads, so a
+// checkpoint's checksum here equals the digest in OpenAI's download URLs.
 fn sha256_file(path: &Path) -> Result<String> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut file, &mut h).map_err(io)?;
-    Ok(hex(&h.finalize()))
+    Ok(zeroclip_hub::sha256_file(path)?)
 }
 
 fn hex(bytes: &[u8]) -> String {
