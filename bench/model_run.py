@@ -252,23 +252,21 @@ def pick(rec, **kw):
 def render(res: dict) -> str:
     rec, e2e, m = res["records"], res["e2e"], res["machine"]
 
-    def thr(fw, model, batch=None, kind=None, task="image"):
+    def hits(fw, model, batch, kind, task):
         kw = dict(framework=fw, model=model, task=task)
         if batch is not None:
             kw["batch"] = batch
         if kind is not None:
             kw["kind"] = kind
-        hits = pick(rec, **kw)
-        return max(h["items_per_s"] for h in hits) if hits else None
+        return pick(rec, **kw)
+
+    def thr(fw, model, batch=None, kind=None, task="image"):
+        found = hits(fw, model, batch, kind, task)
+        return max(h["items_per_s"] for h in found) if found else None
 
     def best(fw, model, batch=None, kind=None, task="image"):
-        kw = dict(framework=fw, model=model, task=task)
-        if batch is not None:
-            kw["batch"] = batch
-        if kind is not None:
-            kw["kind"] = kind
-        hits = pick(rec, **kw)
-        return max(h["batch"] / h["min_s"] for h in hits) if hits else None
+        found = hits(fw, model, batch, kind, task)
+        return max(h["batch"] / h["min_s"] for h in found) if found else None
 
     def cell(fw, model, batch=None, kind=None, task="image"):
         v = thr(fw, model, batch, kind, task)

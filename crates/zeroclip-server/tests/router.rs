@@ -274,15 +274,7 @@ async fn too_many_pixels_is_a_422_naming_the_image() {
 #[tokio::test]
 async fn malformed_requests_are_4xx_json() {
     let state = started(config());
-    let (status, _, body) = send(
-        &state,
-        axum::http::Request::post("/v1/classify")
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from("{not json"))
-            .unwrap(),
-    )
-    .await;
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    let (status, body) = post_raw(&state, "/v1/classify", "application/json", "{not json").await;
     assert_error(
         status,
         &body,
@@ -303,15 +295,7 @@ async fn malformed_requests_are_4xx_json() {
         "invalid_request",
         "imagez",
     );
-    let (status, _, body) = send(
-        &state,
-        axum::http::Request::post("/v1/classify")
-            .header("content-type", "text/plain")
-            .body(axum::body::Body::from("hi"))
-            .unwrap(),
-    )
-    .await;
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    let (status, body) = post_raw(&state, "/v1/classify", "text/plain", "hi").await;
     assert_error(
         status,
         &body,

@@ -119,17 +119,32 @@ pub fn decode_batch(
         .collect()
 }
 
-/// Moves the decoded pixels out of a batch's results: per item `Ok(())` or its error, and the
-/// pixels of the items that decoded, in order.
-pub fn split_decoded(
+/// Runs `batch` once on the pixels of a batch's items that decoded, and gives each item its own
+/// result: its decode error, its share of the output, or the batch's inference error.
+pub fn infer_decoded<T>(
     decoded: Vec<Result<Vec<f32>, String>>,
-) -> (Vec<Result<(), String>>, Vec<Vec<f32>>) {
+    batch: impl FnOnce(&[Vec<f32>]) -> anyhow::Result<Vec<T>>,
+) -> Vec<Result<T, String>> {
     let mut good = Vec::with_capacity(decoded.len());
-    let status = decoded
+    let status: Vec<Result<(), String>> = decoded
         .into_iter()
         .map(|d| d.map(|px| good.push(px)))
         .collect();
-    (status, good)
+    let mut outputs = if good.is_empty() {
+        Ok(Vec::new().into_iter())
+    } else {
+        batch(&good)
+            .map(Vec::into_iter)
+            .map_err(|e| format!("inference failed: {e:#}"))
+    };
+    status
+        .into_iter()
+        .map(|s| match (s, &mut outputs) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Ok(it)) => Ok(it.next().expect("one output per decoded image")),
+            (Ok(()), Err(e)) => Err(e.clone()),
+        })
+        .collect()
 }
 
 fn infer(
@@ -231,20 +246,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
         });
         for (chunk, decoded) in rx {
-            let (decoded, good) = split_decoded(decoded);
-            let mut predictions = if good.is_empty() {
-                Ok(Vec::new().into_iter())
-            } else {
-                infer(&classifier, &good, resolution, &device)
-                    .map(|p| p.into_iter())
-                    .map_err(|e| format!("inference failed: {e:#}"))
-            };
-            for (item, d) in chunk.iter().zip(&decoded) {
-                let result = match (d, &mut predictions) {
-                    (Err(e), _) => Err(e.clone()),
-                    (Ok(_), Ok(preds)) => Ok(preds.next().expect("one prediction per image")),
-                    (Ok(_), Err(e)) => Err(e.clone()),
-                };
+            let results = infer_decoded(decoded, |good| {
+                infer(&classifier, good, resolution, &device)
+            });
+            for (item, result) in chunk.iter().zip(results) {
                 let record = match &result {
                     Ok(p) => Record::Ok {
                         input: &item.name,

@@ -5,7 +5,7 @@
 //! JSON-lines index goes to stdout (`{"input", "row"}` or `{"input", "error"}`) and, in
 //! safetensors, the row names go into the metadata.
 
-use crate::cmd::classify::{decode_batch, progress_bar, split_decoded, ModelArgs};
+use crate::cmd::classify::{decode_batch, infer_decoded, progress_bar, ModelArgs};
 use crate::inputs::{self, Item};
 use crate::Outcome;
 use anyhow::Context;
@@ -128,17 +128,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 Box::new(std::io::BufWriter::new(create(&args.output)?))
             };
             for row in &rows {
-                let v = match &row.result {
-                    Ok(e) => JsonLine {
-                        embedding: Some(e),
-                        ..JsonLine::named(&row.name, is_text)
-                    },
-                    Err(e) => JsonLine {
-                        error: Some(e),
-                        ..JsonLine::named(&row.name, is_text)
-                    },
-                };
-                serde_json::to_writer(&mut out, &v)?;
+                let mut line = JsonLine::named(&row.name, is_text);
+                match &row.result {
+                    Ok(e) => line.embedding = Some(e),
+                    Err(e) => line.error = Some(e),
+                }
+                serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             }
             out.flush()?;
@@ -165,22 +160,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .write_all(&bytes)
                 .with_context(|| format!("cannot write {}", args.output.display()))?;
             let mut out = std::io::stdout().lock();
-            let mut row_index = 0;
+            let mut next_row = 0;
             for row in &rows {
-                let v = match &row.result {
+                let mut line = JsonLine::named(&row.name, is_text);
+                match &row.result {
                     Ok(_) => {
-                        row_index += 1;
-                        JsonLine {
-                            row: Some(row_index - 1),
-                            ..JsonLine::named(&row.name, is_text)
-                        }
+                        line.row = Some(next_row);
+                        next_row += 1;
                     }
-                    Err(e) => JsonLine {
-                        error: Some(e),
-                        ..JsonLine::named(&row.name, is_text)
-                    },
-                };
-                serde_json::to_writer(&mut out, &v)?;
+                    Err(e) => line.error = Some(e),
+                }
+                serde_json::to_writer(&mut out, &line)?;
                 writeln!(out)?;
             }
         }
@@ -260,20 +250,10 @@ fn embed_images(
     let resolution = preprocess.resolution as usize;
     let mut rows = Vec::with_capacity(items.len());
     for chunk in items.chunks(args.model.batch_size as usize) {
-        let (decoded, good) = split_decoded(decode_batch(chunk, preprocess));
-        let mut embedded = if good.is_empty() {
-            Ok(Vec::new().into_iter())
-        } else {
-            encode_images(model, &good, resolution, args.normalize)
-                .map(|v| v.into_iter())
-                .map_err(|e| format!("inference failed: {e:#}"))
-        };
-        for (item, d) in chunk.iter().zip(&decoded) {
-            let result = match (d, &mut embedded) {
-                (Err(e), _) => Err(e.clone()),
-                (Ok(_), Ok(it)) => Ok(it.next().expect("one embedding per image")),
-                (Ok(_), Err(e)) => Err(e.clone()),
-            };
+        let results = infer_decoded(decode_batch(chunk, preprocess), |good| {
+            encode_images(model, good, resolution, args.normalize)
+        });
+        for (item, result) in chunk.iter().zip(results) {
             rows.push(Row {
                 name: item.name.clone(),
                 result,

@@ -155,6 +155,21 @@ fn has_eoi_after_scan(bytes: &[u8]) -> bool {
 
 /// The data after `prefix` of the first APP1 segment that starts with it (before the scan).
 pub(crate) fn app1<'b>(bytes: &'b [u8], prefix: &[u8]) -> Option<&'b [u8]> {
+    find_segment(bytes, |marker, seg| {
+        if marker == 0xE1 {
+            seg.strip_prefix(prefix)
+        } else {
+            None
+        }
+    })
+}
+
+/// Walks the marker segments before the first scan, handing each marker and its payload to
+/// `pick` until it answers; `None` when none does or the segments are malformed or truncated.
+pub(crate) fn find_segment<'b, T>(
+    bytes: &'b [u8],
+    mut pick: impl FnMut(u8, &'b [u8]) -> Option<T>,
+) -> Option<T> {
     let mut i = 2;
     while i + 4 <= bytes.len() && bytes[i] == 0xFF {
         let marker = bytes[i + 1];
@@ -163,10 +178,8 @@ pub(crate) fn app1<'b>(bytes: &'b [u8], prefix: &[u8]) -> Option<&'b [u8]> {
             return None;
         }
         let seg = bytes.get(i + 4..i + 2 + len)?;
-        if marker == 0xE1 {
-            if let Some(data) = seg.strip_prefix(prefix) {
-                return Some(data);
-            }
+        if let Some(found) = pick(marker, seg) {
+            return Some(found);
         }
         i += 2 + len;
     }

@@ -286,21 +286,14 @@ fn jpeg_strips(
 
 /// The component ids of a JPEG stream's frame header (before its first scan).
 fn sof_component_ids(b: &[u8]) -> Option<Vec<u8>> {
-    let mut i = 2;
-    while i + 4 <= b.len() && b[i] == 0xFF {
-        let marker = b[i + 1];
-        let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
-        if marker == 0xDA || len < 2 {
-            return None;
-        }
-        if matches!(marker, 0xC0..=0xC2) {
-            let seg = b.get(i + 4..i + 2 + len)?;
+    // The first frame header decides, even when it is too short to hold its ids.
+    super::jpeg::find_segment(b, |marker, seg| {
+        matches!(marker, 0xC0..=0xC2).then(|| {
             let n = usize::from(*seg.get(5)?);
-            return (0..n).map(|c| seg.get(6 + 3 * c).copied()).collect();
-        }
-        i += 2 + len;
-    }
-    None
+            (0..n).map(|c| seg.get(6 + 3 * c).copied()).collect()
+        })
+    })
+    .flatten()
 }
 
 /// A palette TIFF, expanded. The `tiff` crate does not read palette images, so the indices are

@@ -80,6 +80,21 @@ pub async fn post_json(state: &AppState, path: &str, body: &Value) -> (StatusCod
     (status, value)
 }
 
+/// POSTs `body` as `content_type` (for bodies `post_json` cannot make) and parses the JSON answer.
+pub async fn post_raw(
+    state: &AppState,
+    path: &str,
+    content_type: &str,
+    body: &'static str,
+) -> (StatusCode, Value) {
+    let req = Request::post(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let (status, _, bytes) = send(state, req).await;
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
 pub async fn get(state: &AppState, path: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
     send(state, Request::get(path).body(Body::empty()).unwrap()).await
 }

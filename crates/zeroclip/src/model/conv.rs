@@ -124,19 +124,7 @@ impl CustomOp1 for Im2Col {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
+    use crate::model::max_diff;
 
     #[test]
     fn matches_candle_conv2d_for_strides_and_paddings() {
@@ -147,7 +135,7 @@ mod tests {
             let want = x.conv2d(&wt, pad, stride, 1, 1).unwrap();
             let got = conv2d(&x, &wt, pad, stride).unwrap();
             assert_eq!(got.dims(), want.dims(), "k{k} p{pad} s{stride}");
-            assert!(close(&got, &want) < 1e-4, "k{k} p{pad} s{stride}");
+            assert!(max_diff(&got, &want) < 1e-4, "k{k} p{pad} s{stride}");
         }
     }
 }

@@ -250,20 +250,8 @@ impl CustomOp1 for Attention {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::max_diff;
     use candle_core::{Device, D};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
 
     #[test]
     fn linear_adds_the_bias_to_the_product() {

@@ -14,7 +14,7 @@ pub mod text;
 pub mod transformer;
 pub mod vit;
 
-pub use config::{Activation, ClipConfig, VisionConfig, PRESETS};
+pub use config::{Activation, ClipConfig, VisionConfig};
 
 use crate::error::{Error, Result};
 use crate::weights::{self, TensorStore, Vb};
@@ -249,6 +249,21 @@ fn sha256_file(path: &Path) -> Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The largest absolute difference between two tensors of one shape, for the layers' tests.
+#[cfg(test)]
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 #[cfg(test)]

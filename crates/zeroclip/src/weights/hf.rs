@@ -9,11 +9,11 @@
 //! text pooling picks the first `eos_token_id`; with `clip.tokenize` ids that is the argmax
 //! position the reference (and this crate) uses. `*.position_ids` buffers are ignored.
 
-use super::{first_file, read_json, read_tensors, triple, Format, Loaded};
+use super::{read_json, triple, Format, Loaded};
 use crate::error::{Error, Result};
 use crate::model::config::{OPENAI_MEAN, OPENAI_STD};
 use crate::model::{Activation, ClipConfig, VisionConfig};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -274,13 +274,6 @@ pub fn source_names(e: Error) -> Error {
         },
         other => other,
     }
-}
-
-/// Loads a transformers directory.
-pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
-    let weights = first_file(dir, &WEIGHT_FILES)?;
-    let raw = read_tensors(&weights, device)?;
-    from_raw(raw, &weights, dir)
 }
 
 /// Finishes loading tensors read from `weights`, with the configuration files in `dir`.

@@ -60,14 +60,24 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
 }
 
+/// A format's last step: named tensors read from a weight file, plus the configuration beside it.
+type FromRaw = fn(Vec<(String, Tensor)>, &Path, &Path) -> Result<Loaded>;
+
+/// Reads the first of `weight_files` present in `dir`, then lets `finish` add the configuration.
+fn load_dir(dir: &Path, weight_files: &[&str], device: &Device, finish: FromRaw) -> Result<Loaded> {
+    let weights = first_file(dir, weight_files)?;
+    let raw = read_tensors(&weights, device)?;
+    finish(raw, &weights, dir)
+}
+
 /// Reads any supported checkpoint; see the module documentation.
 pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
     if path.is_dir() {
         if path.join(open_clip::CONFIG_FILE).is_file() {
-            return open_clip::load_dir(path, device);
+            return load_dir(path, &open_clip::WEIGHT_FILES, device, open_clip::from_raw);
         }
         if path.join(hf::CONFIG_FILE).is_file() {
-            return hf::load_dir(path, device);
+            return load_dir(path, &hf::WEIGHT_FILES, device, hf::from_raw);
         }
         return Err(Error::Checkpoint {
             path: path.to_path_buf(),

@@ -9,11 +9,11 @@
 //! OpenAI's (layer scale, attentional pooling, custom text towers, timm / HF towers, …) are
 //! reported as unsupported rather than silently ignored.
 
-use super::{first_file, read_json, read_tensors, triple, Format, Loaded};
+use super::{read_json, triple, Format, Loaded};
 use crate::error::{Error, Result};
 use crate::model::config::{OPENAI_MEAN, OPENAI_STD};
 use crate::model::{Activation, ClipConfig, VisionConfig};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,13 +22,6 @@ use std::path::Path;
 pub const CONFIG_FILE: &str = "open_clip_config.json";
 /// Weight files, in order of preference.
 pub const WEIGHT_FILES: [&str; 2] = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
-
-/// Loads an open_clip directory.
-pub fn load_dir(dir: &Path, device: &Device) -> Result<Loaded> {
-    let weights = first_file(dir, &WEIGHT_FILES)?;
-    let raw = read_tensors(&weights, device)?;
-    from_raw(raw, &weights, dir)
-}
 
 /// Finishes loading tensors read from `weights`, with `open_clip_config.json` from `dir`.
 pub fn from_raw(raw: Vec<(String, Tensor)>, weights: &Path, dir: &Path) -> Result<Loaded> {
@@ -92,6 +85,18 @@ pub fn parse_config(j: &Value, source_name: &str) -> Result<ClipConfig> {
         Ok(())
     };
     use serde_json::json;
+    // Transformer options both towers share, checked after each tower's own.
+    let both = [
+        ("mlp_ratio", json!(4.0)),
+        ("qk_norm", json!(false)),
+        ("scaled_cosine_attn", json!(false)),
+        ("scale_heads", json!(false)),
+        ("scale_attn_inner", json!(false)),
+        ("scale_attn", json!(false)),
+        ("scale_fc", json!(false)),
+        ("act_kwargs", Value::Null),
+        ("norm_kwargs", Value::Null),
+    ];
     unsupported(
         vision,
         "vision_cfg",
@@ -103,17 +108,9 @@ pub fn parse_config(j: &Value, source_name: &str) -> Result<ClipConfig> {
             ("final_ln_after_pool", json!(false)),
             ("pool_type", json!("tok")),
             ("pos_embed_type", json!("learnable")),
-            ("mlp_ratio", json!(4.0)),
-            ("qk_norm", json!(false)),
-            ("scaled_cosine_attn", json!(false)),
-            ("scale_heads", json!(false)),
-            ("scale_attn_inner", json!(false)),
-            ("scale_attn", json!(false)),
-            ("scale_fc", json!(false)),
-            ("act_kwargs", Value::Null),
-            ("norm_kwargs", Value::Null),
         ],
     )?;
+    unsupported(vision, "vision_cfg", &both)?;
     unsupported(
         text,
         "text_cfg",
@@ -126,17 +123,9 @@ pub fn parse_config(j: &Value, source_name: &str) -> Result<ClipConfig> {
             ("pool_type", json!("argmax")),
             ("proj_bias", json!(false)),
             ("proj_type", json!("linear")),
-            ("mlp_ratio", json!(4.0)),
-            ("qk_norm", json!(false)),
-            ("scaled_cosine_attn", json!(false)),
-            ("scale_heads", json!(false)),
-            ("scale_attn_inner", json!(false)),
-            ("scale_attn", json!(false)),
-            ("scale_fc", json!(false)),
-            ("act_kwargs", Value::Null),
-            ("norm_kwargs", Value::Null),
         ],
     )?;
+    unsupported(text, "text_cfg", &both)?;
     let int = |v: &Value, key: &str, default: usize| -> Result<usize> {
         match v.get(key) {
             None | Some(Value::Null) => Ok(default),
