@@ -1,124 +1,280 @@
-//! Square-kernel convolution as one im2col copy plus one matmul per image.
+//! Convolutions over channels-last activations, `[n, h, w, c]`, as GEMMs against a weight packed
+//! once at load, with the BatchNorm, residual and ReLU that follow applied as the GEMM's epilogue.
 //!
-//! The result is `nn.Conv2d` (no bias, dilation 1, one group). candle 0.11's CPU `conv2d` for
-//! kernels larger than 1×1 transposes the input to NHWC on one thread, re-flattens the kernel on
-//! every call and scatters each im2col tile with strided writes; on the RN50 tower that was a
-//! quarter of the time (see docs/PERFORMANCE.md, "Speed round 1"). Here the columns are built
-//! in the kernel's own `(c_in, kh, kw)` order, so the `[c_out, c_in, k, k]` weight is already the
-//! `[c_out, c_in·k·k]` matrix the GEMM wants, and `weight @ columns` is `[c_out, h_out·w_out]`:
-//! NCHW output with no transposition.
+//! The result is `nn.Conv2d` (no bias, dilation 1, one group) followed by eval-mode BatchNorm as
+//! PyTorch's CPU kernel applies it (`y·α + β` per channel, `α`, `β` precomputed), the residual
+//! addition and the ReLU, in the reference's order. In channels-last layout an image's output
+//! pixels are the rows of one matrix: a 1×1 convolution is `x [n·h·w, c_in] @ W`, with no copy
+//! at all, and a k×k one first gathers each output pixel's `k·k` input pixels (`c_in` contiguous
+//! values each) into a row of `k·k·c_in` columns — the weight is packed in that `(kh, kw, c_in)`
+//! order. The whole batch is one GEMM with `n·h·w` rows, wide enough for the deep stages too
+//! (49 pixels per image at stage 4), and the per-channel work rides on the GEMM's tiles.
+//! candle 0.11's own CPU `conv2d` is not used: for kernels larger than 1×1 it transposed the
+//! input to NHWC on one thread, re-flattened the kernel on every call and scattered each im2col
+//! tile with strided writes (a quarter of RN50's time, docs/PERFORMANCE.md). Other devices run
+//! candle's convolution on NCHW views.
 
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp1, Layout, Shape};
+use super::gemm::{self, Epilogue, PackedMatrix};
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
-/// Keeps the column buffer of one call under about 16 MiB by splitting large batches (below
-/// glibc's largest mmap threshold, so the buffer is reused rather than mapped afresh).
+/// Keeps one column buffer under about 16 MiB by gathering a band of output rows at a time
+/// (below glibc's largest mmap threshold, so the buffer is reused rather than mapped and faulted
+/// in afresh).
 const MAX_COLUMN_FLOATS: usize = 4 << 20;
 
-/// `conv2d(x, weight, padding, stride)` for `x` `[n, c_in, h, w]` and `weight`
-/// `[c_out, c_in, k, k]`.
-pub fn conv2d(x: &Tensor, weight: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    if !(matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32) {
-        return x.conv2d(weight, padding, stride, 1, 1);
-    }
-    let (n, c_in, h, w) = x.dims4()?;
-    let (c_out, c_in_k, k, k_w) = weight.dims4()?;
-    if c_in != c_in_k || k != k_w || stride == 0 || h + 2 * padding < k || w + 2 * padding < k {
-        return x.conv2d(weight, padding, stride, 1, 1);
-    }
-    let op = Im2Col { k, stride, padding };
-    let (h_out, w_out) = (op.out(h), op.out(w));
-    let rows = c_in * k * k;
-    let w2 = weight.reshape((c_out, rows))?;
-    let per_image = rows * h_out * w_out;
-    let chunk = (MAX_COLUMN_FLOATS / per_image.max(1)).clamp(1, n);
-    let mut outs = Vec::with_capacity(n.div_ceil(chunk));
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start);
-        let cols = x
-            .narrow(0, start, len)?
-            .contiguous()?
-            .apply_op1_no_bwd(&op)?; // [len, rows, hw]
-        let y = w2.broadcast_left(len)?.matmul(&cols)?;
-        outs.push(y.reshape((len, c_out, h_out, w_out))?);
-        start += len;
-    }
-    if outs.len() == 1 {
-        Ok(outs.pop().unwrap_or_else(|| unreachable!()))
-    } else {
-        Tensor::cat(&outs, 0)
-    }
-}
-
-struct Im2Col {
+/// A square, bias-free convolution followed by a per-channel affine map (eval BatchNorm).
+#[derive(Clone, Debug)]
+pub struct ConvAffine {
+    weight: Weight,
+    /// Per-channel `α` and `β`, `[c_out]`.
+    scale: Tensor,
+    shift: Tensor,
+    c_in: usize,
+    c_out: usize,
     k: usize,
     stride: usize,
     padding: usize,
 }
 
-impl Im2Col {
+#[derive(Clone, Debug)]
+enum Weight {
+    /// `[c_out, kh, kw, c_in]` packed as the GEMM's right-hand matrix `[k·k·c_in, c_out]`.
+    Packed(PackedMatrix),
+    /// `[c_out, c_in, k, k]`, for other devices.
+    Tensor(Tensor),
+}
+
+fn cpu_f32(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
+
+impl ConvAffine {
+    /// `weight` `[c_out, c_in, k, k]`; `scale`, `shift` `[c_out]`; padding `k / 2`.
+    pub fn new(weight: Tensor, scale: Tensor, shift: Tensor, stride: usize) -> Result<Self> {
+        let (c_out, c_in, k, k_w) = weight.dims4()?;
+        if k != k_w || stride == 0 {
+            candle_core::bail!("conv: weight {:?}, stride {stride}", weight.dims());
+        }
+        let weight = if cpu_f32(&weight) {
+            let w = weight.permute((0, 2, 3, 1))?; // [c_out, kh, kw, c_in]
+            Weight::Packed(gemm::with_f32(&w, |w| {
+                PackedMatrix::from_transposed(w, c_out, k * k * c_in)
+            })?)
+        } else {
+            Weight::Tensor(weight)
+        };
+        Ok(ConvAffine {
+            weight,
+            scale,
+            shift,
+            c_in,
+            c_out,
+            k,
+            stride,
+            padding: k / 2,
+        })
+    }
+
     fn out(&self, size: usize) -> usize {
         (size + 2 * self.padding - self.k) / self.stride + 1
     }
-}
 
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "im2col"
+    /// `relu?(conv(x)·α + β (+ residual))` for channels-last `x` `[n, h, w, c_in]` →
+    /// `[n, h_out, w_out, c_out]`; `residual` has the output's shape.
+    pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+        let (n, h, w, c) = x.dims4()?;
+        if c != self.c_in || h + 2 * self.padding < self.k || w + 2 * self.padding < self.k {
+            candle_core::bail!(
+                "conv: input [{n}, {h}, {w}, {c}] (NHWC) for {} input channels, kernel {}",
+                self.c_in,
+                self.k
+            );
+        }
+        let (ho, wo) = (self.out(h), self.out(w));
+        if let Some(r) = residual {
+            if r.dims() != [n, ho, wo, self.c_out] {
+                candle_core::bail!(
+                    "conv: residual {:?} for [{n}, {ho}, {wo}, {}]",
+                    r.dims(),
+                    self.c_out
+                );
+            }
+        }
+        let packed = match &self.weight {
+            Weight::Packed(p) if cpu_f32(x) => p,
+            _ => return self.forward_nchw(x, residual, relu),
+        };
+        let rows = n * ho * wo;
+        let mut out = vec![0f32; rows * self.c_out];
+        let threads = candle_core::utils::get_num_threads();
+        let residual = residual.map(|r| r.contiguous()).transpose()?;
+        let res_guard = residual.as_ref().map(|r| r.storage_and_layout());
+        let res = match &res_guard {
+            Some((s, l)) => match &**s {
+                candle_core::Storage::Cpu(cpu) => {
+                    Some(super::ops::contiguous_f32(cpu, l, "conv residual")?)
+                }
+                _ => candle_core::bail!("conv: the residual must be on the CPU"),
+            },
+            None => None,
+        };
+        gemm::with_f32(&self.scale, |scale| {
+            gemm::with_f32(&self.shift, |shift| {
+                gemm::with_f32(x, |src| {
+                    self.run(
+                        src,
+                        (n, h, w),
+                        packed,
+                        &mut out,
+                        scale,
+                        shift,
+                        res,
+                        relu,
+                        threads,
+                    )
+                })
+            })
+        })????;
+        Tensor::from_vec(out, (n, ho, wo, self.c_out), &Device::Cpu)
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let data = match s {
-            CpuStorage::F32(d) => d,
-            _ => candle_core::bail!("im2col: expected f32, got {:?}", s.dtype()),
-        };
-        let src = match l.contiguous_offsets() {
-            Some((a, b)) => &data[a..b],
-            None => candle_core::bail!("im2col input must be contiguous"),
-        };
-        let (n, c, h, w) = l.shape().dims4()?;
-        let (k, s, p) = (self.k, self.stride, self.padding);
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        src: &[f32],
+        (n, h, w): (usize, usize, usize),
+        packed: &PackedMatrix,
+        out: &mut [f32],
+        scale: &[f32],
+        shift: &[f32],
+        residual: Option<&[f32]>,
+        relu: bool,
+        threads: usize,
+    ) -> Result<()> {
+        let (c, co) = (self.c_in, self.c_out);
         let (ho, wo) = (self.out(h), self.out(w));
-        let hw = ho * wo;
-        let mut dst = vec![0f32; n * c * k * k * hw];
-        if hw == 0 {
-            return Ok((CpuStorage::F32(dst), Shape::from_dims(&[n, c * k * k, hw])));
+        let rows = n * ho * wo;
+        let epi = |r0: usize| Epilogue {
+            scale: Some(scale),
+            shift: Some(shift),
+            residual: residual.map(|r| &r[r0 * co..]),
+            relu,
+        };
+        if self.k == 1 && self.stride == 1 {
+            gemm::matmul(src, c, rows, packed, out, co, &epi(0), threads);
+            return Ok(());
         }
-        // One task per (image, input channel): its k·k rows of the column matrix.
-        dst.par_chunks_mut(k * k * hw)
+        let cols_per_row = self.k * self.k * c;
+        let band = (MAX_COLUMN_FLOATS / cols_per_row.max(1)).clamp(1, rows.max(1));
+        let mut cols = vec![0f32; band.min(rows) * cols_per_row];
+        for r0 in (0..rows).step_by(band) {
+            let len = band.min(rows - r0);
+            let buf = &mut cols[..len * cols_per_row];
+            self.im2col(src, (h, w, ho, wo), r0, buf);
+            gemm::matmul(
+                buf,
+                cols_per_row,
+                len,
+                packed,
+                &mut out[r0 * co..],
+                co,
+                &epi(r0),
+                threads,
+            );
+        }
+        Ok(())
+    }
+
+    /// Rows `first..` of the column matrix (one per output pixel, `(kh, kw, c_in)` columns).
+    fn im2col(
+        &self,
+        src: &[f32],
+        (h, w, ho, wo): (usize, usize, usize, usize),
+        first: usize,
+        cols: &mut [f32],
+    ) {
+        let (c, k, s, p) = (self.c_in, self.k, self.stride, self.padding);
+        cols.par_chunks_mut(k * k * c)
             .enumerate()
-            .for_each(|(ic, rows)| {
-                let plane = &src[ic * h * w..(ic + 1) * h * w];
-                for (r, row) in rows.chunks_mut(hw).enumerate() {
-                    let (kh, kw) = (r / k, r % k);
-                    // Output columns whose input column lies inside the image.
-                    let x_lo = p.saturating_sub(kw).div_ceil(s);
-                    let x_hi = if w + p > kw {
-                        ((w + p - kw - 1) / s + 1).min(wo)
+            .for_each(|(i, row)| {
+                let r = first + i;
+                let (img, oy, ox) = (r / (ho * wo), r / wo % ho, r % wo);
+                for (tap, seg) in row.chunks_exact_mut(c).enumerate() {
+                    let (iy, ix) = (
+                        (oy * s + tap / k) as isize - p as isize,
+                        (ox * s + tap % k) as isize - p as isize,
+                    );
+                    if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                        seg.fill(0.0);
                     } else {
-                        0
-                    };
-                    for (oy, out) in row.chunks_mut(wo).enumerate() {
-                        let iy = oy * s + kh;
-                        if iy < p || iy - p >= h || x_lo >= x_hi {
-                            continue; // zero padding, already zero
-                        }
-                        let line = &plane[(iy - p) * w..(iy - p + 1) * w];
-                        if s == 1 {
-                            let ix = x_lo + kw - p;
-                            out[x_lo..x_hi].copy_from_slice(&line[ix..ix + (x_hi - x_lo)]);
-                        } else {
-                            for (ox, o) in out[x_lo..x_hi].iter_mut().enumerate() {
-                                *o = line[(ox + x_lo) * s + kw - p];
-                            }
-                        }
+                        let at = ((img * h + iy as usize) * w + ix as usize) * c;
+                        seg.copy_from_slice(&src[at..at + c]);
                     }
                 }
             });
-        Ok((CpuStorage::F32(dst), Shape::from_dims(&[n, c * k * k, hw])))
     }
+
+    /// Other devices: candle's convolution and tensor ops on NCHW views.
+    fn forward_nchw(&self, x: &Tensor, residual: Option<&Tensor>, relu: bool) -> Result<Tensor> {
+        let Weight::Tensor(wt) = &self.weight else {
+            candle_core::bail!("conv: a CPU-packed weight cannot run on {:?}", x.device());
+        };
+        let y = x
+            .permute((0, 3, 1, 2))?
+            .conv2d(wt, self.padding, self.stride, 1, 1)?;
+        let c = self.c_out;
+        let mut y = y
+            .broadcast_mul(&self.scale.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&self.shift.reshape((1, c, 1, 1))?)?;
+        if let Some(r) = residual {
+            y = (y + r.permute((0, 3, 1, 2))?)?;
+        }
+        if relu {
+            y = y.relu()?;
+        }
+        y.permute((0, 2, 3, 1))?.contiguous()
+    }
+}
+
+/// `nn.AvgPool2d(s)` (kernel = stride = `s`, no padding) over channels-last `x` `[n, h, w, c]`:
+/// the sum of each window in row-major order divided by `s²`, as PyTorch's CPU kernel.
+pub fn avg_pool(x: &Tensor, s: usize) -> Result<Tensor> {
+    if s == 1 {
+        return Ok(x.clone());
+    }
+    if !cpu_f32(x) {
+        return x
+            .permute((0, 3, 1, 2))?
+            .avg_pool2d(s)?
+            .permute((0, 2, 3, 1))?
+            .contiguous();
+    }
+    let (n, h, w, c) = x.dims4()?;
+    let (ho, wo) = (h / s, w / s);
+    let mut out = vec![0f32; n * ho * wo * c];
+    let div = (s * s) as f32;
+    gemm::with_f32(x, |src| {
+        out.par_chunks_mut((wo * c).max(1))
+            .enumerate()
+            .for_each(|(r, line)| {
+                let (img, oy) = (r / ho, r % ho);
+                for (ox, px) in line.chunks_exact_mut(c).enumerate() {
+                    for dy in 0..s {
+                        for dx in 0..s {
+                            let at = ((img * h + oy * s + dy) * w + ox * s + dx) * c;
+                            for (o, v) in px.iter_mut().zip(&src[at..at + c]) {
+                                *o += v;
+                            }
+                        }
+                    }
+                    for o in px.iter_mut() {
+                        *o /= div;
+                    }
+                }
+            })
+    })?;
+    Tensor::from_vec(out, (n, ho, wo, c), &Device::Cpu)
 }
 
 #[cfg(test)]
@@ -126,16 +282,61 @@ mod tests {
     use super::*;
     use crate::model::max_diff;
 
+    fn nhwc(t: &Tensor) -> Tensor {
+        t.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap()
+    }
+
     #[test]
-    fn matches_candle_conv2d_for_strides_and_paddings() {
+    fn matches_candle_conv2d_and_the_affine_epilogue() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 7), &dev).unwrap();
-        for (k, pad, stride) in [(3, 1, 1), (3, 1, 2), (3, 0, 1), (1, 0, 2), (5, 2, 3)] {
-            let wt = Tensor::randn(0f32, 1.0, (4, 3, k, k), &dev).unwrap();
-            let want = x.conv2d(&wt, pad, stride, 1, 1).unwrap();
-            let got = conv2d(&x, &wt, pad, stride).unwrap();
-            assert_eq!(got.dims(), want.dims(), "k{k} p{pad} s{stride}");
-            assert!(max_diff(&got, &want) < 1e-4, "k{k} p{pad} s{stride}");
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 7), &dev).unwrap(); // NCHW
+        for (k, stride) in [(3, 1), (3, 2), (1, 1), (1, 2), (5, 3)] {
+            let wt = Tensor::randn(0f32, 1.0, (20, 3, k, k), &dev).unwrap();
+            let scale = Tensor::randn(0f32, 1.0, 20, &dev).unwrap();
+            let shift = Tensor::randn(0f32, 1.0, 20, &dev).unwrap();
+            let conv = ConvAffine::new(wt.clone(), scale.clone(), shift.clone(), stride).unwrap();
+            let y = x.conv2d(&wt, k / 2, stride, 1, 1).unwrap();
+            let y = y
+                .broadcast_mul(&scale.reshape((1, 20, 1, 1)).unwrap())
+                .unwrap()
+                .broadcast_add(&shift.reshape((1, 20, 1, 1)).unwrap())
+                .unwrap();
+            let got = conv.forward(&nhwc(&x), None, false).unwrap();
+            assert!(max_diff(&got, &nhwc(&y)) < 1e-4, "k{k} s{stride}");
+            let r = Tensor::randn(0f32, 1.0, y.dims(), &dev).unwrap();
+            let want = (&y + &r).unwrap().relu().unwrap();
+            let got = conv.forward(&nhwc(&x), Some(&nhwc(&r)), true).unwrap();
+            assert!(
+                max_diff(&got, &nhwc(&want)) < 1e-4,
+                "k{k} s{stride} + residual, relu"
+            );
+        }
+    }
+
+    #[test]
+    fn gathers_columns_in_bands() {
+        // 300 channels × 9 taps per row: a 30×8×8 batch (5.2 M column values) needs two bands.
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (30, 300, 8, 8), &dev).unwrap();
+        let wt = Tensor::randn(0f32, 0.05, (5, 300, 3, 3), &dev).unwrap();
+        let ones = Tensor::ones(5, DType::F32, &dev).unwrap();
+        let zeros = Tensor::zeros(5, DType::F32, &dev).unwrap();
+        let conv = ConvAffine::new(wt.clone(), ones, zeros, 1).unwrap();
+        let want = nhwc(&x.conv2d(&wt, 1, 1, 1, 1).unwrap());
+        let got = conv.forward(&nhwc(&x), None, false).unwrap();
+        assert!(max_diff(&got, &want) < 1e-3);
+    }
+
+    #[test]
+    fn average_pool_matches_candle() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 8, 6), &dev).unwrap();
+        for s in [1, 2, 3] {
+            let want = nhwc(&x.avg_pool2d(s).unwrap());
+            assert!(
+                max_diff(&avg_pool(&nhwc(&x), s).unwrap(), &want) < 1e-6,
+                "stride {s}"
+            );
         }
     }
 }

@@ -1,9 +1,6 @@
 //! CPU kernels that fuse what the reference runs as several ops, without changing the arithmetic
 //! beyond the order of additions.
 //!
-//! - [`linear`]: `x @ weight.T + bias` as one GEMM whose destination starts as the bias rows
-//!   (`nn.Linear` / `F.linear` computes `bias + x @ weight.T` the same way, via `addmm`), instead
-//!   of a matmul followed by a separate broadcast-add pass.
 //! - [`self_attention`]: `nn.MultiheadAttention`'s core, `softmax(q·kᵀ/√d + mask) · v` per head,
 //!   read straight from the fused in-projection output `[n, t, 3·width]` and written straight as
 //!   `[n, t, width]`. candle would permute q/k/v into contiguous copies, run one small GEMM per
@@ -11,124 +8,11 @@
 //!   final transposition; for CLIP's short sequences (50 patches, ≤ 77 tokens) that bookkeeping
 //!   cost more than the arithmetic.
 
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d,
-        _ => candle_core::bail!("{what}: expected f32, got {:?}", s.dtype()),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what} must be contiguous"),
-    }
-}
-
-/// `x [rows, in] @ weight[out, in]ᵀ + bias[out]` → `[rows, out]` (f32, CPU, contiguous).
-pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    x.apply_op3_no_bwd(weight, bias, &Linear { residual: None })
-}
-
-/// `residual + (x @ weightᵀ + bias)`, the residual connection folded into the GEMM's starting
-/// value instead of a separate add over the whole activation (`residual` `[rows, out]`).
-pub fn linear_residual(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    residual: &Tensor,
-) -> Result<Tensor> {
-    let residual = Some(residual.clone());
-    x.apply_op3_no_bwd(weight, bias, &Linear { residual })
-}
-
-struct Linear {
-    /// `[rows, out]` values the product is added to (the bias still applies).
-    residual: Option<Tensor>,
-}
-
-impl CustomOp3 for Linear {
-    fn name(&self) -> &'static str {
-        "linear-bias"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "linear input")?;
-        let w = contiguous(s2, l2, "linear weight")?;
-        let b = contiguous(s3, l3, "linear bias")?;
-        let (m, k) = l1.shape().dims2()?;
-        let (n, k2) = l2.shape().dims2()?;
-        if k != k2 || b.len() != n {
-            candle_core::bail!(
-                "linear: input [{m}, {k}], weight [{n}, {k2}], bias {}",
-                b.len()
-            );
-        }
-        let mut dst = Vec::with_capacity(m * n);
-        match &self.residual {
-            Some(r) => {
-                let (storage, layout) = r.storage_and_layout();
-                let r = match &*storage {
-                    candle_core::Storage::Cpu(cpu) => contiguous(cpu, layout, "residual")?,
-                    _ => candle_core::bail!("linear: the residual must be on the CPU"),
-                };
-                if r.len() != m * n {
-                    candle_core::bail!("linear: residual of {} for [{m}, {n}]", r.len());
-                }
-                for row in r.chunks_exact(n.max(1)) {
-                    dst.extend(row.iter().zip(b).map(|(v, bb)| v + bb));
-                }
-            }
-            None => {
-                for _ in 0..m {
-                    dst.extend_from_slice(b);
-                }
-            }
-        }
-        if m > 0 && n > 0 {
-            let threads = candle_core::utils::get_num_threads();
-            let par = if threads > 1 {
-                gemm::Parallelism::Rayon(threads)
-            } else {
-                gemm::Parallelism::None
-            };
-            // Safety: the pointers cover m·k, n·k and m·n floats with the strides given.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    k as isize, // rhs[kk, j] = w[j, kk]: the weight read transposed, not copied
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
-            }
-        }
-        Ok((CpuStorage::F32(dst), Shape::from_dims(&[m, n])))
-    }
-}
+use super::ops::contiguous_f32;
 
 /// Self-attention over `qkv` `[n, t, 3·width]` (q, k, v side by side, each `heads × d`), with
 /// a causal mask if `causal` → `[n, t, width]`.
@@ -185,7 +69,7 @@ impl CustomOp1 for Attention {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let src = contiguous(s, l, "attention input")?;
+        let src = contiguous_f32(s, l, "attention input")?;
         let (n, t, w3) = l.shape().dims3()?;
         let h = self.heads;
         if w3 % 3 != 0 || h == 0 || (w3 / 3) % h != 0 {
@@ -252,23 +136,6 @@ mod tests {
     use super::*;
     use crate::model::max_diff;
     use candle_core::{Device, D};
-
-    #[test]
-    fn linear_adds_the_bias_to_the_product() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap();
-        let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1.0, 3, &dev).unwrap();
-        let want = x
-            .matmul(&w.t().unwrap())
-            .unwrap()
-            .broadcast_add(&b)
-            .unwrap();
-        assert!(max_diff(&linear(&x, &w, &b).unwrap(), &want) < 1e-5);
-        let r = Tensor::randn(0f32, 1.0, (5, 3), &dev).unwrap();
-        let got = linear_residual(&x, &w, &b, &r).unwrap();
-        assert!(max_diff(&got, &(want + &r).unwrap()) < 1e-5);
-    }
 
     #[test]
     fn attention_matches_the_unfused_formula() {

@@ -8,6 +8,7 @@
 pub mod config;
 mod conv;
 mod fused;
+pub mod gemm;
 mod ops;
 pub mod resnet;
 pub mod text;
@@ -28,7 +29,7 @@ use std::sync::OnceLock;
 #[derive(Clone, Debug)]
 enum Visual {
     ViT(vit::VisionTransformer),
-    ResNet(resnet::ModifiedResNet),
+    ResNet(Box<resnet::ModifiedResNet>),
 }
 
 /// What the weights came from, for [`Clip::checksum`].
@@ -112,13 +113,13 @@ impl Clip {
                 layers,
                 width,
                 heads,
-            } => Visual::ResNet(resnet::ModifiedResNet::new(
+            } => Visual::ResNet(Box::new(resnet::ModifiedResNet::new(
                 &vb.pp("visual"),
                 &config,
                 *layers,
                 *width,
                 *heads,
-            )?),
+            )?)),
         };
         let text = text::TextTransformer::new(&vb, &config)?;
         let logit_scale = vb.get_scalar("logit_scale")?.exp();

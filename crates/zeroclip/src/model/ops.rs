@@ -6,8 +6,6 @@
 //!   two-pass kernel replaces it on the CPU; other devices use the same two-pass formula built
 //!   from tensor ops.
 //! - QuickGELU: `x * sigmoid(1.702 x)` in one pass over the data instead of three.
-//! - Eval-mode BatchNorm as PyTorch's CPU kernel computes it (`x·α + β` per channel), fused with
-//!   the ReLU that follows it in the ResNet, in one pass instead of three.
 
 use candle_core::{backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, Layout, Shape};
 use candle_core::{DType, Device, Result, Tensor, D};
@@ -36,145 +34,19 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
 }
 
-/// `x·alpha[c] + beta[c]` over the channels of an NCHW tensor, then `max(0, ·)` if `relu`.
-pub fn channel_affine(x: &Tensor, alpha: &Tensor, beta: &Tensor, relu: bool) -> Result<Tensor> {
-    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 {
-        let x = x.contiguous()?;
-        return x.apply_op3_no_bwd(alpha, beta, &ChannelAffine { relu });
-    }
-    let c = alpha.elem_count();
-    let y = x
-        .broadcast_mul(&alpha.reshape((1, c, 1, 1))?)?
-        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
-    if relu {
-        y.relu()
-    } else {
-        Ok(y)
-    }
-}
-
-/// `max(0, x·alpha[c] + beta[c] + residual)`: a Bottleneck's last BatchNorm, its residual
-/// addition and its ReLU in one pass, with the reference's order of operations.
-/// `alpha_beta` is `[2, c]` (alpha, then beta).
-pub fn channel_affine_add_relu(
-    x: &Tensor,
-    residual: &Tensor,
-    alpha_beta: &Tensor,
-) -> Result<Tensor> {
-    if matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && x.dims() == residual.dims() {
-        let (x, r) = (x.contiguous()?, residual.contiguous()?);
-        return x.apply_op3_no_bwd(&r, alpha_beta, &ChannelAffineAddRelu);
-    }
-    let (alpha, beta) = (alpha_beta.get(0)?, alpha_beta.get(1)?);
-    (channel_affine(x, &alpha, &beta, false)? + residual)?.relu()
-}
-
-struct ChannelAffineAddRelu;
-
-impl CustomOp3 for ChannelAffineAddRelu {
-    fn name(&self) -> &'static str {
-        "channel-affine-add-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let src = contiguous_f32(s1, l1, "input")?;
-        let res = contiguous_f32(s2, l2, "residual")?;
-        let ab = contiguous_f32(s3, l3, "alpha/beta")?;
-        let dims = l1.shape().dims();
-        let channels = ab.len() / 2;
-        if dims.len() != 4
-            || dims[1] != channels
-            || ab.len() != 2 * channels
-            || res.len() != src.len()
-        {
-            candle_core::bail!("channel affine add: input {dims:?}, {} factors", ab.len());
-        }
-        let (alpha, beta) = ab.split_at(channels);
-        let plane = dims[2] * dims[3];
-        let mut dst = vec![0f32; src.len()];
-        if plane > 0 {
-            dst.par_chunks_mut(plane)
-                .zip(src.par_chunks(plane).zip(res.par_chunks(plane)))
-                .enumerate()
-                .for_each(|(i, (out, (inp, r)))| {
-                    let (a, b) = (alpha[i % channels], beta[i % channels]);
-                    for ((o, &v), &rv) in out.iter_mut().zip(inp).zip(r) {
-                        *o = (v * a + b + rv).max(0.0);
-                    }
-                });
-        }
-        Ok((CpuStorage::F32(dst), Shape::from_dims(dims)))
-    }
-}
-
-struct ChannelAffine {
-    relu: bool,
-}
-
-impl CustomOp3 for ChannelAffine {
-    fn name(&self) -> &'static str {
-        "channel-affine"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let src = contiguous_f32(s1, l1, "input")?;
-        let alpha = contiguous_f32(s2, l2, "alpha")?;
-        let beta = contiguous_f32(s3, l3, "beta")?;
-        let dims = l1.shape().dims();
-        if dims.len() != 4 || dims[1] != alpha.len() || dims[1] != beta.len() {
-            candle_core::bail!(
-                "channel affine: input {dims:?}, {} channel factors",
-                alpha.len()
-            );
-        }
-        let plane = dims[2] * dims[3];
-        let channels = dims[1];
-        let mut dst = vec![0f32; src.len()];
-        let relu = self.relu;
-        if plane > 0 {
-            dst.par_chunks_mut(plane)
-                .zip(src.par_chunks(plane))
-                .enumerate()
-                .for_each(|(i, (out, inp))| {
-                    let (a, b) = (alpha[i % channels], beta[i % channels]);
-                    for (o, &v) in out.iter_mut().zip(inp) {
-                        let y = v * a + b;
-                        *o = if relu { y.max(0.0) } else { y };
-                    }
-                });
-        }
-        Ok((CpuStorage::F32(dst), Shape::from_dims(dims)))
-    }
-}
-
 struct TwoPassLayerNorm {
     eps: f32,
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 values of a contiguous CPU operand of a custom op; `what` names it in errors.
+pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(d) => d,
-        _ => candle_core::bail!("layer norm {what}: expected f32, got {:?}", s.dtype()),
+        _ => candle_core::bail!("{what}: expected f32, got {:?}", s.dtype()),
     };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("layer norm {what} must be contiguous"),
+        None => candle_core::bail!("{what} must be contiguous"),
     }
 }
 
@@ -192,9 +64,9 @@ impl CustomOp3 for TwoPassLayerNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let src = contiguous_f32(s1, l1, "input")?;
-        let weight = contiguous_f32(s2, l2, "weight")?;
-        let bias = contiguous_f32(s3, l3, "bias")?;
+        let src = contiguous_f32(s1, l1, "layer norm input")?;
+        let weight = contiguous_f32(s2, l2, "layer norm weight")?;
+        let bias = contiguous_f32(s3, l3, "layer norm bias")?;
         let dims = l1.shape().dims();
         let n = *dims.last().unwrap_or(&0);
         if n == 0 || weight.len() != n || bias.len() != n {
@@ -270,29 +142,6 @@ mod tests {
             let want = (i as f32 - 3.5) / (var + 1e-5).sqrt();
             assert!((v - want).abs() < 1e-5, "{i}: {v} vs {want}");
         }
-    }
-
-    #[test]
-    fn channel_affine_scales_each_channel_then_clamps() {
-        let x = Tensor::new(&[[[[1f32, -2.0]], [[3.0, 4.0]]]], &Device::Cpu).unwrap();
-        let a = Tensor::new(&[2f32, -1.0], &Device::Cpu).unwrap();
-        let b = Tensor::new(&[0.5f32, 1.0], &Device::Cpu).unwrap();
-        let y = channel_affine(&x, &a, &b, false).unwrap();
-        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(y, vec![2.5, -3.5, -2.0, -3.0]);
-        let y = channel_affine(&x, &a, &b, true).unwrap();
-        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(y, vec![2.5, 0.0, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn channel_affine_add_relu_adds_the_residual_before_clamping() {
-        let x = Tensor::new(&[[[[1f32, -2.0]], [[3.0, 4.0]]]], &Device::Cpu).unwrap();
-        let r = Tensor::new(&[[[[0.5f32, 1.0]], [[4.0, -1.0]]]], &Device::Cpu).unwrap();
-        let ab = Tensor::new(&[[2f32, -1.0], [0.5, 1.0]], &Device::Cpu).unwrap();
-        let y = channel_affine_add_relu(&x, &r, &ab).unwrap();
-        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(y, vec![3.0, 0.0, 2.0, 0.0]);
     }
 
     #[test]

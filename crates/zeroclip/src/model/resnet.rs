@@ -3,14 +3,15 @@
 //! convolution and before its downsampling 1×1 convolution instead of striding), and
 //! `AttentionPool2d`, multi-head attention whose query is the mean of the final feature map.
 //!
-//! BatchNorm (eval mode) is applied as PyTorch's CPU kernel applies it, `y·α + β` per channel
-//! with `α = γ / √(σ² + ε)` and `β = b − μ·α` precomputed, fused with the following ReLU in one
-//! pass. (Folding `α` into the convolution weights would save that pass but moves the result
+//! The trunk's activations are channels-last (`[n, h, w, c]`; the reference is NCHW, the
+//! arithmetic is the same): every convolution is then one GEMM over the batch's pixels
+//! (`conv.rs`). BatchNorm (eval mode) is applied as PyTorch's CPU kernel applies it, `y·α + β`
+//! per channel with `α = γ / √(σ² + ε)` and `β = b − μ·α` precomputed, together with the
+//! residual addition and ReLU, on each GEMM tile as it is finished. (Folding `α` into the convolution weights would save that pass but moves the result
 //! measurably further from the reference on deep random ResNets; see docs/FIDELITY.md.)
 
 use super::config::ClipConfig;
 use super::conv;
-use super::ops;
 use super::transformer::Linear;
 use crate::error::Result;
 use crate::weights::Vb;
@@ -20,22 +21,11 @@ use candle_core::{Module, Tensor, D};
 const BN_EPS: f64 = 1e-5;
 
 /// Images run through the convolutional trunk together (see [`ModifiedResNet::forward`]).
-const IMAGES_PER_PASS: usize = 1;
+const IMAGES_PER_PASS: usize = 4;
 
-/// A bias-free convolution followed by an eval-mode BatchNorm.
+/// A bias-free convolution followed by an eval-mode BatchNorm, on channels-last activations.
 #[derive(Clone, Debug)]
-struct ConvBn {
-    /// `[out, in, k, k]`, or `[out, in]` for 1×1 kernels (applied as a matmul).
-    weight: Tensor,
-    /// BatchNorm's per-channel `α` and `β`, `[out]`.
-    alpha: Tensor,
-    beta: Tensor,
-    /// `alpha` and `beta` stacked, `[2, out]`, for the fused residual kernel.
-    alpha_beta: Tensor,
-    kernel: usize,
-    padding: usize,
-    stride: usize,
-}
+struct ConvBn(conv::ConvAffine);
 
 impl ConvBn {
     /// `conv` names the convolution (`{conv}.weight`), `bn` the BatchNorm module.
@@ -55,47 +45,17 @@ impl ConvBn {
         bn.get_optional(&[], "num_batches_tracked")?;
         let alpha = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
         let beta = bias.sub(&mean.mul(&alpha)?)?;
-        let weight = if kernel == 1 {
-            w.reshape((c_out, c_in))?
-        } else {
-            w
-        };
-        let alpha_beta = Tensor::stack(&[&alpha, &beta], 0)?;
-        Ok(ConvBn {
-            weight,
-            alpha,
-            beta,
-            alpha_beta,
-            kernel,
-            padding: kernel / 2,
-            stride,
-        })
+        Ok(ConvBn(conv::ConvAffine::new(w, alpha, beta, stride)?))
     }
 
     /// `bn(conv(x))`, followed by a ReLU if `relu`.
     fn forward(&self, x: &Tensor, relu: bool) -> candle_core::Result<Tensor> {
-        ops::channel_affine(&self.conv(x)?, &self.alpha, &self.beta, relu)
+        self.0.forward(x, None, relu)
     }
 
-    /// `relu(bn(conv(x)) + residual)`, in one pass after the convolution.
+    /// `relu(bn(conv(x)) + residual)`.
     fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-        ops::channel_affine_add_relu(&self.conv(x)?, residual, &self.alpha_beta)
-    }
-
-    fn conv(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = if self.kernel == 1 && self.stride == 1 {
-            // A 1×1 convolution is a matmul over channels: [out, in] @ [n, in, h·w].
-            let (n, c, h, w) = x.dims4()?;
-            let x = x.reshape((n, c, h * w))?;
-            let out = self.weight.dim(0)?;
-            self.weight
-                .broadcast_left(n)?
-                .matmul(&x)?
-                .reshape((n, out, h, w))?
-        } else {
-            conv::conv2d(x, &self.weight, self.padding, self.stride)?
-        };
-        Ok(y)
+        self.0.forward(x, Some(residual), true)
     }
 }
 
@@ -128,13 +88,7 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let pool = |t: Tensor| {
-            if self.stride > 1 {
-                t.avg_pool2d(self.stride)
-            } else {
-                Ok(t)
-            }
-        };
+        let pool = |t: Tensor| conv::avg_pool(&t, self.stride);
         let out = self.conv1.forward(x, true)?;
         let out = pool(self.conv2.forward(&out, true)?)?;
         let identity = match &self.downsample {
@@ -170,9 +124,10 @@ impl AttentionPool2d {
         })
     }
 
+    /// `x` channels-last, `[n, h, w, c]`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let x = x.reshape((n, c, h * w))?.transpose(1, 2)?; // [n, hw, c]
+        let (n, h, w, c) = x.dims4()?;
+        let x = x.reshape((n, h * w, c))?;
         let mean = x.mean_keepdim(1)?;
         let x = Tensor::cat(&[&mean, &x], 1)?.broadcast_add(&self.positional_embedding)?;
         let t = h * w + 1;
@@ -244,17 +199,19 @@ impl ModifiedResNet {
 
     /// `pixels` `[n, 3, r, r]` f32 (shape checked by the caller) → `[n, embed_dim]`.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        // The convolutions are one GEMM per image anyway, so running the trunk a few images
-        // at a time costs no GEMM efficiency, and keeps each activation small enough for the
-        // allocator to reuse instead of mapping fresh pages for every op.
+        // The trunk runs channels-last (`[n, h, w, c]`, see `conv.rs`), a few images at a time:
+        // enough rows for wide GEMMs, while each activation (≤ 13 MB for 4 images) stays small
+        // enough for the allocator to reuse instead of mapping and faulting in fresh pages for
+        // every op.
         let n = pixels.dim(0)?;
         let mut features = Vec::with_capacity(n.div_ceil(IMAGES_PER_PASS));
         for start in (0..n).step_by(IMAGES_PER_PASS) {
-            let mut x = pixels.narrow(0, start, IMAGES_PER_PASS.min(n - start))?;
+            let images = pixels.narrow(0, start, IMAGES_PER_PASS.min(n - start))?;
+            let mut x = images.permute((0, 2, 3, 1))?.contiguous()?;
             for conv in &self.stem {
                 x = conv.forward(&x, true)?;
             }
-            x = x.avg_pool2d(2)?;
+            x = conv::avg_pool(&x, 2)?;
             for stage in &self.stages {
                 for block in stage {
                     x = block.forward(&x)?;

@@ -6,66 +6,98 @@
 //! width]` for `nn.MultiheadAttention`; the arithmetic is the same).
 
 use super::config::Activation;
-use super::{fused, ops};
+use super::{fused, gemm, ops};
 use crate::error::Result;
 use crate::weights::Vb;
 use candle_core::{DType, Device, Module, Tensor, D};
 
-/// `nn.Linear`: `x @ weight.T + bias`, the weight kept as stored (`[out, in]`) and read transposed
-/// by the matmul, so loading copies nothing.
+/// `nn.Linear`: `x @ weight.T + bias`. On the CPU the weight is packed once at load for
+/// [`gemm`] (and the stored `[out, in]` tensor dropped, so the model holds one copy); on other
+/// devices it stays a tensor, read transposed by the matmul.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
+}
+
+#[derive(Clone, Debug)]
+enum LinearWeight {
+    /// `weightᵀ` packed, with the bias values for the GEMM's epilogue.
+    Packed {
+        matrix: gemm::PackedMatrix,
+        bias: Option<std::sync::Arc<[f32]>>,
+    },
+    Tensor(Tensor),
 }
 
 impl Linear {
     /// `weight` `[out, in]` and `bias` `[out]` under `vb`.
     pub fn new(vb: &Vb, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Linear {
-            weight: vb.get(&[out_dim, in_dim], "weight")?,
-            bias: Some(vb.get(&[out_dim], "bias")?),
-        })
+        Ok(Linear::from_parts(
+            vb.get(&[out_dim, in_dim], "weight")?,
+            Some(vb.get(&[out_dim], "bias")?),
+        )?)
     }
 
     /// From tensors already checked by the caller (`[out, in]`, `[out]`).
-    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias }
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let weight = if cpu_f32(&weight) {
+            let (out, inp) = weight.dims2()?;
+            let matrix = gemm::with_f32(&weight, |w| {
+                gemm::PackedMatrix::from_transposed(w, out, inp)
+            })?;
+            let bias = match &bias {
+                Some(b) => Some(gemm::with_f32(b, |v| v.into())?),
+                None => None,
+            };
+            LinearWeight::Packed { matrix, bias }
+        } else {
+            LinearWeight::Tensor(weight)
+        };
+        Ok(Linear { weight, bias })
     }
-}
 
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `[.., in]` → `[.., out]`, plus `residual` (shaped like the output) if given, added after
+    /// the bias as the reference's `x + layer(y)` does.
+    fn apply(&self, x: &Tensor, residual: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
-        let y = match &self.bias {
-            Some(b) if cpu_f32(x) => fused::linear(&x2.contiguous()?, &self.weight, b)?,
-            Some(b) => x2.matmul(&self.weight.t()?)?.broadcast_add(b)?,
-            None => x2.matmul(&self.weight.t()?)?,
+        let y = match &self.weight {
+            LinearWeight::Packed { matrix, bias } => {
+                let residual = match residual {
+                    Some(r) => Some(r.reshape((rows, matrix.cols()))?),
+                    None => None,
+                };
+                gemm::linear(&x2, matrix, bias.as_deref(), residual.as_ref())?
+            }
+            LinearWeight::Tensor(w) => {
+                let y = x2.matmul(&w.t()?)?;
+                let y = match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                };
+                match residual {
+                    Some(r) => (r.reshape(y.dims())? + y)?,
+                    None => y,
+                }
+            }
         };
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().unwrap() = y.dim(1)?;
         y.reshape(out_dims)
     }
+
+    /// `residual + self.forward(x)`, the addition fused into the GEMM on the CPU.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, Some(residual))
+    }
 }
 
-impl Linear {
-    /// `residual + self.forward(x)`, fused into the GEMM on the CPU.
-    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.bias {
-            Some(b) if cpu_f32(x) && cpu_f32(residual) => {
-                let dims = x.dims();
-                let in_dim = dims[dims.len() - 1];
-                let rows = x.elem_count() / in_dim.max(1);
-                let out_dim = self.weight.dim(0)?;
-                let x2 = x.reshape((rows, in_dim))?.contiguous()?;
-                let r = residual.reshape((rows, out_dim))?.contiguous()?;
-                fused::linear_residual(&x2, &self.weight, b, &r)?.reshape(residual.dims())
-            }
-            _ => residual + self.forward(x)?,
-        }
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, None)
     }
 }
 
@@ -106,7 +138,7 @@ impl MultiheadAttention {
         let in_proj = Linear::from_parts(
             vb.get(&[3 * width, width], "in_proj_weight")?,
             Some(vb.get(&[3 * width], "in_proj_bias")?),
-        );
+        )?;
         Ok(MultiheadAttention {
             in_proj,
             out_proj: Linear::new(&vb.pp("out_proj"), width, width)?,

@@ -5,23 +5,23 @@
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Display;
 
 /// Keys OpenAI's archives carry besides the weights; `build_model` deletes them before loading.
 pub const IGNORED_KEYS: [&str; 3] = ["input_resolution", "context_length", "vocab_size"];
 
-/// The checkpoint's tensors, with a record of which ones the model has taken.
+/// The checkpoint's tensors not yet taken by the model. A lookup moves the tensor out, so a
+/// layer that converts its weight (the CPU GEMM's packed layout) frees the original at once
+/// instead of keeping both until loading ends.
 pub struct TensorStore {
-    tensors: HashMap<String, Tensor>,
-    used: RefCell<BTreeSet<String>>,
+    tensors: RefCell<HashMap<String, Tensor>>,
 }
 
 impl TensorStore {
     pub fn new(tensors: HashMap<String, Tensor>) -> Self {
         TensorStore {
-            tensors,
-            used: RefCell::new(BTreeSet::new()),
+            tensors: RefCell::new(tensors),
         }
     }
 
@@ -35,11 +35,10 @@ impl TensorStore {
 
     /// Fails on the (alphabetically first) tensor nothing asked for, ignoring [`IGNORED_KEYS`].
     pub fn finish(self) -> Result<()> {
-        let used = self.used.into_inner();
-        let mut unused: Vec<&String> = self
-            .tensors
+        let left = self.tensors.into_inner();
+        let mut unused: Vec<&String> = left
             .keys()
-            .filter(|k| !used.contains(*k) && !IGNORED_KEYS.contains(&k.as_str()))
+            .filter(|k| !IGNORED_KEYS.contains(&k.as_str()))
             .collect();
         unused.sort();
         match unused.first() {
@@ -109,7 +108,8 @@ impl<'a> Vb<'a> {
         expected: &[usize],
     ) -> Result<Option<Tensor>> {
         let full = self.path(name);
-        let Some(t) = self.store.tensors.get(&full) else {
+        let mut tensors = self.store.tensors.borrow_mut();
+        let Some(t) = tensors.get(&full) else {
             return Ok(None);
         };
         if !accept(t.dims()) {
@@ -119,8 +119,7 @@ impl<'a> Vb<'a> {
                 got: t.dims().to_vec(),
             });
         }
-        self.store.used.borrow_mut().insert(full);
-        Ok(Some(t.clone()))
+        Ok(tensors.remove(&full))
     }
 }
 

@@ -1,0 +1,658 @@
+//! The CPU matrix product for weights known at load time: `C = epilogue(A · B)` with `B` (a
+//! layer's weight) packed once into the layout the kernel streams, and a per-column affine map,
+//! residual and ReLU applied to each finished tile while it is still in L1.
+//!
+//! Why not candle's matmul (the `gemm` crate) for these: it packs the weight again on every call
+//! (28 % of ViT-B/32's time at batch 1, where a GEMM has only 50 rows), and on the ResNet's
+//! convolution shapes it ran at 60-140 GFLOP/s of the ~220 this machine's two cores can do
+//! (docs/PERFORMANCE.md). Here the weight is packed at load into panels of [`NR`] columns,
+//! `[k][NR]` each (64-byte aligned, the last panel zero-padded), and a register-blocked
+//! micro-kernel computes 6 rows × 16 columns per step with AVX2 + FMA, broadcasting `A` straight
+//! from its rows (no copy of the activations), blocked by [`KC`] along `k` so a panel's slice
+//! stays in L1 while up to [`MC`] rows of `A` stream from L2. Without AVX2/FMA (or off x86) a
+//! portable kernel runs the same loops.
+//!
+//! Arithmetic: each output is a sum over `k` in increasing order of `k` within a [`KC`] block,
+//! blocks added in order; the epilogue then computes `acc·scale + shift`, `+ residual`, `max(0, ·)`
+//! as the reference applies bias, BatchNorm, residual and ReLU after its product.
+
+use candle_core::{Device, Storage, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+use super::ops::contiguous_f32;
+
+/// Columns per packed panel (two 8-float AVX registers).
+pub const NR: usize = 16;
+/// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
+const MR: usize = 6;
+/// `k` per block: a panel's slice is `KC × NR` floats = 16 KiB, half of L1.
+const KC: usize = 256;
+/// Rows of `A` per task: `MC × KC` floats = 120 KiB, resident in L2.
+const MC: usize = 120;
+
+/// A `[k, n]` right-hand matrix packed in panels of [`NR`] columns.
+#[derive(Clone)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    /// Backing store; `data[offset..]` is 64-byte aligned.
+    data: Arc<Vec<f32>>,
+    offset: usize,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedMatrix[{}, {}]", self.k, self.n)
+    }
+}
+
+impl PackedMatrix {
+    /// Packs `B = wᵀ` for `w` `[n, k]` row-major (an `nn.Linear` weight `[out, in]`, or a
+    /// convolution weight flattened to `[out, in·kh·kw]`).
+    pub fn from_transposed(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "weight of {} values for [{n}, {k}]",
+            w.len()
+        );
+        Self::build(k, n, |p, cols, panel| {
+            for j in 0..cols {
+                let row = &w[(p * NR + j) * k..][..k];
+                for (dst, &v) in panel.iter_mut().skip(j).step_by(NR).zip(row) {
+                    *dst = v;
+                }
+            }
+        })
+    }
+
+    /// Packs `B` `[k, n]` row-major.
+    pub fn from_rows(b: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(
+            b.len(),
+            n * k,
+            "matrix of {} values for [{k}, {n}]",
+            b.len()
+        );
+        Self::build(k, n, |p, cols, panel| {
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..cols].copy_from_slice(&b[kk * n + p * NR..][..cols]);
+            }
+        })
+    }
+
+    /// `fill(p, cols, panel)` writes panel `p` (`cols` valid columns) as `[k][NR]`.
+    fn build(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Self {
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        let mut data = vec![0f32; len + 16];
+        let offset = data.as_ptr().align_offset(64).min(16);
+        if k > 0 {
+            data[offset..offset + len]
+                .par_chunks_mut(k * NR)
+                .enumerate()
+                .for_each(|(p, panel)| fill(p, NR.min(n - p * NR), panel));
+        }
+        PackedMatrix {
+            k,
+            n,
+            data: Arc::new(data),
+            offset,
+        }
+    }
+
+    /// `k`, the inner dimension.
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// `n`, the output columns.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.data[self.offset + p * self.k * NR..][..self.k * NR]
+    }
+}
+
+/// What happens to each finished output: `acc·scale[j] + shift[j]`, then `+ residual[i, j]`,
+/// then `max(0, ·)`. `None` skips a step (no scale is not a multiplication by one).
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub scale: Option<&'a [f32]>,
+    pub shift: Option<&'a [f32]>,
+    /// Laid out like `C` (same row stride).
+    pub residual: Option<&'a [f32]>,
+    pub relu: bool,
+}
+
+/// `C[i, j] = epilogue(Σ_k A[i, k] · B[k, j])` for `A` `[m, k]` with row stride `lda` and `C`
+/// `[m, n]` with row stride `ldc`, on up to `threads` rayon workers.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedMatrix,
+    c: &mut [f32],
+    ldc: usize,
+    epi: &Epilogue,
+    threads: usize,
+) {
+    let (k, n) = (b.k, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A is too short");
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C is too short");
+    if let Some(r) = epi.residual {
+        assert!(r.len() >= (m - 1) * ldc + n, "residual is too short");
+    }
+    for v in [epi.scale, epi.shift].into_iter().flatten() {
+        assert!(v.len() >= n, "epilogue vector shorter than {n}");
+    }
+    let panels = n.div_ceil(NR);
+    let m_blocks = m.div_ceil(MC);
+    // Enough tasks for the workers to balance, each a run of whole panels.
+    let want = if threads > 1 { 4 * threads } else { 1 };
+    let n_chunks = want.div_ceil(m_blocks).clamp(1, panels);
+    let per_chunk = panels.div_ceil(n_chunks);
+    let n_chunks = panels.div_ceil(per_chunk);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let kernel = Kernel::detect();
+    let task = |t: usize| {
+        let (mb, nc) = (t / n_chunks, t % n_chunks);
+        let rows = mb * MC..(mb * MC + MC).min(m);
+        let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
+        // Safety: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
+        unsafe { block(kernel, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
+    };
+    let tasks = m_blocks * n_chunks;
+    if threads > 1 && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
+/// Calls `f` with the values of a CPU f32 tensor (copied first if not contiguous).
+pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => Ok(f(contiguous_f32(cpu, layout, "matrix operand")?)),
+        _ => candle_core::bail!("gemm: operand on {:?}, expected the CPU", t.device()),
+    }
+}
+
+/// `x [rows, k] · B + bias (+ residual [rows, n])` → `[rows, n]`, on the CPU.
+pub fn linear(
+    x: &Tensor,
+    b: &PackedMatrix,
+    bias: Option<&[f32]>,
+    residual: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (rows, k) = x.dims2()?;
+    if k != b.k {
+        candle_core::bail!("linear: input [{rows}, {k}] for a weight of {} inputs", b.k);
+    }
+    let mut out = vec![0f32; rows * b.n];
+    let threads = candle_core::utils::get_num_threads();
+    with_f32(x, |a| match residual {
+        Some(r) => with_f32(r, |r| {
+            let epi = Epilogue {
+                shift: bias,
+                residual: Some(r),
+                ..Default::default()
+            };
+            matmul(a, k, rows, b, &mut out, b.n, &epi, threads)
+        }),
+        None => {
+            let epi = Epilogue {
+                shift: bias,
+                ..Default::default()
+            };
+            matmul(a, k, rows, b, &mut out, b.n, &epi, threads);
+            Ok(())
+        }
+    })??;
+    Tensor::from_vec(out, (rows, b.n), &Device::Cpu)
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One task: rows `rows` of `C` × the columns of `panels`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn block(
+    kernel: Kernel,
+    a: &[f32],
+    lda: usize,
+    b: &PackedMatrix,
+    c: *mut f32,
+    ldc: usize,
+    epi: &Epilogue,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+) {
+    let (k, n) = (b.k, b.n);
+    let mut edge = [0f32; MR * NR];
+    for k0 in (0..k.max(1)).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let last = k0 + kc >= k;
+        for p in panels.clone() {
+            let bp = b.panel(p)[k0 * NR..].as_ptr();
+            let col0 = p * NR;
+            let cols = NR.min(n - col0);
+            for r0 in rows.clone().step_by(MR) {
+                let r = MR.min(rows.end - r0);
+                let ap = a.as_ptr().add(r0 * lda + k0);
+                let cp = c.add(r0 * ldc + col0);
+                if cols == NR {
+                    // Full panel: the epilogue is applied in registers before the store.
+                    let te = last.then(|| TileEpi {
+                        scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                        shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                        residual: epi
+                            .residual
+                            .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
+                        relu: epi.relu,
+                    });
+                    kernel.run(r, kc, ap, lda, bp, cp, ldc, k0 > 0, te.as_ref());
+                    continue;
+                }
+                // Last, partial panel: compute into a full-width scratch tile.
+                for i in 0..r {
+                    for j in 0..cols {
+                        edge[i * NR + j] = *cp.add(i * ldc + j);
+                    }
+                }
+                kernel.run(r, kc, ap, lda, bp, edge.as_mut_ptr(), NR, k0 > 0, None);
+                for i in 0..r {
+                    for j in 0..cols {
+                        *cp.add(i * ldc + j) = edge[i * NR + j];
+                    }
+                }
+                if last {
+                    for i in 0..r {
+                        let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
+                        let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
+                        finish(row, col0, res, epi);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`Epilogue`] for one full tile: pointers at its first column (and row, for the residual,
+/// whose row stride is `C`'s); null where the step is skipped.
+struct TileEpi {
+    scale: *const f32,
+    shift: *const f32,
+    residual: *const f32,
+    relu: bool,
+}
+
+/// The epilogue over one finished row segment starting at column `col0`.
+#[inline]
+fn finish(row: &mut [f32], col0: usize, residual: Option<&[f32]>, epi: &Epilogue) {
+    let cols = row.len();
+    if let Some(s) = epi.scale {
+        for (v, s) in row.iter_mut().zip(&s[col0..col0 + cols]) {
+            *v *= s;
+        }
+    }
+    if let Some(s) = epi.shift {
+        for (v, s) in row.iter_mut().zip(&s[col0..col0 + cols]) {
+            *v += s;
+        }
+    }
+    if let Some(res) = residual {
+        for (v, r) in row.iter_mut().zip(res) {
+            *v += r;
+        }
+    }
+    if epi.relu {
+        for v in row.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+}
+
+/// The micro-kernel this CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Kernel::Avx2Fma;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// `C[0..r, 0..NR] (+)= A[0..r, 0..kc] · panel[0..kc]`, `r ≤ MR`, `A` rows `lda` apart.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn run(
+        self,
+        r: usize,
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        epi: Option<&TileEpi>,
+    ) {
+        macro_rules! dispatch {
+            ($f:ident) => {
+                match r {
+                    6 => $f::<6>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    5 => $f::<5>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    4 => $f::<4>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    3 => $f::<3>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    2 => $f::<2>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    _ => $f::<1>(kc, a, lda, b, c, ldc, accumulate, epi),
+                }
+            };
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => dispatch!(kernel_avx2),
+            Kernel::Portable => dispatch!(kernel_portable),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx2<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpi>,
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm256_setzero_ps(); R];
+    let mut hi = [_mm256_setzero_ps(); R];
+    if accumulate {
+        for i in 0..R {
+            lo[i] = _mm256_loadu_ps(c.add(i * ldc));
+            hi[i] = _mm256_loadu_ps(c.add(i * ldc + 8));
+        }
+    }
+    for p in 0..kc {
+        let b0 = _mm256_load_ps(b.add(p * NR));
+        let b1 = _mm256_load_ps(b.add(p * NR + 8));
+        for i in 0..R {
+            let av = _mm256_broadcast_ss(&*a.add(i * lda + p));
+            lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
+            hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
+        }
+    }
+    if let Some(e) = epi {
+        // The same operations, in the same order, as `finish`.
+        if !e.scale.is_null() {
+            let (s0, s1) = (_mm256_loadu_ps(e.scale), _mm256_loadu_ps(e.scale.add(8)));
+            for i in 0..R {
+                lo[i] = _mm256_mul_ps(lo[i], s0);
+                hi[i] = _mm256_mul_ps(hi[i], s1);
+            }
+        }
+        if !e.shift.is_null() {
+            let (s0, s1) = (_mm256_loadu_ps(e.shift), _mm256_loadu_ps(e.shift.add(8)));
+            for i in 0..R {
+                lo[i] = _mm256_add_ps(lo[i], s0);
+                hi[i] = _mm256_add_ps(hi[i], s1);
+            }
+        }
+        if !e.residual.is_null() {
+            for i in 0..R {
+                let r = e.residual.add(i * ldc);
+                lo[i] = _mm256_add_ps(lo[i], _mm256_loadu_ps(r));
+                hi[i] = _mm256_add_ps(hi[i], _mm256_loadu_ps(r.add(8)));
+            }
+        }
+        if e.relu {
+            let zero = _mm256_setzero_ps();
+            for i in 0..R {
+                lo[i] = _mm256_max_ps(lo[i], zero);
+                hi[i] = _mm256_max_ps(hi[i], zero);
+            }
+        }
+    }
+    for i in 0..R {
+        _mm256_storeu_ps(c.add(i * ldc), lo[i]);
+        _mm256_storeu_ps(c.add(i * ldc + 8), hi[i]);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_portable<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpi>,
+) {
+    let mut acc = [[0f32; NR]; R];
+    if accumulate {
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = *c.add(i * ldc + j);
+            }
+        }
+    }
+    for p in 0..kc {
+        let bp = std::slice::from_raw_parts(b.add(p * NR), NR);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let av = *a.add(i * lda + p);
+            for (v, &bv) in row.iter_mut().zip(bp) {
+                *v += av * bv;
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            *c.add(i * ldc + j) = *v;
+        }
+    }
+    if let Some(e) = epi {
+        let opt = |p: *const f32, len| (!p.is_null()).then(|| std::slice::from_raw_parts(p, len));
+        let whole = Epilogue {
+            scale: opt(e.scale, NR),
+            shift: opt(e.shift, NR),
+            residual: None,
+            relu: e.relu,
+        };
+        for i in 0..R {
+            let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
+            let res = (!e.residual.is_null())
+                .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));
+            finish(row, 0, res, &whole);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// f64 reference of `epilogue(A·B)`.
+    fn naive(a: &[f32], m: usize, k: usize, bt: &[f32], n: usize, epi: &Epilogue) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for kk in 0..k {
+                    s += a[i * k + kk] as f64 * bt[j * k + kk] as f64;
+                }
+                let mut v = s as f32;
+                if let Some(sc) = epi.scale {
+                    v *= sc[j];
+                }
+                if let Some(sh) = epi.shift {
+                    v += sh[j];
+                }
+                if let Some(r) = epi.residual {
+                    v += r[i * n + j];
+                }
+                if epi.relu {
+                    v = v.max(0.0);
+                }
+                out[i * n + j] = v;
+            }
+        }
+        out
+    }
+
+    fn check(kernel: Kernel, m: usize, k: usize, n: usize, threads: usize) {
+        let a = rand(m * k, 1);
+        let bt = rand(n * k, 2); // [n, k], B = btᵀ
+        let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
+        let packed = PackedMatrix::from_transposed(&bt, n, k);
+        let mut b_rows = vec![0f32; k * n];
+        for j in 0..n {
+            for kk in 0..k {
+                b_rows[kk * n + j] = bt[j * k + kk];
+            }
+        }
+        let packed_rows = PackedMatrix::from_rows(&b_rows, k, n);
+        let epis = [
+            Epilogue::default(),
+            Epilogue {
+                shift: Some(&shift),
+                residual: Some(&res),
+                ..Default::default()
+            },
+            Epilogue {
+                scale: Some(&scale),
+                shift: Some(&shift),
+                relu: true,
+                ..Default::default()
+            },
+        ];
+        for (e, epi) in epis.iter().enumerate() {
+            let want = naive(&a, m, k, &bt, n, epi);
+            for b in [&packed, &packed_rows] {
+                let mut c = vec![f32::NAN; m * n];
+                // Same loops as `matmul`, forcing the kernel under test.
+                let tasks = m.div_ceil(MC);
+                for t in 0..tasks {
+                    let rows = t * MC..(t * MC + MC).min(m);
+                    unsafe {
+                        block(
+                            kernel,
+                            &a,
+                            k,
+                            b,
+                            c.as_mut_ptr(),
+                            n,
+                            epi,
+                            rows,
+                            0..n.div_ceil(NR),
+                        )
+                    };
+                }
+                if kernel == Kernel::detect() {
+                    let mut c2 = vec![f32::NAN; m * n];
+                    matmul(&a, k, m, b, &mut c2, n, epi, threads);
+                    assert_eq!(c, c2, "tasks change nothing: {m}x{k}x{n}");
+                }
+                let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+                for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{kernel:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_a_naive_product_on_every_edge() {
+        let mut kernels = vec![Kernel::Portable];
+        if Kernel::detect() != Kernel::Portable {
+            kernels.push(Kernel::detect());
+        }
+        for kernel in kernels {
+            for (m, k, n) in [
+                (1, 1, 1),
+                (5, 3, 17),
+                (6, 16, 16),
+                (7, 255, 31),
+                (13, 257, 48),
+                (50, 520, 40),
+                (121, 33, 5),
+                (250, 64, 70),
+            ] {
+                check(kernel, m, k, n, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn respects_row_strides() {
+        let (m, k, n, lda, ldc) = (9, 20, 18, 27, 25);
+        let a = rand(m * lda, 7);
+        let bt = rand(n * k, 8);
+        let b = PackedMatrix::from_transposed(&bt, n, k);
+        let mut c = vec![-7f32; m * ldc];
+        matmul(&a, lda, m, &b, &mut c, ldc, &Epilogue::default(), 2);
+        for i in 0..m {
+            for j in 0..ldc {
+                let got = c[i * ldc + j];
+                if j >= n {
+                    assert_eq!(got, -7.0, "padding column {j} of row {i} untouched");
+                    continue;
+                }
+                let want: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
+                assert!((got - want).abs() < 1e-4, "{i},{j}: {got} vs {want}");
+            }
+        }
+    }
+}
