@@ -1,4 +1,5 @@
-//! `encode_text` computes only up to the batch's last EOT; under the causal mask this must equal
+//! `encode_text` computes each sequence only up to its own EOT (sequences stacked without padding
+//! on the CPU); under the causal mask this must equal
 //! the reference's computation over all 77 positions.
 
 mod model_common;

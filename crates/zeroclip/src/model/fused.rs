@@ -14,34 +14,48 @@ use rayon::prelude::*;
 
 use super::ops::contiguous_f32;
 
-/// Self-attention over `qkv` `[n, t, 3·width]` (q, k, v side by side, each `heads × d`), with
-/// a causal mask if `causal` → `[n, t, width]`.
-pub fn self_attention(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-    qkv.apply_op1_no_bwd(&Attention {
-        heads,
-        causal,
-        query: None,
-    })
-}
-
-/// [`self_attention`] for one query position per sequence (`query[b]`, keys and values from
-/// every position) → `[n, width]`: all a final layer needs when only one token is pooled.
-pub fn self_attention_at(
+/// Self-attention within each of `segments` (`(first row, rows)`, in order, covering every
+/// row of `qkv` `[rows, 3·width]`) → `[rows, width]`; or, with `query`, the output at position
+/// `query[s]` of each segment only → `[segments, width]`. This stacks sequences of different
+/// lengths without padding: under a causal mask a position never sees the ones after it, so a
+/// sequence cut after its last needed position gives the same outputs as the padded one.
+pub fn segment_attention(
     qkv: &Tensor,
     heads: usize,
     causal: bool,
-    query: &[usize],
+    segments: &[(usize, usize)],
+    query: Option<&[usize]>,
 ) -> Result<Tensor> {
+    let rows = qkv.dim(0)?;
+    let mut next = 0;
+    for &(first, len) in segments {
+        if first != next || len == 0 {
+            candle_core::bail!("attention: segments {segments:?} do not tile {rows} rows");
+        }
+        next = first + len;
+    }
+    if next != rows {
+        candle_core::bail!("attention: segments {segments:?} do not tile {rows} rows");
+    }
+    if let Some(q) = query {
+        if q.len() != segments.len() || q.iter().zip(segments).any(|(&i, s)| i >= s.1) {
+            candle_core::bail!("attention: query positions {q:?} for segments {segments:?}");
+        }
+    }
     qkv.apply_op1_no_bwd(&Attention {
         heads,
         causal,
-        query: Some(query.to_vec()),
+        segments: segments.to_vec(),
+        query: query.map(<[usize]>::to_vec),
     })
 }
 
 struct Attention {
     heads: usize,
     causal: bool,
+    /// `(first row, rows)` of each sequence in the `[rows, 3·width]` input.
+    segments: Vec<(usize, usize)>,
+    /// One query position per sequence (relative to its first row), or every position.
     query: Option<Vec<usize>>,
 }
 
@@ -70,7 +84,7 @@ impl CustomOp1 for Attention {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(s, l, "attention input")?;
-        let (n, t, w3) = l.shape().dims3()?;
+        let (_, w3) = l.shape().dims2()?;
         let h = self.heads;
         if w3 % 3 != 0 || h == 0 || (w3 / 3) % h != 0 {
             candle_core::bail!("attention: {w3} features cannot split into q, k, v of {h} heads");
@@ -78,25 +92,23 @@ impl CustomOp1 for Attention {
         let width = w3 / 3;
         let d = width / h;
         let scale = (d as f32).powf(-0.5);
-        let query = self.query.as_deref();
-        if let Some(q) = query {
-            if q.len() != n || q.iter().any(|&i| i >= t) {
-                candle_core::bail!("attention: query positions {q:?} for {n} sequences of {t}");
-            }
-        }
-        let rows = if query.is_some() { n } else { n * t };
-        let mut dst = vec![0f32; rows * width];
+        // (segment, query position within it) of each output row.
+        let jobs: Vec<(usize, usize)> = match &self.query {
+            Some(q) => q.iter().copied().enumerate().collect(),
+            None => (self.segments.iter().enumerate())
+                .flat_map(|(sg, &(_, len))| (0..len).map(move |i| (sg, i)))
+                .collect(),
+        };
+        let longest = self.segments.iter().map(|s| s.1).max().unwrap_or(0);
+        let mut dst = vec![0f32; jobs.len() * width];
         let causal = self.causal;
-        // One task per (sequence, query position): it owns one output row.
-        dst.par_chunks_mut(width.max(1)).enumerate().for_each_init(
-            || vec![0f32; t],
-            |p, (row, out)| {
-                let (b, i) = match query {
-                    Some(q) => (row, q[row]),
-                    None => (row / t, row % t),
-                };
-                let seq = &src[b * t * w3..(b + 1) * t * w3];
-                let keys = if causal { i + 1 } else { t };
+        // One task per output row.
+        dst.par_chunks_mut(width.max(1)).zip(&jobs).for_each_init(
+            || vec![0f32; longest],
+            |p, (out, &(sg, i))| {
+                let (first, len) = self.segments[sg];
+                let seq = &src[first * w3..(first + len) * w3];
+                let keys = if causal { i + 1 } else { len };
                 for hd in 0..h {
                     let q = &seq[i * w3 + hd * d..i * w3 + hd * d + d];
                     let mut max = f32::NEG_INFINITY;
@@ -122,12 +134,7 @@ impl CustomOp1 for Attention {
                 }
             },
         );
-        let shape = if query.is_some() {
-            Shape::from_dims(&[n, width])
-        } else {
-            Shape::from_dims(&[n, t, width])
-        };
-        Ok((CpuStorage::F32(dst), shape))
+        Ok((CpuStorage::F32(dst), Shape::from_dims(&[jobs.len(), width])))
     }
 }
 
@@ -170,9 +177,12 @@ mod tests {
                 .unwrap()
                 .reshape((n, t, h * d))
                 .unwrap();
-            let got = self_attention(&qkv, h, causal).unwrap();
-            assert!(max_diff(&got, &want) < 1e-5, "causal {causal}");
-            let at = self_attention_at(&qkv, h, causal, &[3, 1]).unwrap();
+            let rows = qkv.reshape((n * t, 3 * h * d)).unwrap();
+            let segments = [(0, t), (t, t)];
+            let got = segment_attention(&rows, h, causal, &segments, None).unwrap();
+            let want_rows = want.reshape((n * t, h * d)).unwrap();
+            assert!(max_diff(&got, &want_rows) < 1e-5, "causal {causal}");
+            let at = segment_attention(&rows, h, causal, &segments, Some(&[3, 1])).unwrap();
             let want_at = Tensor::stack(
                 &[
                     want.get(0).unwrap().get(3).unwrap(),
@@ -182,6 +192,34 @@ mod tests {
             )
             .unwrap();
             assert!(max_diff(&at, &want_at) < 1e-5, "causal {causal}, one query");
+            if causal {
+                // Sequence 0 cut after position 2, sequence 1 whole: the kept positions are
+                // unchanged, because no position sees the ones after it.
+                let cut = Tensor::cat(
+                    &[rows.narrow(0, 0, 3).unwrap(), rows.narrow(0, t, t).unwrap()],
+                    0,
+                )
+                .unwrap();
+                let got = segment_attention(&cut, h, true, &[(0, 3), (3, t)], None).unwrap();
+                let want_cut = Tensor::cat(
+                    &[
+                        want_rows.narrow(0, 0, 3).unwrap(),
+                        want_rows.narrow(0, t, t).unwrap(),
+                    ],
+                    0,
+                )
+                .unwrap();
+                assert!(max_diff(&got, &want_cut) < 1e-5, "ragged segments");
+            }
         }
+    }
+
+    #[test]
+    fn segments_must_tile_the_rows() {
+        let qkv = Tensor::zeros((5, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(segment_attention(&qkv, 1, true, &[(0, 2), (2, 2)], None).is_err());
+        assert!(segment_attention(&qkv, 1, true, &[(0, 2), (3, 2)], None).is_err());
+        assert!(segment_attention(&qkv, 1, true, &[(0, 5)], Some(&[5])).is_err());
+        assert!(segment_attention(&qkv, 1, true, &[(0, 3), (3, 2)], Some(&[2, 1])).is_ok());
     }
 }

@@ -36,9 +36,30 @@ const MC: usize = 120;
 pub struct PackedMatrix {
     k: usize,
     n: usize,
-    /// Backing store; `data[offset..]` is 64-byte aligned.
-    data: Arc<Vec<f32>>,
+    data: Arc<Buffer>,
+}
+
+/// `len` zeroed floats starting at a 64-byte boundary of `data`.
+struct Buffer {
+    data: Vec<f32>,
     offset: usize,
+    len: usize,
+}
+
+impl Buffer {
+    fn zeroed(len: usize) -> Self {
+        let data = vec![0f32; len + 16];
+        let offset = data.as_ptr().align_offset(64).min(16);
+        Buffer { data, offset, len }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        &self.data[self.offset..self.offset + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data[self.offset..self.offset + self.len]
+    }
 }
 
 impl std::fmt::Debug for PackedMatrix {
@@ -58,10 +79,21 @@ impl PackedMatrix {
             w.len()
         );
         Self::build(k, n, |p, cols, panel| {
-            for j in 0..cols {
-                let row = &w[(p * NR + j) * k..][..k];
-                for (dst, &v) in panel.iter_mut().skip(j).step_by(NR).zip(row) {
-                    *dst = v;
+            // 16×16 blocks through a local tile: contiguous reads along each weight row,
+            // contiguous writes along each panel row.
+            let mut tile = [[0f32; NR]; NR];
+            for k0 in (0..k).step_by(NR) {
+                let kb = NR.min(k - k0);
+                for (j, t) in tile.iter_mut().enumerate().take(cols) {
+                    t[..kb].copy_from_slice(&w[(p * NR + j) * k + k0..][..kb]);
+                }
+                for (t, dst) in panel[k0 * NR..(k0 + kb) * NR]
+                    .chunks_exact_mut(NR)
+                    .enumerate()
+                {
+                    for (j, d) in dst.iter_mut().enumerate().take(cols) {
+                        *d = tile[j][t];
+                    }
                 }
             }
         })
@@ -86,10 +118,9 @@ impl PackedMatrix {
     fn build(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Self {
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
-        let mut data = vec![0f32; len + 16];
-        let offset = data.as_ptr().align_offset(64).min(16);
+        let mut data = Buffer::zeroed(len);
         if k > 0 {
-            data[offset..offset + len]
+            data.as_mut_slice()
                 .par_chunks_mut(k * NR)
                 .enumerate()
                 .for_each(|(p, panel)| fill(p, NR.min(n - p * NR), panel));
@@ -98,7 +129,6 @@ impl PackedMatrix {
             k,
             n,
             data: Arc::new(data),
-            offset,
         }
     }
 
@@ -113,7 +143,7 @@ impl PackedMatrix {
     }
 
     fn panel(&self, p: usize) -> &[f32] {
-        &self.data[self.offset + p * self.k * NR..][..self.k * NR]
+        &self.data.as_slice()[p * self.k * NR..][..self.k * NR]
     }
 }
 
@@ -155,6 +185,8 @@ pub fn matmul(
     }
     let panels = n.div_ceil(NR);
     let m_blocks = m.div_ceil(MC);
+    // Equal row blocks (whole micro-tiles), so no task is a small remainder.
+    let mc = m.div_ceil(m_blocks).div_ceil(MR) * MR;
     // Enough tasks for the workers to balance, each a run of whole panels.
     let want = if threads > 1 { 4 * threads } else { 1 };
     let n_chunks = want.div_ceil(m_blocks).clamp(1, panels);
@@ -164,7 +196,7 @@ pub fn matmul(
     let kernel = Kernel::detect();
     let task = |t: usize| {
         let (mb, nc) = (t / n_chunks, t % n_chunks);
-        let rows = mb * MC..(mb * MC + MC).min(m);
+        let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
         let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
         // Safety: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
         unsafe { block(kernel, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
@@ -408,8 +440,8 @@ unsafe fn kernel_avx2<const R: usize>(
         }
     }
     for p in 0..kc {
-        let b0 = _mm256_load_ps(b.add(p * NR));
-        let b1 = _mm256_load_ps(b.add(p * NR + 8));
+        let b0 = _mm256_loadu_ps(b.add(p * NR));
+        let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
         for i in 0..R {
             let av = _mm256_broadcast_ss(&*a.add(i * lda + p));
             lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);

@@ -167,8 +167,8 @@ impl Clip {
     }
 
     /// `[n, ctx]` token ids (u32 or i64; `ctx` ≤ the context length, EOT the row's largest id, as
-    /// `clip.tokenize` makes them) → `[n, embed_dim]` text embeddings, not normalized. Only the
-    /// positions up to the batch's last EOT are computed.
+    /// `clip.tokenize` makes them) → `[n, embed_dim]` text embeddings, not normalized. Each row is
+    /// computed only up to its own EOT (on other devices than the CPU, up to the batch's last).
     pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
         self.text.forward(ids)
     }

@@ -2,15 +2,17 @@
 //! `ln_final`, pooling at the EOT token (the argmax of each row's ids, as the reference takes it)
 //! and `text_projection`.
 //!
-//! Positions after the last EOT in the batch cannot influence any earlier position under the
-//! causal mask, so by default only `max(eot) + 1` positions are computed; the result is the same
-//! as the reference's full `context_length` run (tested against [`TextTransformer::forward_full`]).
+//! Positions after a row's EOT cannot influence any earlier position under the causal mask, so
+//! by default each row is computed only up to its own EOT — on the CPU the rows are stacked
+//! without padding (`Transformer::forward_segments_at`), on other devices up to the batch's last
+//! EOT; the result is the same as the reference's full `context_length` run (tested against
+//! [`TextTransformer::forward_full`]).
 
 use super::config::ClipConfig;
 use super::transformer::{LayerNorm, Transformer};
 use crate::error::{Error, Result};
 use crate::weights::Vb;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 /// Token ids of a batch on the host, validated, with each row's pooling position.
 struct Ids {
@@ -52,12 +54,44 @@ impl TextTransformer {
         })
     }
 
-    /// `ids` `[n, ctx]` (u32, i64 or any integer type) → `[n, embed_dim]`, computing only up to the
-    /// batch's last EOT.
+    /// `ids` `[n, ctx]` (u32, i64 or any integer type) → `[n, embed_dim]`, computing each
+    /// sequence only up to its own EOT on the CPU (sequences stacked without padding; the causal
+    /// mask makes the later positions irrelevant), up to the batch's last EOT elsewhere.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let ids = self.read_ids(ids)?;
-        let positions = ids.eot.iter().max().map_or(0, |m| m + 1);
-        self.run(&ids, positions)
+        let device = self.token_embedding.device();
+        if !(matches!(device, Device::Cpu) && self.token_embedding.dtype() == DType::F32)
+            || ids.rows.is_empty()
+        {
+            let positions = ids.eot.iter().max().map_or(0, |m| m + 1);
+            return self.run(&ids, positions);
+        }
+        let lengths: Vec<usize> = ids.eot.iter().map(|&e| e + 1).collect();
+        let (mut flat, mut pos) = (Vec::new(), Vec::new());
+        for (row, &len) in ids.rows.iter().zip(&lengths) {
+            flat.extend_from_slice(&row[..len]);
+            pos.extend(0..len as u32);
+        }
+        let total = flat.len();
+        let x = self
+            .token_embedding
+            .index_select(&Tensor::from_vec(flat, total, device)?, 0)?
+            .add(
+                &self
+                    .positional_embedding
+                    .index_select(&Tensor::from_vec(pos, total, device)?, 0)?,
+            )?;
+        let pooled = self
+            .transformer
+            .forward_segments_at(&x, &lengths, true, &ids.eot)?;
+        self.project(&pooled)
+    }
+
+    /// `ln_final` and the projection of the pooled rows (`ln_final` acts per position, so it
+    /// is applied to those rows only).
+    fn project(&self, pooled: &Tensor) -> Result<Tensor> {
+        let pooled = self.ln_final.forward(pooled)?;
+        Ok(pooled.matmul(&self.text_projection)?)
     }
 
     /// The reference's computation over every position of `ids`; equal to [`Self::forward`].
@@ -86,10 +120,8 @@ impl TextTransformer {
             .index_select(&flat, 0)?
             .reshape((n, positions, width))?
             .broadcast_add(&self.positional_embedding.narrow(0, 0, positions)?)?;
-        // ln_final acts per position, so it is applied to the pooled rows only.
         let pooled = self.transformer.forward_at(&x, true, &ids.eot)?;
-        let pooled = self.ln_final.forward(&pooled)?;
-        Ok(pooled.matmul(&self.text_projection)?)
+        self.project(&pooled)
     }
 
     fn read_ids(&self, ids: &Tensor) -> Result<Ids> {

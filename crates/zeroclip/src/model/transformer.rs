@@ -146,31 +146,18 @@ impl MultiheadAttention {
         })
     }
 
-    /// `residual + self.forward(x, causal)`, the addition fused into the output projection.
-    pub fn forward_residual(
+    /// `residual + attention(x)` on the CPU for `x` `[rows, width]` holding the sequences
+    /// `segments` (see [`fused::segment_attention`]); with `query`, only position `query[s]` of
+    /// each sequence is computed after the keys and values (`residual` then has one row each).
+    fn forward_rows_residual(
         &self,
         x: &Tensor,
-        causal: bool,
-        residual: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        if cpu_f32(x) {
-            let qkv = self.in_proj.forward(x)?;
-            let heads = fused::self_attention(&qkv, self.heads, causal)?;
-            return self.out_proj.forward_residual(&heads, residual);
-        }
-        residual + self.forward(x, causal)?
-    }
-
-    /// `residual[b] + self.forward(x, causal)[b, query[b]]` → `[n, width]` (CPU, f32).
-    fn forward_at_residual(
-        &self,
-        x: &Tensor,
-        causal: bool,
-        query: &[usize],
+        rows: &Rows,
         residual: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let qkv = self.in_proj.forward(x)?;
-        let heads = fused::self_attention_at(&qkv, self.heads, causal, query)?;
+        let heads =
+            fused::segment_attention(&qkv, self.heads, rows.causal, &rows.segments, rows.query)?;
         self.out_proj.forward_residual(&heads, residual)
     }
 
@@ -178,12 +165,6 @@ impl MultiheadAttention {
     pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
         let (n, t, width) = x.dims3()?;
         let (h, d) = (self.heads, width / self.heads);
-        if cpu_f32(x) {
-            let qkv = self.in_proj.forward(x)?;
-            return self
-                .out_proj
-                .forward(&fused::self_attention(&qkv, h, causal)?);
-        }
         // One copy puts q, k and v each contiguous as [n, heads, t, head_dim].
         let qkv = self
             .in_proj
@@ -228,32 +209,50 @@ impl ResidualAttentionBlock {
         })
     }
 
+    /// `x` `[n, t, width]`, with candle's ops (any device).
     pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, causal)?)?;
+        let h = self.mlp(&self.ln_2.forward(&x)?)?;
+        x + self.c_proj.forward(&h)?
+    }
+
+    /// The CPU path: `x` `[rows, width]` holding `rows.segments`; with `rows.query`, only
+    /// one position per sequence is computed after the keys and values → `[sequences, width]`.
+    fn forward_rows(&self, x: &Tensor, rows: &Rows) -> candle_core::Result<Tensor> {
+        let residual = match rows.query {
+            Some(q) => {
+                let at: Vec<u32> = (rows.segments.iter().zip(q))
+                    .map(|(&(first, _), &i)| (first + i) as u32)
+                    .collect();
+                let n = at.len();
+                x.index_select(&Tensor::from_vec(at, n, x.device())?, 0)?
+            }
+            None => x.clone(),
+        };
         let x = self
             .attn
-            .forward_residual(&self.ln_1.forward(x)?, causal, x)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
-        let h = match self.activation {
-            Activation::QuickGelu => ops::quick_gelu(&h)?,
-            Activation::Gelu => h.gelu_erf()?,
-        };
+            .forward_rows_residual(&self.ln_1.forward(x)?, rows, &residual)?;
+        let h = self.mlp(&self.ln_2.forward(&x)?)?;
         self.c_proj.forward_residual(&h, &x)
     }
 
-    /// [`Self::forward`]'s output at position `pick[b]` of each sequence → `[n, width]`; only
-    /// those rows are computed after the keys and values (CPU, f32).
-    fn forward_at(&self, x: &Tensor, causal: bool, pick: &[usize]) -> candle_core::Result<Tensor> {
-        let rows = gather_rows(x, pick)?;
-        let x = self
-            .attn
-            .forward_at_residual(&self.ln_1.forward(x)?, causal, pick, &rows)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?;
-        let h = match self.activation {
-            Activation::QuickGelu => ops::quick_gelu(&h)?,
-            Activation::Gelu => h.gelu_erf()?,
-        };
-        self.c_proj.forward_residual(&h, &x)
+    /// `c_fc` and the activation.
+    fn mlp(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = self.c_fc.forward(x)?;
+        match self.activation {
+            Activation::QuickGelu => ops::quick_gelu(&h),
+            Activation::Gelu => h.gelu_erf(),
+        }
     }
+}
+
+/// Sequences stacked as the rows of one `[rows, width]` matrix, for the CPU path.
+struct Rows<'a> {
+    /// `(first row, rows)` of each sequence, in order.
+    segments: Vec<(usize, usize)>,
+    causal: bool,
+    /// The one position of each sequence the caller keeps, when only that is needed.
+    query: Option<&'a [usize]>,
 }
 
 /// `clip.model.Transformer`: `layers` blocks under `resblocks.{i}`.
@@ -278,35 +277,79 @@ impl Transformer {
         Ok(Transformer { blocks })
     }
 
-    /// The output at position `pick[b]` of each sequence → `[n, width]`. The last block computes
-    /// only those rows (its keys and values still come from every position), as nothing else of
-    /// it is used by the pooling that follows.
+    /// The output at position `pick[b]` of each sequence of `x` `[n, t, width]` → `[n, width]`.
     pub fn forward_at(
         &self,
         x: &Tensor,
         causal: bool,
         pick: &[usize],
     ) -> candle_core::Result<Tensor> {
-        let (n, t, _) = x.dims3()?;
+        let (n, t, width) = x.dims3()?;
         if pick.len() != n || pick.iter().any(|&i| i >= t) {
             candle_core::bail!("transformer: positions {pick:?} for {n} sequences of {t}");
         }
-        let Some((last, first)) = self.blocks.split_last() else {
-            return gather_rows(x, pick);
+        if cpu_f32(x) {
+            let segments: Vec<usize> = vec![t; n];
+            return self.forward_segments_at(&x.reshape((n * t, width))?, &segments, causal, pick);
+        }
+        gather_rows(&self.forward(x, causal)?, pick)
+    }
+
+    /// Sequences of lengths `lengths`, stacked without padding as the rows of `x`
+    /// `[Σ lengths, width]` (CPU, f32) → the output at position `pick[s]` of each, `[n, width]`.
+    /// The last block computes only those rows (its keys and values still come from every
+    /// position), as nothing else of it is used by the pooling that follows.
+    pub fn forward_segments_at(
+        &self,
+        x: &Tensor,
+        lengths: &[usize],
+        causal: bool,
+        pick: &[usize],
+    ) -> candle_core::Result<Tensor> {
+        if pick.len() != lengths.len() || pick.iter().zip(lengths).any(|(&i, &len)| i >= len) {
+            candle_core::bail!("transformer: positions {pick:?} for sequences of {lengths:?}");
+        }
+        let mut segments = Vec::with_capacity(lengths.len());
+        let mut first = 0;
+        for &len in lengths {
+            segments.push((first, len));
+            first += len;
+        }
+        let Some((last, blocks)) = self.blocks.split_last() else {
+            let at: Vec<u32> = (segments.iter().zip(pick))
+                .map(|(&(f, _), &i)| (f + i) as u32)
+                .collect();
+            let n = at.len();
+            return x.index_select(&Tensor::from_vec(at, n, x.device())?, 0);
+        };
+        let mut rows = Rows {
+            segments,
+            causal,
+            query: None,
         };
         let mut x = x.clone();
-        for block in first {
-            x = block.forward(&x, causal)?;
+        for block in blocks {
+            x = block.forward_rows(&x, &rows)?;
         }
-        if cpu_f32(&x) {
-            last.forward_at(&x, causal, pick)
-        } else {
-            gather_rows(&last.forward(&x, causal)?, pick)
-        }
+        rows.query = Some(pick);
+        last.forward_rows(&x, &rows)
     }
 
     /// `x` `[n, t, width]`; `causal` masks each position from the ones after it.
     pub fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
+        let (n, t, width) = x.dims3()?;
+        if cpu_f32(x) {
+            let rows = Rows {
+                segments: (0..n).map(|b| (b * t, t)).collect(),
+                causal,
+                query: None,
+            };
+            let mut y = x.reshape((n * t, width))?;
+            for block in &self.blocks {
+                y = block.forward_rows(&y, &rows)?;
+            }
+            return y.reshape((n, t, width));
+        }
         let mut x = x.clone();
         for block in &self.blocks {
             x = block.forward(&x, causal)?;
