@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
+use super::gemm::SendPtr;
 use super::ops::contiguous_f32;
 
 /// Self-attention within each of `segments` (`(first row, rows)`, in order, covering every
@@ -92,28 +93,54 @@ impl CustomOp1 for Attention {
         let width = w3 / 3;
         let d = width / h;
         let scale = (d as f32).powf(-0.5);
-        // (segment, query position within it) of each output row.
-        let jobs: Vec<(usize, usize)> = match &self.query {
-            Some(q) => q.iter().copied().enumerate().collect(),
-            None => (self.segments.iter().enumerate())
-                .flat_map(|(sg, &(_, len))| (0..len).map(move |i| (sg, i)))
-                .collect(),
+        let out_rows = match &self.query {
+            Some(q) => q.len(),
+            None => self.segments.iter().map(|s| s.1).sum(),
         };
         let longest = self.segments.iter().map(|s| s.1).max().unwrap_or(0);
-        let mut dst = vec![0f32; jobs.len() * width];
+        let mut dst = vec![0f32; out_rows * width];
+        let out = SendPtr(dst.as_mut_ptr());
         let causal = self.causal;
-        // One task per output row.
-        dst.par_chunks_mut(width.max(1)).zip(&jobs).for_each_init(
-            || vec![0f32; longest],
-            |p, (out, &(sg, i))| {
+        // One task per (sequence, head): its keys and values are copied once into contiguous
+        // `[len, d]` buffers (in the input they are 3·width floats apart) and serve every query.
+        (0..self.segments.len() * h).into_par_iter().for_each_init(
+            || {
+                (
+                    vec![0f32; longest * d],
+                    vec![0f32; longest * d],
+                    vec![0f32; longest],
+                )
+            },
+            |(kbuf, vbuf, p), task| {
+                let (sg, hd) = (task / h, task % h);
                 let (first, len) = self.segments[sg];
                 let seq = &src[first * w3..(first + len) * w3];
-                let keys = if causal { i + 1 } else { len };
-                for hd in 0..h {
-                    let q = &seq[i * w3 + hd * d..i * w3 + hd * d + d];
+                for (j, (kr, vr)) in kbuf
+                    .chunks_exact_mut(d)
+                    .zip(vbuf.chunks_exact_mut(d))
+                    .take(len)
+                    .enumerate()
+                {
+                    kr.copy_from_slice(&seq[j * w3 + width + hd * d..][..d]);
+                    vr.copy_from_slice(&seq[j * w3 + 2 * width + hd * d..][..d]);
+                }
+                let queries = match &self.query {
+                    Some(q) => q[sg]..q[sg] + 1,
+                    None => 0..len,
+                };
+                for i in queries {
+                    let row = match &self.query {
+                        Some(_) => sg,
+                        None => first + i,
+                    };
+                    // Safety: each (output row, head) slice is written by exactly one task.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(out.get().add(row * width + hd * d), d)
+                    };
+                    let keys = if causal { i + 1 } else { len };
+                    let q = &seq[i * w3 + hd * d..][..d];
                     let mut max = f32::NEG_INFINITY;
-                    for (j, pj) in p[..keys].iter_mut().enumerate() {
-                        let k = &seq[j * w3 + width + hd * d..][..d];
+                    for (pj, k) in p[..keys].iter_mut().zip(kbuf.chunks_exact(d)) {
                         *pj = dot(q, k) * scale;
                         max = max.max(*pj);
                     }
@@ -123,9 +150,7 @@ impl CustomOp1 for Attention {
                         sum += *pj;
                     }
                     let inv = 1.0 / sum;
-                    let o = &mut out[hd * d..hd * d + d];
-                    for (j, &pj) in p[..keys].iter().enumerate() {
-                        let v = &seq[j * w3 + 2 * width + hd * d..][..d];
+                    for (&pj, v) in p[..keys].iter().zip(vbuf.chunks_exact(d)) {
                         let a = pj * inv;
                         for (oo, &vv) in o.iter_mut().zip(v) {
                             *oo += a * vv;
@@ -134,7 +159,7 @@ impl CustomOp1 for Attention {
                 }
             },
         );
-        Ok((CpuStorage::F32(dst), Shape::from_dims(&[jobs.len(), width])))
+        Ok((CpuStorage::F32(dst), Shape::from_dims(&[out_rows, width])))
     }
 }
 

@@ -31,7 +31,7 @@ const KC: usize = 256;
 /// Rows of `A` per task: `MC × KC` floats = 120 KiB, resident in L2.
 const MC: usize = 120;
 
-/// A `[k, n]` right-hand matrix packed in panels of [`NR`] columns.
+/// A `[k, n]` right-hand matrix laid out for [`matmul`].
 #[derive(Clone)]
 pub struct PackedMatrix {
     k: usize,
@@ -142,8 +142,9 @@ impl PackedMatrix {
         self.n
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
-        &self.data.as_slice()[p * self.k * NR..][..self.k * NR]
+    /// Rows `k0..k0 + kc` of panel `p`, `[kc][NR]`.
+    fn panel_slice(&self, p: usize, k0: usize, kc: usize) -> &[f32] {
+        &self.data.as_slice()[(p * self.k + k0) * NR..][..kc * NR]
     }
 }
 
@@ -184,13 +185,15 @@ pub fn matmul(
         assert!(v.len() >= n, "epilogue vector shorter than {n}");
     }
     let panels = n.div_ceil(NR);
+    let wide = Kernel::detect() != Kernel::Portable && wide_available();
     let m_blocks = m.div_ceil(MC);
-    // Equal row blocks (whole micro-tiles), so no task is a small remainder.
-    let mc = m.div_ceil(m_blocks).div_ceil(MR) * MR;
+    // Equal row blocks (whole micro-tiles of either kernel), so no task is a small remainder.
+    let mc = m.div_ceil(m_blocks).div_ceil(MR_WIDE) * MR_WIDE;
     // Enough tasks for the workers to balance, each a run of whole panels.
     let want = if threads > 1 { 4 * threads } else { 1 };
     let n_chunks = want.div_ceil(m_blocks).clamp(1, panels);
-    let per_chunk = panels.div_ceil(n_chunks);
+    // Whole pairs of panels for the AVX-512 kernel.
+    let per_chunk = panels.div_ceil(n_chunks).next_multiple_of(2);
     let n_chunks = panels.div_ceil(per_chunk);
     let c_ptr = SendPtr(c.as_mut_ptr());
     let kernel = Kernel::detect();
@@ -199,7 +202,7 @@ pub fn matmul(
         let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
         let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
         // Safety: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
-        unsafe { block(kernel, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
+        unsafe { block(kernel, wide, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
     };
     let tasks = m_blocks * n_chunks;
     if threads > 1 && tasks > 1 {
@@ -253,12 +256,13 @@ pub fn linear(
     Tensor::from_vec(out, (rows, b.n), &Device::Cpu)
 }
 
+/// A destination pointer shared by parallel tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -267,6 +271,7 @@ impl SendPtr {
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
     kernel: Kernel,
+    wide: bool,
     a: &[f32],
     lda: usize,
     b: &PackedMatrix,
@@ -281,8 +286,32 @@ unsafe fn block(
     for k0 in (0..k.max(1)).step_by(KC) {
         let kc = KC.min(k - k0);
         let last = k0 + kc >= k;
-        for p in panels.clone() {
-            let bp = b.panel(p)[k0 * NR..].as_ptr();
+        let mut p = panels.start;
+        while p < panels.end {
+            #[cfg(target_arch = "x86_64")]
+            if wide && p + 1 < panels.end && (p + 2) * NR <= n {
+                // Two full panels side by side: 12 rows × 32 columns per step in AVX-512.
+                let b0 = b.panel_slice(p, k0, kc).as_ptr();
+                let b1 = b.panel_slice(p + 1, k0, kc).as_ptr();
+                let col0 = p * NR;
+                for r0 in rows.clone().step_by(MR_WIDE) {
+                    let r = MR_WIDE.min(rows.end - r0);
+                    let te = last.then(|| TileEpi {
+                        scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                        shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                        residual: epi
+                            .residual
+                            .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
+                        relu: epi.relu,
+                    });
+                    let ap = a.as_ptr().add(r0 * lda + k0);
+                    let cp = c.add(r0 * ldc + col0);
+                    wide_run(r, kc, ap, lda, [b0, b1], cp, ldc, k0 > 0, te.as_ref());
+                }
+                p += 2;
+                continue;
+            }
+            let bp = b.panel_slice(p, k0, kc).as_ptr();
             let col0 = p * NR;
             let cols = NR.min(n - col0);
             for r0 in rows.clone().step_by(MR) {
@@ -322,7 +351,117 @@ unsafe fn block(
                     }
                 }
             }
+            p += 1;
         }
+    }
+}
+
+/// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
+const MR_WIDE: usize = 12;
+
+/// Whether this CPU runs the AVX-512 kernel on pairs of panels.
+fn wide_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C[0..r, 0..2·NR] (+)= A[0..r, 0..kc] · [panel0 | panel1]`, `r ≤ MR_WIDE`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn wide_run(
+    r: usize,
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: [*const f32; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpi>,
+) {
+    macro_rules! arms {
+        ($($n:literal),*) => {
+            match r {
+                $($n => kernel_avx512::<$n>(kc, a, lda, b, c, ldc, accumulate, epi),)*
+                _ => kernel_avx512::<1>(kc, a, lda, b, c, ldc, accumulate, epi),
+            }
+        };
+    }
+    arms!(12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_avx512<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: [*const f32; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epi: Option<&TileEpi>,
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm512_setzero_ps(); R];
+    let mut hi = [_mm512_setzero_ps(); R];
+    if accumulate {
+        for i in 0..R {
+            lo[i] = _mm512_loadu_ps(c.add(i * ldc));
+            hi[i] = _mm512_loadu_ps(c.add(i * ldc + NR));
+        }
+    }
+    for p in 0..kc {
+        let b0 = _mm512_loadu_ps(b[0].add(p * NR));
+        let b1 = _mm512_loadu_ps(b[1].add(p * NR));
+        for i in 0..R {
+            let av = _mm512_set1_ps(*a.add(i * lda + p));
+            lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
+            hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
+        }
+    }
+    if let Some(e) = epi {
+        // The same operations, in the same order, as `finish`.
+        if !e.scale.is_null() {
+            let (s0, s1) = (_mm512_loadu_ps(e.scale), _mm512_loadu_ps(e.scale.add(NR)));
+            for i in 0..R {
+                lo[i] = _mm512_mul_ps(lo[i], s0);
+                hi[i] = _mm512_mul_ps(hi[i], s1);
+            }
+        }
+        if !e.shift.is_null() {
+            let (s0, s1) = (_mm512_loadu_ps(e.shift), _mm512_loadu_ps(e.shift.add(NR)));
+            for i in 0..R {
+                lo[i] = _mm512_add_ps(lo[i], s0);
+                hi[i] = _mm512_add_ps(hi[i], s1);
+            }
+        }
+        if !e.residual.is_null() {
+            for i in 0..R {
+                let r = e.residual.add(i * ldc);
+                lo[i] = _mm512_add_ps(lo[i], _mm512_loadu_ps(r));
+                hi[i] = _mm512_add_ps(hi[i], _mm512_loadu_ps(r.add(NR)));
+            }
+        }
+        if e.relu {
+            let zero = _mm512_setzero_ps();
+            for i in 0..R {
+                lo[i] = _mm512_max_ps(lo[i], zero);
+                hi[i] = _mm512_max_ps(hi[i], zero);
+            }
+        }
+    }
+    for i in 0..R {
+        _mm512_storeu_ps(c.add(i * ldc), lo[i]);
+        _mm512_storeu_ps(c.add(i * ldc + NR), hi[i]);
     }
 }
 
@@ -581,7 +720,7 @@ mod tests {
         out
     }
 
-    fn check(kernel: Kernel, m: usize, k: usize, n: usize, threads: usize) {
+    fn check(kernel: Kernel, wide: bool, m: usize, k: usize, n: usize, threads: usize) {
         let a = rand(m * k, 1);
         let bt = rand(n * k, 2); // [n, k], B = btᵀ
         let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
@@ -618,6 +757,7 @@ mod tests {
                     unsafe {
                         block(
                             kernel,
+                            wide,
                             &a,
                             k,
                             b,
@@ -629,17 +769,17 @@ mod tests {
                         )
                     };
                 }
-                if kernel == Kernel::detect() {
-                    let mut c2 = vec![f32::NAN; m * n];
-                    matmul(&a, k, m, b, &mut c2, n, epi, threads);
-                    assert_eq!(c, c2, "tasks change nothing: {m}x{k}x{n}");
-                }
                 let tol = 1e-5 * (k as f32).sqrt().max(1.0);
                 for (i, (g, w)) in c.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= tol,
-                        "{kernel:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
+                        "{kernel:?} wide {wide} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
                     );
+                }
+                if kernel == Kernel::detect() {
+                    let mut c2 = vec![f32::NAN; m * n];
+                    matmul(&a, k, m, b, &mut c2, n, epi, threads);
+                    assert_eq!(c, c2, "tasks and kernel width change nothing: {m}x{k}x{n}");
                 }
             }
         }
@@ -647,11 +787,14 @@ mod tests {
 
     #[test]
     fn matches_a_naive_product_on_every_edge() {
-        let mut kernels = vec![Kernel::Portable];
+        let mut kernels = vec![(Kernel::Portable, false)];
         if Kernel::detect() != Kernel::Portable {
-            kernels.push(Kernel::detect());
+            kernels.push((Kernel::detect(), false));
+            if wide_available() {
+                kernels.push((Kernel::detect(), true));
+            }
         }
-        for kernel in kernels {
+        for (kernel, wide) in kernels {
             for (m, k, n) in [
                 (1, 1, 1),
                 (5, 3, 17),
@@ -661,8 +804,10 @@ mod tests {
                 (50, 520, 40),
                 (121, 33, 5),
                 (250, 64, 70),
+                (600, 40, 20),
+                (30, 70, 100),
             ] {
-                check(kernel, m, k, n, 2);
+                check(kernel, wide, m, k, n, 2);
             }
         }
     }

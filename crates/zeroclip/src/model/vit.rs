@@ -3,18 +3,18 @@
 //! `ln_post` of the class token, `proj`.
 //!
 //! The patch convolution is computed as the matmul it is: non-overlapping patches flattened to
-//! `[3·p·p]` rows times the `conv1` weight read as `[width, 3·p·p]`.
+//! `[3·p·p]` rows times the `conv1` weight read as `[width, 3·p·p]` (a bias-free [`Linear`]).
 
 use super::config::ClipConfig;
-use super::transformer::{LayerNorm, Transformer};
+use super::transformer::{LayerNorm, Linear, Transformer};
 use crate::error::Result;
 use crate::weights::Vb;
 use candle_core::{Module, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct VisionTransformer {
-    /// `conv1.weight` as `[width, 3·p·p]`.
-    patch_weight: Tensor,
+    /// `conv1.weight` as a `[width, 3·p·p]` linear map.
+    patch_embed: Linear,
     class_embedding: Tensor,
     positional_embedding: Tensor,
     ln_pre: LayerNorm,
@@ -40,7 +40,7 @@ impl VisionTransformer {
         let eps = cfg.layer_norm_eps;
         let conv = vb.get(&[width, 3, p, p], "conv1.weight")?;
         Ok(VisionTransformer {
-            patch_weight: conv.reshape((width, 3 * p * p))?,
+            patch_embed: Linear::from_parts(conv.reshape((width, 3 * p * p))?, None)?,
             class_embedding: vb.get(&[width], "class_embedding")?,
             positional_embedding: vb.get(&[grid * grid + 1, width], "positional_embedding")?,
             ln_pre: LayerNorm::new(&vb.pp("ln_pre"), width, eps)?,
@@ -70,9 +70,7 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((n * g * g, c * p * p))?;
-        let x = patches
-            .matmul(&self.patch_weight.t()?)?
-            .reshape((n, g * g, w))?;
+        let x = self.patch_embed.forward(&patches)?.reshape((n, g * g, w))?;
         let cls = self.class_embedding.reshape((1, 1, w))?.repeat((n, 1, 1))?;
         let x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.positional_embedding)?;
         let x = self.ln_pre.forward(&x)?;
