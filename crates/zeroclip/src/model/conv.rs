@@ -160,6 +160,7 @@ impl ConvAffine {
             shift: Some(shift),
             residual: residual.map(|r| &r[r0 * co..]),
             relu,
+            quick_gelu: false,
         };
         if self.k == 1 && self.stride == 1 {
             gemm::matmul(src, c, rows, packed, out, co, &epi(0), threads);

@@ -149,7 +149,7 @@ impl PackedMatrix {
 }
 
 /// What happens to each finished output: `acc·scale[j] + shift[j]`, then `+ residual[i, j]`,
-/// then `max(0, ·)`. `None` skips a step (no scale is not a multiplication by one).
+/// then `max(0, ·)` or QuickGELU. `None` skips a step (no scale is not a multiplication by one).
 #[derive(Clone, Copy, Default)]
 pub struct Epilogue<'a> {
     pub scale: Option<&'a [f32]>,
@@ -157,6 +157,9 @@ pub struct Epilogue<'a> {
     /// Laid out like `C` (same row stride).
     pub residual: Option<&'a [f32]>,
     pub relu: bool,
+    /// [`super::ops::quick_gelu_value`] last, on the finished tile while it is in L1 (the MLP's
+    /// `c_fc`), instead of a pass over the whole activation and a buffer for its result.
+    pub quick_gelu: bool,
 }
 
 /// `C[i, j] = epilogue(Σ_k A[i, k] · B[k, j])` for `A` `[m, k]` with row stride `lda` and `C`
@@ -222,12 +225,14 @@ pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Resu
     }
 }
 
-/// `x [rows, k] · B + bias (+ residual [rows, n])` → `[rows, n]`, on the CPU.
+/// `x [rows, k] · B + bias (+ residual [rows, n])` → `[rows, n]`, then QuickGELU if
+/// `quick_gelu`, on the CPU.
 pub fn linear(
     x: &Tensor,
     b: &PackedMatrix,
     bias: Option<&[f32]>,
     residual: Option<&Tensor>,
+    quick_gelu: bool,
 ) -> candle_core::Result<Tensor> {
     let (rows, k) = x.dims2()?;
     if k != b.k {
@@ -240,6 +245,7 @@ pub fn linear(
             let epi = Epilogue {
                 shift: bias,
                 residual: Some(r),
+                quick_gelu,
                 ..Default::default()
             };
             matmul(a, k, rows, b, &mut out, b.n, &epi, threads)
@@ -247,6 +253,7 @@ pub fn linear(
         None => {
             let epi = Epilogue {
                 shift: bias,
+                quick_gelu,
                 ..Default::default()
             };
             matmul(a, k, rows, b, &mut out, b.n, &epi, threads);
@@ -307,6 +314,9 @@ unsafe fn block(
                     let ap = a.as_ptr().add(r0 * lda + k0);
                     let cp = c.add(r0 * ldc + col0);
                     wide_run(r, kc, ap, lda, [b0, b1], cp, ldc, k0 > 0, te.as_ref());
+                    if last && epi.quick_gelu {
+                        activate(cp, r, 2 * NR, ldc);
+                    }
                 }
                 p += 2;
                 continue;
@@ -329,6 +339,9 @@ unsafe fn block(
                         relu: epi.relu,
                     });
                     kernel.run(r, kc, ap, lda, bp, cp, ldc, k0 > 0, te.as_ref());
+                    if last && epi.quick_gelu {
+                        activate(cp, r, NR, ldc);
+                    }
                     continue;
                 }
                 // Last, partial panel: compute into a full-width scratch tile.
@@ -498,6 +511,20 @@ fn finish(row: &mut [f32], col0: usize, residual: Option<&[f32]>, epi: &Epilogue
             *v = v.max(0.0);
         }
     }
+    if epi.quick_gelu {
+        for v in row.iter_mut() {
+            *v = super::ops::quick_gelu_value(*v);
+        }
+    }
+}
+
+/// QuickGELU over `rows` × `cols` of a finished tile at `c` (row stride `ldc`).
+unsafe fn activate(c: *mut f32, rows: usize, cols: usize, ldc: usize) {
+    for i in 0..rows {
+        for v in std::slice::from_raw_parts_mut(c.add(i * ldc), cols) {
+            *v = super::ops::quick_gelu_value(*v);
+        }
+    }
 }
 
 /// The micro-kernel this CPU runs.
@@ -664,6 +691,7 @@ unsafe fn kernel_portable<const R: usize>(
             shift: opt(e.shift, NR),
             residual: None,
             relu: e.relu,
+            quick_gelu: false, // applied by `block` after the kernel
         };
         for i in 0..R {
             let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
@@ -714,6 +742,9 @@ mod tests {
                 if epi.relu {
                     v = v.max(0.0);
                 }
+                if epi.quick_gelu {
+                    v = crate::model::ops::quick_gelu_value(v);
+                }
                 out[i * n + j] = v;
             }
         }
@@ -743,6 +774,11 @@ mod tests {
                 scale: Some(&scale),
                 shift: Some(&shift),
                 relu: true,
+                ..Default::default()
+            },
+            Epilogue {
+                shift: Some(&shift),
+                quick_gelu: true,
                 ..Default::default()
             },
         ];

@@ -94,6 +94,12 @@ impl CustomOp3 for TwoPassLayerNorm {
 
 struct QuickGelu;
 
+/// `v · sigmoid(1.702 v)` as the reference's fp32 `QuickGELU` computes it.
+#[inline]
+pub(crate) fn quick_gelu_value(v: f32) -> f32 {
+    v * (1.0 / (1.0 + (-1.702 * v).exp()))
+}
+
 impl CustomOp1 for QuickGelu {
     fn name(&self) -> &'static str {
         "quick-gelu"
@@ -113,7 +119,7 @@ impl CustomOp1 for QuickGelu {
             .zip(src.par_chunks(4096))
             .for_each(|(out, inp)| {
                 for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = v * (1.0 / (1.0 + (-1.702 * v).exp()));
+                    *o = quick_gelu_value(v);
                 }
             });
         Ok((CpuStorage::F32(dst), l.shape().clone()))

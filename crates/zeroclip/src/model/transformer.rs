@@ -59,7 +59,12 @@ impl Linear {
 
     /// `[.., in]` → `[.., out]`, plus `residual` (shaped like the output) if given, added after
     /// the bias as the reference's `x + layer(y)` does.
-    fn apply(&self, x: &Tensor, residual: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    fn apply(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        gelu: bool,
+    ) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
@@ -70,7 +75,7 @@ impl Linear {
                     Some(r) => Some(r.reshape((rows, matrix.cols()))?),
                     None => None,
                 };
-                gemm::linear(&x2, matrix, bias.as_deref(), residual.as_ref())?
+                gemm::linear(&x2, matrix, bias.as_deref(), residual.as_ref(), gelu)?
             }
             LinearWeight::Tensor(w) => {
                 let y = x2.matmul(&w.t()?)?;
@@ -78,9 +83,14 @@ impl Linear {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
                 };
-                match residual {
+                let y = match residual {
                     Some(r) => (r.reshape(y.dims())? + y)?,
                     None => y,
+                };
+                if gelu {
+                    ops::quick_gelu(&y)?
+                } else {
+                    y
                 }
             }
         };
@@ -91,13 +101,18 @@ impl Linear {
 
     /// `residual + self.forward(x)`, the addition fused into the GEMM on the CPU.
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
-        self.apply(x, Some(residual))
+        self.apply(x, Some(residual), false)
+    }
+
+    /// `quick_gelu(self.forward(x))`, the activation applied on the GEMM's tiles on the CPU.
+    pub fn forward_quick_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, None, true)
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.apply(x, None)
+        self.apply(x, None, false)
     }
 }
 
@@ -238,10 +253,9 @@ impl ResidualAttentionBlock {
 
     /// `c_fc` and the activation.
     fn mlp(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.c_fc.forward(x)?;
         match self.activation {
-            Activation::QuickGelu => ops::quick_gelu(&h),
-            Activation::Gelu => h.gelu_erf(),
+            Activation::QuickGelu => self.c_fc.forward_quick_gelu(x),
+            Activation::Gelu => self.c_fc.forward(x)?.gelu_erf(),
         }
     }
 }
