@@ -30,6 +30,9 @@ pub struct ConvAffine {
     /// Per-channel `α` and `β`, `[c_out]`.
     scale: Tensor,
     shift: Tensor,
+    /// Their values, for the CPU path (empty on other devices).
+    scale_values: std::sync::Arc<[f32]>,
+    shift_values: std::sync::Arc<[f32]>,
     c_in: usize,
     c_out: usize,
     k: usize,
@@ -56,18 +59,22 @@ impl ConvAffine {
         if k != k_w || stride == 0 {
             candle_core::bail!("conv: weight {:?}, stride {stride}", weight.dims());
         }
-        let weight = if cpu_f32(&weight) {
+        let (weight, scale_values, shift_values) = if cpu_f32(&weight) {
             let w = weight.permute((0, 2, 3, 1))?; // [c_out, kh, kw, c_in]
-            Weight::Packed(gemm::with_f32(&w, |w| {
+            let packed = gemm::with_f32(&w, |w| {
                 PackedMatrix::from_transposed(w, c_out, k * k * c_in)
-            })?)
+            })?;
+            let values = |t: &Tensor| gemm::with_f32(t, |v| v.into());
+            (Weight::Packed(packed), values(&scale)?, values(&shift)?)
         } else {
-            Weight::Tensor(weight)
+            (Weight::Tensor(weight), [].into(), [].into())
         };
         Ok(ConvAffine {
             weight,
             scale,
             shift,
+            scale_values,
+            shift_values,
             c_in,
             c_out,
             k,
@@ -101,13 +108,10 @@ impl ConvAffine {
                 );
             }
         }
-        let packed = match &self.weight {
-            Weight::Packed(p) if cpu_f32(x) => p,
-            _ => return self.forward_nchw(x, residual, relu),
-        };
-        let rows = n * ho * wo;
-        let mut out = vec![0f32; rows * self.c_out];
-        let threads = candle_core::utils::get_num_threads();
+        if !(self.is_packed() && cpu_f32(x)) {
+            return self.forward_nchw(x, residual, relu);
+        }
+        let mut out = vec![0f32; n * ho * wo * self.c_out];
         let residual = residual.map(|r| r.contiguous()).transpose()?;
         let res_guard = residual.as_ref().map(|r| r.storage_and_layout());
         let res = match &res_guard {
@@ -119,45 +123,50 @@ impl ConvAffine {
             },
             None => None,
         };
-        gemm::with_f32(&self.scale, |scale| {
-            gemm::with_f32(&self.shift, |shift| {
-                gemm::with_f32(x, |src| {
-                    self.run(
-                        src,
-                        (n, h, w),
-                        packed,
-                        &mut out,
-                        scale,
-                        shift,
-                        res,
-                        relu,
-                        threads,
-                    )
-                })
-            })
-        })????;
+        gemm::with_f32(x, |src| {
+            self.run(src, (n, h, w), &mut out, res, relu, &mut Vec::new())
+        })??;
         Tensor::from_vec(out, (n, ho, wo, self.c_out), &Device::Cpu)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run(
+    /// Whether the CPU path ([`Self::run`]) applies (the weight was loaded on the CPU).
+    pub fn is_packed(&self) -> bool {
+        matches!(self.weight, Weight::Packed(_))
+    }
+
+    /// The output's `(n, h_out, w_out, c_out)` for an input `[n, h, w, c_in]`.
+    pub fn out_dims(&self, (n, h, w): (usize, usize, usize)) -> (usize, usize, usize, usize) {
+        (n, self.out(h), self.out(w), self.c_out)
+    }
+
+    /// The CPU path on plain slices: `src` `[n, h, w, c_in]` → `out` `[n, h_out, w_out, c_out]`
+    /// (every value written), with `residual` shaped like `out`. `cols` is scratch for the
+    /// im2col rows, kept by the caller so that repeated calls reuse it.
+    pub fn run(
         &self,
         src: &[f32],
         (n, h, w): (usize, usize, usize),
-        packed: &PackedMatrix,
         out: &mut [f32],
-        scale: &[f32],
-        shift: &[f32],
         residual: Option<&[f32]>,
         relu: bool,
-        threads: usize,
+        cols: &mut Vec<f32>,
     ) -> Result<()> {
+        let Weight::Packed(packed) = &self.weight else {
+            candle_core::bail!("conv: the weight is not on the CPU");
+        };
         let (c, co) = (self.c_in, self.c_out);
         let (ho, wo) = (self.out(h), self.out(w));
         let rows = n * ho * wo;
+        if src.len() != n * h * w * c
+            || out.len() != rows * co
+            || residual.is_some_and(|r| r.len() != out.len())
+        {
+            candle_core::bail!("conv: slices do not match [{n}, {h}, {w}, {c}] → {co} channels");
+        }
+        let threads = candle_core::utils::get_num_threads();
         let epi = |r0: usize| Epilogue {
-            scale: Some(scale),
-            shift: Some(shift),
+            scale: Some(&self.scale_values),
+            shift: Some(&self.shift_values),
             residual: residual.map(|r| &r[r0 * co..]),
             relu,
             quick_gelu: false,
@@ -168,7 +177,9 @@ impl ConvAffine {
         }
         let cols_per_row = self.k * self.k * c;
         let band = (MAX_COLUMN_FLOATS / cols_per_row.max(1)).clamp(1, rows.max(1));
-        let mut cols = vec![0f32; band.min(rows) * cols_per_row];
+        if cols.len() < band.min(rows) * cols_per_row {
+            cols.resize(band.min(rows) * cols_per_row, 0.0);
+        }
         for r0 in (0..rows).step_by(band) {
             let len = band.min(rows - r0);
             let buf = &mut cols[..len * cols_per_row];
@@ -252,30 +263,44 @@ pub fn avg_pool(x: &Tensor, s: usize) -> Result<Tensor> {
             .contiguous();
     }
     let (n, h, w, c) = x.dims4()?;
+    let mut out = vec![0f32; n * (h / s) * (w / s) * c];
+    gemm::with_f32(x, |src| avg_pool_into(src, (n, h, w, c), s, &mut out))?;
+    Tensor::from_vec(out, (n, h / s, w / s, c), &Device::Cpu)
+}
+
+/// [`avg_pool`] on slices: `src` `[n, h, w, c]` → `out` `[n, h/s, w/s, c]` (every value written).
+pub fn avg_pool_into(
+    src: &[f32],
+    (n, h, w, c): (usize, usize, usize, usize),
+    s: usize,
+    out: &mut [f32],
+) {
     let (ho, wo) = (h / s, w / s);
-    let mut out = vec![0f32; n * ho * wo * c];
+    debug_assert_eq!(out.len(), n * ho * wo * c);
     let div = (s * s) as f32;
-    gemm::with_f32(x, |src| {
-        out.par_chunks_mut((wo * c).max(1))
-            .enumerate()
-            .for_each(|(r, line)| {
-                let (img, oy) = (r / ho, r % ho);
-                for (ox, px) in line.chunks_exact_mut(c).enumerate() {
-                    for dy in 0..s {
-                        for dx in 0..s {
-                            let at = ((img * h + oy * s + dy) * w + ox * s + dx) * c;
-                            for (o, v) in px.iter_mut().zip(&src[at..at + c]) {
+    out.par_chunks_mut((wo * c).max(1))
+        .enumerate()
+        .for_each(|(r, line)| {
+            let (img, oy) = (r / ho, r % ho);
+            for (ox, px) in line.chunks_exact_mut(c).enumerate() {
+                for dy in 0..s {
+                    for dx in 0..s {
+                        let at = ((img * h + oy * s + dy) * w + ox * s + dx) * c;
+                        let tap = &src[at..at + c];
+                        if dy == 0 && dx == 0 {
+                            px.copy_from_slice(tap);
+                        } else {
+                            for (o, v) in px.iter_mut().zip(tap) {
                                 *o += v;
                             }
                         }
                     }
-                    for o in px.iter_mut() {
-                        *o /= div;
-                    }
                 }
-            })
-    })?;
-    Tensor::from_vec(out, (n, ho, wo, c), &Device::Cpu)
+                for o in px.iter_mut() {
+                    *o /= div;
+                }
+            }
+        });
 }
 
 #[cfg(test)]
