@@ -243,9 +243,10 @@ impl Clip {
 }
 
 // One SHA-256 of a file for the whole project: the hub's, which also verifies downloads, so a
-// checkpoint's checksum here equals the digest in OpenAI's download URLs.
+// checkpoint's checksum here equals the digest in OpenAI's download URLs; remembered across runs
+// by the file's identity (see `checkpoint_sha256`).
 fn sha256_file(path: &Path) -> Result<String> {
-    Ok(zeroclip_hub::sha256_file(path)?)
+    crate::zeroshot::checkpoint_sha256(path, None)
 }
 
 fn hex(bytes: &[u8]) -> String {

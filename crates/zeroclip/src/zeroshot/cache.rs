@@ -49,8 +49,7 @@ impl CacheKey {
     /// The entry's file name: the hex SHA-256 of the encoded key.
     pub fn file_name(&self) -> String {
         let digest = Sha256::digest(self.encoded());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{hex}.emb")
+            format!("{}.emb", hex(&digest))
     }
 }
 
@@ -101,25 +100,97 @@ impl LabelCache {
     /// Stores `embedding` for `key`, atomically (a temporary file renamed into place), so that
     /// concurrent runs never read half an entry.
     pub fn put(&self, key: &CacheKey, embedding: &[f32]) -> std::io::Result<()> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(&self.dir)?;
-        let path = self.path_for(key);
-        let tmp = path.with_extension(format!(
-            "tmp.{}.{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&encode(&key.encoded(), embedding))?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        write_atomically(&self.path_for(key), &encode(&key.encoded(), embedding))
     }
+}
+
+/// The SHA-256 of a checkpoint file — the model part of every [`CacheKey`] — remembered across
+/// runs: hashing ViT-B/32's 354 MB took longer than encoding a few labels, so a warm label cache
+/// made `classify` slower than no cache. The digest is stored in `memo_dir` (the `digests`
+/// directory beside the default label cache when `None`) under the file's canonical path, with
+/// its identity: device, inode, size, modification and status-change times to the nanosecond
+/// (the change time cannot be set back by tools that preserve mtimes, such as `touch -d` or
+/// `rsync -t`). Any difference, or an unreadable memo, means hashing the file again. The memo
+/// is best effort: if it cannot be written, the digest is still returned.
+pub fn checkpoint_sha256(path: &Path, memo_dir: Option<&Path>) -> crate::error::Result<String> {
+    let memo = memo_dir
+        .map(Path::to_path_buf)
+        .or_else(|| LabelCache::default_dir().map(|d| d.with_file_name("digests")));
+    let canonical = std::fs::canonicalize(path).ok();
+    let identity = canonical.as_deref().and_then(file_identity);
+    let memo_file = match (&memo, &canonical) {
+        (Some(dir), Some(c)) => {
+            let name = Sha256::digest(c.to_string_lossy().as_bytes());
+            Some(dir.join(format!("{}.txt", hex(&name))))
+        }
+        _ => None,
+    };
+    if let (Some(file), Some(id)) = (&memo_file, &identity) {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            if let Some((stored, sha)) = text.trim_end().rsplit_once('\n') {
+                if stored == id && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Ok(sha.to_string());
+                }
+            }
+        }
+    }
+    let sha = zeroclip_hub::sha256_file(path)?;
+    if let (Some(file), Some(id)) = (memo_file, identity) {
+        let _ = write_atomically(&file, format!("{id}\n{sha}\n").as_bytes());
+    }
+    Ok(sha)
+}
+
+/// What identifies one version of a file without reading it.
+fn file_identity(path: &Path) -> Option<String> {
+    let md = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(format!(
+            "{} dev {} ino {} len {} mtime {}.{:09} ctime {}.{:09}",
+            path.display(),
+            md.dev(),
+            md.ino(),
+            md.len(),
+            md.mtime(),
+            md.mtime_nsec(),
+            md.ctime(),
+            md.ctime_nsec()
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let modified = md.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(format!("{} len {} mtime {}", path.display(), md.len(), modified.as_nanos()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `path` through a temporary file renamed into place, so readers never see half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn encode(key: &[u8], embedding: &[f32]) -> Vec<u8> {
@@ -168,6 +239,33 @@ mod tests {
         let d = std::env::temp_dir().join(format!("zeroclip-cache-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn checkpoint_digest_is_remembered_until_the_file_changes() {
+        let dir = temp_dir("digest");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.pt");
+        std::fs::write(&file, b"weights v1").unwrap();
+        let memo = dir.join("digests");
+        let real = zeroclip_hub::sha256_file(&file).unwrap();
+        assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), real);
+        // The memo is what the second call reads: a doctored digest for the same identity
+        // comes back as is.
+        let entry = std::fs::read_dir(&memo).unwrap().next().unwrap().unwrap().path();
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let fake = "0".repeat(64);
+        std::fs::write(&entry, text.replace(&real, &fake)).unwrap();
+        assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), fake);
+        // New contents (a new size, modification and change time): hashed again.
+        std::fs::write(&file, b"weights version 2").unwrap();
+        let real2 = zeroclip_hub::sha256_file(&file).unwrap();
+        assert_ne!(real2, real);
+        assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), real2);
+        // An unwritable memo directory still gives the digest.
+        let blocked = dir.join("model.pt");
+        assert_eq!(checkpoint_sha256(&file, Some(&blocked)).unwrap(), real2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn key() -> CacheKey {
