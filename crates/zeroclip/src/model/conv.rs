@@ -53,21 +53,27 @@ fn cpu_f32(t: &Tensor) -> bool {
 }
 
 impl ConvAffine {
-    /// `weight` `[c_out, c_in, k, k]`; `scale`, `shift` `[c_out]`; padding `k / 2`.
+    /// `weight` `[c_out, c_in, k, k]` (f32 or fp16); `scale`, `shift` `[c_out]`; padding `k / 2`.
     pub fn new(weight: Tensor, scale: Tensor, shift: Tensor, stride: usize) -> Result<Self> {
         let (c_out, c_in, k, k_w) = weight.dims4()?;
         if k != k_w || stride == 0 {
             candle_core::bail!("conv: weight {:?}, stride {stride}", weight.dims());
         }
-        let (weight, scale_values, shift_values) = if cpu_f32(&weight) {
-            let w = weight.permute((0, 2, 3, 1))?; // [c_out, kh, kw, c_in]
-            let packed = gemm::with_f32(&w, |w| {
-                PackedMatrix::from_transposed(w, c_out, k * k * c_in)
-            })?;
+        let (weight, scale_values, shift_values) = if matches!(weight.device(), Device::Cpu) {
+            // [c_out, kh, kw, c_in] as [c_out, kh·kw·c_in]; f16 or f32.
+            let w = weight
+                .permute((0, 2, 3, 1))?
+                .contiguous()?
+                .reshape((c_out, k * k * c_in))?;
+            let packed = PackedMatrix::from_tensor_transposed(&w)?;
             let values = |t: &Tensor| gemm::with_f32(t, |v| v.into());
             (Weight::Packed(packed), values(&scale)?, values(&shift)?)
         } else {
-            (Weight::Tensor(weight), [].into(), [].into())
+            (
+                Weight::Tensor(weight.to_dtype(DType::F32)?),
+                [].into(),
+                [].into(),
+            )
         };
         Ok(ConvAffine {
             weight,

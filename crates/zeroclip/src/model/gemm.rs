@@ -72,31 +72,57 @@ impl PackedMatrix {
     /// Packs `B = wᵀ` for `w` `[n, k]` row-major (an `nn.Linear` weight `[out, in]`, or a
     /// convolution weight flattened to `[out, in·kh·kw]`).
     pub fn from_transposed(w: &[f32], n: usize, k: usize) -> Self {
+        Self::from_transposed_with(w, n, k, |src, dst| dst.copy_from_slice(src))
+    }
+
+    /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
+    /// fp16; this skips an f32 copy of the whole weight).
+    pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize) -> Self {
+        use half::slice::HalfFloatSliceExt;
+        Self::from_transposed_with(w, n, k, |src, dst| src.convert_to_f32_slice(dst))
+    }
+
+    fn from_transposed_with<T: Sync>(
+        w: &[T],
+        n: usize,
+        k: usize,
+        widen: impl Fn(&[T], &mut [f32]) + Sync,
+    ) -> Self {
         assert_eq!(
             w.len(),
             n * k,
             "weight of {} values for [{n}, {k}]",
             w.len()
         );
-        Self::build(k, n, |p, cols, panel| {
-            // 16×16 blocks through a local tile: contiguous reads along each weight row,
-            // contiguous writes along each panel row.
-            let mut tile = [[0f32; NR]; NR];
-            for k0 in (0..k).step_by(NR) {
-                let kb = NR.min(k - k0);
-                for (j, t) in tile.iter_mut().enumerate().take(cols) {
-                    t[..kb].copy_from_slice(&w[(p * NR + j) * k + k0..][..kb]);
-                }
-                for (t, dst) in panel[k0 * NR..(k0 + kb) * NR]
-                    .chunks_exact_mut(NR)
-                    .enumerate()
-                {
-                    for (j, d) in dst.iter_mut().enumerate().take(cols) {
-                        *d = tile[j][t];
-                    }
+        Self::build(k, n, |rows, p, cols, panel| {
+            // The panel's weight rows widened whole into scratch, then transposed in 16×16
+            // blocks: contiguous reads and writes on both sides.
+            rows.resize(cols * k, 0.0);
+            for j in 0..cols {
+                widen(&w[(p * NR + j) * k..][..k], &mut rows[j * k..(j + 1) * k]);
+            }
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                for (j, d) in dst.iter_mut().enumerate().take(cols) {
+                    *d = rows[j * k + kk];
                 }
             }
         })
+    }
+
+    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16.
+    pub fn from_tensor_transposed(w: &Tensor) -> candle_core::Result<Self> {
+        let (n, k) = w.dims2()?;
+        if w.dtype() == candle_core::DType::F16 {
+            let w = w.contiguous()?;
+            let (storage, layout) = w.storage_and_layout();
+            if let (Storage::Cpu(candle_core::CpuStorage::F16(v)), Some((a, b))) =
+                (&*storage, layout.contiguous_offsets())
+            {
+                return Ok(Self::from_transposed_f16(&v[a..b], n, k));
+            }
+        }
+        let w = w.to_dtype(candle_core::DType::F32)?;
+        with_f32(&w, |v| Self::from_transposed(v, n, k))
     }
 
     /// Packs `B` `[k, n]` row-major.
@@ -107,15 +133,19 @@ impl PackedMatrix {
             "matrix of {} values for [{k}, {n}]",
             b.len()
         );
-        Self::build(k, n, |p, cols, panel| {
+        Self::build(k, n, |_, p, cols, panel| {
             for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 dst[..cols].copy_from_slice(&b[kk * n + p * NR..][..cols]);
             }
         })
     }
 
-    /// `fill(p, cols, panel)` writes panel `p` (`cols` valid columns) as `[k][NR]`.
-    fn build(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]) + Sync) -> Self {
+    /// `fill(scratch, p, cols, panel)` writes panel `p` (`cols` valid columns) as `[k][NR]`.
+    fn build(
+        k: usize,
+        n: usize,
+        fill: impl Fn(&mut Vec<f32>, usize, usize, &mut [f32]) + Sync,
+    ) -> Self {
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
         let mut data = Buffer::zeroed(len);
@@ -123,7 +153,9 @@ impl PackedMatrix {
             data.as_mut_slice()
                 .par_chunks_mut(k * NR)
                 .enumerate()
-                .for_each(|(p, panel)| fill(p, NR.min(n - p * NR), panel));
+                .for_each_init(Vec::new, |scratch, (p, panel)| {
+                    fill(scratch, p, NR.min(n - p * NR), panel)
+                });
         }
         PackedMatrix {
             k,

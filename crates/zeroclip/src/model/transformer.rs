@@ -34,25 +34,24 @@ impl Linear {
     /// `weight` `[out, in]` and `bias` `[out]` under `vb`.
     pub fn new(vb: &Vb, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Linear::from_parts(
-            vb.get(&[out_dim, in_dim], "weight")?,
+            vb.get_stored(&[out_dim, in_dim], "weight")?,
             Some(vb.get(&[out_dim], "bias")?),
         )?)
     }
 
-    /// From tensors already checked by the caller (`[out, in]`, `[out]`).
+    /// From tensors already checked by the caller (`[out, in]`, `[out]`); the weight may be
+    /// fp16 (packed straight from it on the CPU, widened elsewhere).
     pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
-        let weight = if cpu_f32(&weight) {
-            let (out, inp) = weight.dims2()?;
-            let matrix = gemm::with_f32(&weight, |w| {
-                gemm::PackedMatrix::from_transposed(w, out, inp)
-            })?;
+        let on_cpu = matches!(weight.device(), Device::Cpu);
+        let weight = if on_cpu {
+            let matrix = gemm::PackedMatrix::from_tensor_transposed(&weight)?;
             let bias = match &bias {
-                Some(b) => Some(gemm::with_f32(b, |v| v.into())?),
+                Some(b) => Some(gemm::with_f32(&b.to_dtype(DType::F32)?, |v| v.into())?),
                 None => None,
             };
             LinearWeight::Packed { matrix, bias }
         } else {
-            LinearWeight::Tensor(weight)
+            LinearWeight::Tensor(weight.to_dtype(DType::F32)?)
         };
         Ok(Linear { weight, bias })
     }
@@ -151,7 +150,7 @@ pub struct MultiheadAttention {
 impl MultiheadAttention {
     pub fn new(vb: &Vb, width: usize, heads: usize) -> Result<Self> {
         let in_proj = Linear::from_parts(
-            vb.get(&[3 * width, width], "in_proj_weight")?,
+            vb.get_stored(&[3 * width, width], "in_proj_weight")?,
             Some(vb.get(&[3 * width], "in_proj_bias")?),
         )?;
         Ok(MultiheadAttention {

@@ -38,7 +38,7 @@ impl VisionTransformer {
         let p = patch_size;
         let grid = cfg.image_resolution / p;
         let eps = cfg.layer_norm_eps;
-        let conv = vb.get(&[width, 3, p, p], "conv1.weight")?;
+        let conv = vb.get_stored(&[width, 3, p, p], "conv1.weight")?;
         Ok(VisionTransformer {
             patch_embed: Linear::from_parts(conv.reshape((width, 3 * p * p))?, None)?,
             class_embedding: vb.get(&[width], "class_embedding")?,

@@ -183,20 +183,39 @@ fn read_safetensors(
                 )))
             }
         };
-        let t = f32_tensor(elem, view.shape(), view.data(), device)
+        let t = load_tensor(elem, view.shape(), view.data(), device)
             .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         out.push((name, t));
     }
     Ok(out)
 }
 
-/// A tensor from little-endian row-major bytes, widened to f32 in one pass.
-pub(crate) fn f32_tensor(
+/// A tensor from little-endian row-major bytes: fp16 kept as fp16 (half the memory until a layer
+/// takes it, widening it then — [`store::Vb::get`] — or packing a GEMM weight straight from it),
+/// every other type widened to f32 in one pass.
+pub(crate) fn load_tensor(
     elem: DType,
     shape: &[usize],
     bytes: &[u8],
     device: &Device,
 ) -> candle_core::Result<Tensor> {
+    if elem == DType::F16 {
+        let numel: usize = shape.iter().product();
+        if bytes.len() != 2 * numel {
+            candle_core::bail!("{} bytes do not hold {numel} F16 elements", bytes.len());
+        }
+        // SAFETY: every bit pattern is a valid f16; `align_to` only yields the aligned middle.
+        let (head, aligned, _) = unsafe { bytes.align_to::<half::f16>() };
+        let halves: Vec<half::f16> = if cfg!(target_endian = "little") && head.is_empty() {
+            aligned.to_vec()
+        } else {
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
+                .collect()
+        };
+        return Tensor::from_vec(halves, shape, device);
+    }
     fn conv<const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
         bytes
             .chunks_exact(N)
@@ -204,7 +223,7 @@ pub(crate) fn f32_tensor(
             .collect()
     }
     let data: Vec<f32> = match elem {
-        DType::F16 => widen_f16(bytes),
+        DType::F16 => unreachable!("kept as f16 above"),
         DType::BF16 => conv(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
         DType::F32 => conv(bytes, f32::from_le_bytes),
         DType::F64 => conv(bytes, |b| f64::from_le_bytes(b) as f32),
@@ -224,37 +243,37 @@ pub(crate) fn f32_tensor(
     Tensor::from_vec(data, shape, device)
 }
 
-/// Little-endian fp16 bytes widened to f32: in parallel blocks, each converted with half's
-/// slice conversion (F16C, eight values per instruction, where the CPU has it). OpenAI's files
-/// are fp16, so at load this is ~150 million values for ViT-B/32; one value at a time on one
-/// thread it was about 40% of the load time. A trailing odd byte is ignored (the caller
-/// checks the element count).
-fn widen_f16(bytes: &[u8]) -> Vec<f32> {
+/// fp16 values widened to f32, in parallel blocks, each converted with half's slice conversion
+/// (F16C, eight values per instruction, where the CPU has it). OpenAI's files are fp16, so this
+/// is ~150 million values for ViT-B/32; one value at a time on one thread it was about 40% of the
+/// load time.
+pub(crate) fn widen_f16(halves: &[half::f16]) -> Vec<f32> {
     use half::slice::HalfFloatSliceExt;
     use rayon::prelude::*;
     const BLOCK: usize = 1 << 16;
-    let n = bytes.len() / 2;
-    let mut out = vec![0f32; n];
-    // SAFETY: every bit pattern is a valid f16; `align_to` only yields the aligned middle.
-    let (head, aligned, _) = unsafe { bytes[..2 * n].align_to::<half::f16>() };
-    if cfg!(target_endian = "little") && head.is_empty() && aligned.len() == n {
-        // The usual case (mapped files, 64-byte aligned entries): no staging copy.
-        out.par_chunks_mut(BLOCK)
-            .zip(aligned.par_chunks(BLOCK))
-            .for_each(|(dst, src)| src.convert_to_f32_slice(dst));
-        return out;
-    }
+    let mut out = vec![0f32; halves.len()];
     out.par_chunks_mut(BLOCK)
-        .zip(bytes[..2 * n].par_chunks(2 * BLOCK))
-        .for_each(|(dst, src)| {
-            // The bytes need not be 2-aligned, so each block goes through an aligned buffer.
-            let halves: Vec<half::f16> = src
-                .chunks_exact(2)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
-                .collect();
-            halves.convert_to_f32_slice(dst);
-        });
+        .zip(halves.par_chunks(BLOCK))
+        .for_each(|(dst, src)| src.convert_to_f32_slice(dst));
     out
+}
+
+/// `t` as f32: fp16 CPU tensors through [`widen_f16`], anything else through candle.
+pub(crate) fn to_f32(t: Tensor) -> candle_core::Result<Tensor> {
+    if t.dtype() == candle_core::DType::F32 {
+        return Ok(t);
+    }
+    if t.dtype() == candle_core::DType::F16 && matches!(t.device(), Device::Cpu) {
+        let t = t.contiguous()?;
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F16(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            let wide = widen_f16(&v[a..b]);
+            return Tensor::from_vec(wide, t.dims(), &Device::Cpu);
+        }
+    }
+    t.to_dtype(candle_core::DType::F32)
 }
 
 /// The first of `names` that exists in `dir`.

@@ -7,7 +7,7 @@
 //! ones, including the `input_resolution` / `context_length` / `vocab_size` entries that
 //! `build_model` deletes (see [`super::IGNORED_KEYS`]).
 
-use super::f32_tensor;
+use super::load_tensor;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::path::Path;
@@ -18,7 +18,7 @@ pub fn read(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
     let mut out = Vec::with_capacity(checkpoint.tensors.len());
     for record in &checkpoint.tensors {
         let bytes = record.contiguous_bytes();
-        let t = f32_tensor(record.dtype, &record.shape, &bytes, device).map_err(|e| {
+        let t = load_tensor(record.dtype, &record.shape, &bytes, device).map_err(|e| {
             Error::Checkpoint {
                 path: path.to_path_buf(),
                 reason: format!("tensor `{}`: {e}", record.name),

@@ -76,16 +76,25 @@ impl<'a> Vb<'a> {
         }
     }
 
-    /// The tensor `name`, which must exist and have exactly `shape`.
+    /// The tensor `name` in f32, which must exist and have exactly `shape`.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+        Ok(super::to_f32(self.get_stored(shape, name)?)?)
+    }
+
+    /// The tensor `name` as the checkpoint stores it (fp16 or f32), for a layer that converts
+    /// it anyway (the CPU GEMM packs its weights straight from fp16).
+    pub fn get_stored(&self, shape: &[usize], name: &str) -> Result<Tensor> {
         let full = self.path(name);
-        self.get_optional(shape, name)?
+        self.get_with(name, |got| got == shape, shape)?
             .ok_or(Error::MissingTensor { name: full })
     }
 
-    /// The tensor `name` if present (it must then have `shape`).
+    /// The tensor `name` in f32 if present (it must then have `shape`).
     pub fn get_optional(&self, shape: &[usize], name: &str) -> Result<Option<Tensor>> {
-        self.get_with(name, |got| got == shape, shape)
+        match self.get_with(name, |got| got == shape, shape)? {
+            Some(t) => Ok(Some(super::to_f32(t)?)),
+            None => Ok(None),
+        }
     }
 
     /// A scalar stored as `[]` (OpenAI) or `[1]` (some open_clip checkpoints).
@@ -98,7 +107,7 @@ impl<'a> Vb<'a> {
                 &[],
             )?
             .ok_or(Error::MissingTensor { name: full })?;
-        Ok(t.flatten_all()?.to_vec1::<f32>()?[0])
+        Ok(super::to_f32(t)?.flatten_all()?.to_vec1::<f32>()?[0])
     }
 
     fn get_with(

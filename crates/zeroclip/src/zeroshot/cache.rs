@@ -49,7 +49,7 @@ impl CacheKey {
     /// The entry's file name: the hex SHA-256 of the encoded key.
     pub fn file_name(&self) -> String {
         let digest = Sha256::digest(self.encoded());
-            format!("{}.emb", hex(&digest))
+        format!("{}.emb", hex(&digest))
     }
 }
 
@@ -161,8 +161,17 @@ fn file_identity(path: &Path) -> Option<String> {
     }
     #[cfg(not(unix))]
     {
-        let modified = md.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-        Some(format!("{} len {} mtime {}", path.display(), md.len(), modified.as_nanos()))
+        let modified = md
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!(
+            "{} len {} mtime {}",
+            path.display(),
+            md.len(),
+            modified.as_nanos()
+        ))
     }
 }
 
@@ -252,7 +261,12 @@ mod tests {
         assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), real);
         // The memo is what the second call reads: a doctored digest for the same identity
         // comes back as is.
-        let entry = std::fs::read_dir(&memo).unwrap().next().unwrap().unwrap().path();
+        let entry = std::fs::read_dir(&memo)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let text = std::fs::read_to_string(&entry).unwrap();
         let fake = "0".repeat(64);
         std::fs::write(&entry, text.replace(&real, &fake)).unwrap();
