@@ -23,6 +23,13 @@ use rayon::prelude::*;
 /// in afresh).
 const MAX_COLUMN_FLOATS: usize = 4 << 20;
 
+/// Scratch buffers of [`ConvAffine::run`], reused between calls.
+#[derive(Default)]
+pub struct ConvScratch {
+    a: Vec<f32>,
+    b: Vec<f32>,
+}
+
 /// A square, bias-free convolution followed by a per-channel affine map (eval BatchNorm).
 #[derive(Clone, Debug)]
 pub struct ConvAffine {
@@ -44,6 +51,8 @@ pub struct ConvAffine {
 enum Weight {
     /// `[c_out, kh, kw, c_in]` packed as the GEMM's right-hand matrix `[k·k·c_in, c_out]`.
     Packed(PackedMatrix),
+    /// 3×3, stride 1 on the CPU: Winograd-transformed (see `winograd.rs`).
+    Winograd(super::winograd::Winograd3x3),
     /// `[c_out, c_in, k, k]`, for other devices.
     Tensor(Tensor),
 }
@@ -59,15 +68,23 @@ impl ConvAffine {
         if k != k_w || stride == 0 {
             candle_core::bail!("conv: weight {:?}, stride {stride}", weight.dims());
         }
+        let winograd = k == 3 && stride == 1;
         let (weight, scale_values, shift_values) = if matches!(weight.device(), Device::Cpu) {
-            // [c_out, kh, kw, c_in] as [c_out, kh·kw·c_in]; f16 or f32.
-            let w = weight
-                .permute((0, 2, 3, 1))?
-                .contiguous()?
-                .reshape((c_out, k * k * c_in))?;
-            let packed = PackedMatrix::from_tensor_transposed(&w)?;
+            let packed = if winograd {
+                let w = crate::weights::to_f32(weight)?;
+                Weight::Winograd(gemm::with_f32(&w, |v| {
+                    super::winograd::Winograd3x3::new(v, c_out, c_in)
+                })?)
+            } else {
+                // [c_out, kh, kw, c_in] as [c_out, kh·kw·c_in]; f16 or f32.
+                let w = weight
+                    .permute((0, 2, 3, 1))?
+                    .contiguous()?
+                    .reshape((c_out, k * k * c_in))?;
+                Weight::Packed(PackedMatrix::from_tensor_transposed(&w)?)
+            };
             let values = |t: &Tensor| gemm::with_f32(t, |v| v.into());
-            (Weight::Packed(packed), values(&scale)?, values(&shift)?)
+            (packed, values(&scale)?, values(&shift)?)
         } else {
             (
                 Weight::Tensor(weight.to_dtype(DType::F32)?),
@@ -130,14 +147,21 @@ impl ConvAffine {
             None => None,
         };
         gemm::with_f32(x, |src| {
-            self.run(src, (n, h, w), &mut out, res, relu, &mut Vec::new())
+            self.run(
+                src,
+                (n, h, w),
+                &mut out,
+                res,
+                relu,
+                &mut ConvScratch::default(),
+            )
         })??;
         Tensor::from_vec(out, (n, ho, wo, self.c_out), &Device::Cpu)
     }
 
     /// Whether the CPU path ([`Self::run`]) applies (the weight was loaded on the CPU).
     pub fn is_packed(&self) -> bool {
-        matches!(self.weight, Weight::Packed(_))
+        !matches!(self.weight, Weight::Tensor(_))
     }
 
     /// The output's `(n, h_out, w_out, c_out)` for an input `[n, h, w, c_in]`.
@@ -146,8 +170,8 @@ impl ConvAffine {
     }
 
     /// The CPU path on plain slices: `src` `[n, h, w, c_in]` → `out` `[n, h_out, w_out, c_out]`
-    /// (every value written), with `residual` shaped like `out`. `cols` is scratch for the
-    /// im2col rows, kept by the caller so that repeated calls reuse it.
+    /// (every value written), with `residual` shaped like `out`. `scratch` holds the im2col
+    /// rows or Winograd's transformed tiles, kept by the caller so that repeated calls reuse it.
     pub fn run(
         &self,
         src: &[f32],
@@ -155,11 +179,24 @@ impl ConvAffine {
         out: &mut [f32],
         residual: Option<&[f32]>,
         relu: bool,
-        cols: &mut Vec<f32>,
+        scratch: &mut ConvScratch,
     ) -> Result<()> {
-        let Weight::Packed(packed) = &self.weight else {
-            candle_core::bail!("conv: the weight is not on the CPU");
+        let packed = match &self.weight {
+            Weight::Packed(p) => p,
+            Weight::Winograd(wino) => {
+                let finish = super::winograd::Finish {
+                    scale: &self.scale_values,
+                    shift: &self.shift_values,
+                    residual,
+                    relu,
+                };
+                let threads = candle_core::utils::get_num_threads();
+                let (v, m) = (&mut scratch.a, &mut scratch.b);
+                return wino.run(src, (n, h, w), out, &finish, v, m, threads);
+            }
+            Weight::Tensor(_) => candle_core::bail!("conv: the weight is not on the CPU"),
         };
+        let cols = &mut scratch.a;
         let (c, co) = (self.c_in, self.c_out);
         let (ho, wo) = (self.out(h), self.out(w));
         let rows = n * ho * wo;

@@ -14,6 +14,7 @@ pub mod resnet;
 pub mod text;
 pub mod transformer;
 pub mod vit;
+mod winograd;
 
 pub use config::{Activation, ClipConfig, VisionConfig};
 

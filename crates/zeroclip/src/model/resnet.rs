@@ -87,7 +87,7 @@ struct Scratch {
     t3: Vec<f32>,
     xp: Vec<f32>,
     id: Vec<f32>,
-    cols: Vec<f32>,
+    conv: conv::ConvScratch,
 }
 
 impl std::fmt::Debug for Scratch {
@@ -137,7 +137,7 @@ impl Bottleneck {
             sized(&mut s.t1, len(d1)),
             None,
             true,
-            &mut s.cols,
+            &mut s.conv,
         )?;
         let d2 = conv2.out_dims((n, d1.1, d1.2));
         let t1 = &s.t1[..len(d1)];
@@ -147,7 +147,7 @@ impl Bottleneck {
             sized(&mut s.t2, len(d2)),
             None,
             true,
-            &mut s.cols,
+            &mut s.conv,
         )?;
         let (main, dm) = if st > 1 {
             let dp = (n, d2.1 / st, d2.2 / st, d2.3);
@@ -172,7 +172,7 @@ impl Bottleneck {
                     sized(&mut s.id, len(dd)),
                     None,
                     false,
-                    &mut s.cols,
+                    &mut s.conv,
                 )?;
                 &s.id[..len(dd)]
             }
@@ -180,7 +180,7 @@ impl Bottleneck {
         };
         let d3 = conv3.out_dims((n, dm.1, dm.2));
         let y = sized(&mut s.y, len(d3));
-        conv3.run(main, (n, dm.1, dm.2), y, Some(identity), true, &mut s.cols)?;
+        conv3.run(main, (n, dm.1, dm.2), y, Some(identity), true, &mut s.conv)?;
         std::mem::swap(&mut s.x, &mut s.y);
         Ok(d3)
     }
@@ -350,7 +350,7 @@ impl ModifiedResNet {
                 let out = conv.0.out_dims((d.0, d.1, d.2));
                 let y = sized(&mut s.y, len(out));
                 conv.0
-                    .run(&s.x[..len(d)], (d.0, d.1, d.2), y, None, true, &mut s.cols)?;
+                    .run(&s.x[..len(d)], (d.0, d.1, d.2), y, None, true, &mut s.conv)?;
                 std::mem::swap(&mut s.x, &mut s.y);
                 d = out;
             }
