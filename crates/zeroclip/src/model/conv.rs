@@ -5,10 +5,12 @@
 //! PyTorch's CPU kernel applies it (`y·α + β` per channel, `α`, `β` precomputed), the residual
 //! addition and the ReLU, in the reference's order. In channels-last layout an image's output
 //! pixels are the rows of one matrix: a 1×1 convolution is `x [n·h·w, c_in] @ W`, with no copy
-//! at all, and a k×k one first gathers each output pixel's `k·k` input pixels (`c_in` contiguous
-//! values each) into a row of `k·k·c_in` columns — the weight is packed in that `(kh, kw, c_in)`
-//! order. The whole batch is one GEMM with `n·h·w` rows, wide enough for the deep stages too
-//! (49 pixels per image at stage 4), and the per-channel work rides on the GEMM's tiles.
+//! at all; a stride-1 3×3 one goes through Winograd's F(2×2, 3×3) (`winograd.rs`); any other
+//! k×k one (the stride-2 stem) first gathers each output pixel's `k·k` input pixels (`c_in`
+//! contiguous values each) into a row of `k·k·c_in` columns — the weight is packed in that
+//! `(kh, kw, c_in)` order. The whole batch is one GEMM with `n·h·w` rows, wide enough for the
+//! deep stages too (49 pixels per image at stage 4), and the per-channel work rides on the
+//! GEMM's tiles.
 //! candle 0.11's own CPU `conv2d` is not used: for kernels larger than 1×1 it transposed the
 //! input to NHWC on one thread, re-flattened the kernel on every call and scattered each im2col
 //! tile with strided writes (a quarter of RN50's time, docs/PERFORMANCE.md). Other devices run
