@@ -5,7 +5,7 @@
 
 mod model_common;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use model_common::{expected, fixture, max_abs_diff, EMBED_TOL, LOGIT_TOL};
 use zeroclip::model::{Activation, VisionConfig};
 use zeroclip::weights::Format;
@@ -79,6 +79,23 @@ fn openai_torchscript_resnet() {
             heads: 2
         }
     );
+}
+
+#[test]
+fn resnet_batches_of_any_size_equal_single_images() {
+    // The CPU trunk runs the stem and first stage 4 images at a time and the rest 16 at a time:
+    // 19 images cross every pass boundary; each image's embedding must equal its own run.
+    let model = Clip::load(&fixture("rn_jit.pt"), &Device::Cpu).unwrap();
+    let r = model.config().image_resolution;
+    let pixels = Tensor::randn(0f32, 1.0, (19, 3, r, r), &Device::Cpu).unwrap();
+    let batch = model.encode_image(&pixels).unwrap();
+    for i in [0, 3, 4, 15, 16, 18] {
+        let one = model
+            .encode_image(&pixels.narrow(0, i, 1).unwrap())
+            .unwrap();
+        let d = max_abs_diff(&batch.narrow(0, i, 1).unwrap(), &one);
+        assert!(d <= 1e-6, "image {i}: batch vs alone {d}");
+    }
 }
 
 #[test]

@@ -21,8 +21,10 @@ use candle_core::{Module, Tensor, D};
 /// The reference's `nn.BatchNorm2d` epsilon.
 const BN_EPS: f64 = 1e-5;
 
-/// Images run through the convolutional trunk together (see [`ModifiedResNet::forward`]).
-const IMAGES_PER_PASS: usize = 4;
+/// Images run through the stem and the first stage together (see [`ModifiedResNet::forward`]).
+const IMAGES_PER_PASS: usize = 8;
+/// Images run through the later stages together on the CPU.
+const IMAGES_PER_LATE_PASS: usize = 16;
 
 /// A bias-free convolution followed by an eval-mode BatchNorm, on channels-last activations.
 #[derive(Clone, Debug)]
@@ -77,7 +79,7 @@ fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 
 /// The CPU trunk's activations, reused from op to op and from call to call: every op writes
 /// its whole output, so nothing is cleared, and no fresh pages are mapped and faulted in for
-/// each of the trunk's ~70 activations (13 MB each for 4 images at stage 1).
+/// each of the trunk's ~70 activations (26 MB each for 8 images at stage 1).
 #[derive(Default)]
 struct Scratch {
     x: Vec<f32>,
@@ -332,20 +334,23 @@ impl ModifiedResNet {
         Tensor::cat(&features, 0)
     }
 
-    /// The trunk on the CPU, on reused buffers ([`Scratch`]), a few images at a time: enough
-    /// rows for wide GEMMs while the buffers stay small (13 MB each for 4 images).
+    /// The trunk on the CPU, on reused buffers ([`Scratch`]): the stem and the first stage
+    /// (112×112 and 56×56 activations) [`IMAGES_PER_PASS`] images at a time, the later stages
+    /// [`IMAGES_PER_LATE_PASS`] at a time, so their GEMMs (196 or 49 rows per image) get more
+    /// rows for the same buffer sizes (8 and 16 measured 6 % faster than 4 for all stages).
     fn trunk_cpu(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
         let n = pixels.dim(0)?;
         let taken = self.scratch.lock().ok().and_then(|mut s| s.take());
         let mut s = taken.unwrap_or_default();
-        let mut features = Vec::new();
-        let mut dims = (0, 0, 0, 0);
+        let (early, late) = self.stages.split_at(1.min(self.stages.len()));
+        let mut mid = Vec::new();
+        let mut d = (0, 0, 0, 0);
         for start in (0..n).step_by(IMAGES_PER_PASS) {
             let images = pixels.narrow(0, start, IMAGES_PER_PASS.min(n - start))?;
             let (b, c, r, _) = images.dims4()?;
             let nhwc = images.permute((0, 2, 3, 1))?;
             gemm::with_f32(&nhwc, |v| sized(&mut s.x, v.len()).copy_from_slice(v))?;
-            let mut d = (b, r, r, c);
+            d = (b, r, r, c);
             for conv in &self.stem {
                 let out = conv.0.out_dims((d.0, d.1, d.2));
                 let y = sized(&mut s.y, len(out));
@@ -358,10 +363,21 @@ impl ModifiedResNet {
             conv::avg_pool_into(&s.x[..len(d)], d, 2, sized(&mut s.y, len(pooled)));
             std::mem::swap(&mut s.x, &mut s.y);
             d = pooled;
-            for stage in &self.stages {
-                for block in stage {
-                    d = block.run_cpu(&mut s, d)?;
-                }
+            for block in early.iter().flatten() {
+                d = block.run_cpu(&mut s, d)?;
+            }
+            mid.extend_from_slice(&s.x[..len(d)]);
+        }
+        let per_image = len((1, d.1, d.2, d.3));
+        let mut features = Vec::new();
+        let mut dims = d;
+        for start in (0..n).step_by(IMAGES_PER_LATE_PASS) {
+            let b = IMAGES_PER_LATE_PASS.min(n - start);
+            let part = &mid[start * per_image..(start + b) * per_image];
+            sized(&mut s.x, part.len()).copy_from_slice(part);
+            let mut d = (b, d.1, d.2, d.3);
+            for block in late.iter().flatten() {
+                d = block.run_cpu(&mut s, d)?;
             }
             features.extend_from_slice(&s.x[..len(d)]);
             dims = d;

@@ -19,6 +19,22 @@ pub struct Winograd3x3 {
     u: Vec<PackedMatrix>,
     c_in: usize,
     c_out: usize,
+    /// [`MAX_BAND_FLOATS`]; smaller in tests, to cover several bands.
+    max_band_floats: usize,
+}
+
+/// The most floats in one of the 16 transformed copies of a band of tiles.
+const MAX_BAND_FLOATS: usize = 4 << 20;
+
+/// Where a band of tiles lies: the image batch, its 2×2-tile grid and the band's tiles.
+#[derive(Clone, Copy)]
+struct Geometry {
+    h: usize,
+    w: usize,
+    th: usize,
+    tw: usize,
+    first: usize,
+    tiles: usize,
 }
 
 /// Per-channel affine map, residual and ReLU applied to each output after the transform.
@@ -67,7 +83,12 @@ impl Winograd3x3 {
             .iter()
             .map(|m| PackedMatrix::from_transposed(m, c_out, c_in))
             .collect();
-        Winograd3x3 { u, c_in, c_out }
+        Winograd3x3 {
+            u,
+            c_in,
+            c_out,
+            max_band_floats: MAX_BAND_FLOATS,
+        }
     }
 
     /// `src` `[n, h, w, c_in]` → `out` `[n, h, w, c_out]`; `v` and `m` are scratch kept by the
@@ -88,10 +109,47 @@ impl Winograd3x3 {
             candle_core::bail!("winograd: slices do not match [{n}, {h}, {w}, {c}] → {co}");
         }
         let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-        let tiles = n * th * tw;
-        if tiles == 0 {
-            return Ok(());
+        let all = n * th * tw;
+        // Bands of tiles, so the 16 transformed copies stay under ~16 MiB each whatever the
+        // batch (below glibc's largest mmap threshold; reused from band to band).
+        let band = (self.max_band_floats / (16 * c.max(co)).max(1)).clamp(1, all.max(1));
+        for first in (0..all).step_by(band) {
+            let tiles = band.min(all - first);
+            let geometry = Geometry {
+                h,
+                w,
+                th,
+                tw,
+                first,
+                tiles,
+            };
+            self.run_band(src, &geometry, out, finish, v, m, threads);
         }
+        Ok(())
+    }
+
+    /// Tiles `g.first..g.first + g.tiles` of [`Self::run`].
+    #[allow(clippy::too_many_arguments)]
+    fn run_band(
+        &self,
+        src: &[f32],
+        g: &Geometry,
+        out: &mut [f32],
+        finish: &Finish,
+        v: &mut Vec<f32>,
+        m: &mut Vec<f32>,
+        threads: usize,
+    ) {
+        let (c, co) = (self.c_in, self.c_out);
+        let Geometry {
+            h,
+            w,
+            th,
+            tw,
+            first,
+            tiles,
+            ..
+        } = *g;
         if v.len() < 16 * tiles * c {
             v.resize(16 * tiles * c, 0.0);
         }
@@ -103,7 +161,8 @@ impl Winograd3x3 {
         (0..tiles).into_par_iter().for_each_init(
             || (vec![0f32; 16 * c], vec![0f32; 16 * c]),
             |(d, tr), t| {
-                let (img, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
+                let tg = first + t;
+                let (img, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
                 for r in 0..4 {
                     for s in 0..4 {
                         let (iy, ix) = ((2 * ty + r) as isize - 1, (2 * tx + s) as isize - 1);
@@ -159,7 +218,8 @@ impl Winograd3x3 {
         (0..tiles).into_par_iter().for_each_init(
             || vec![0f32; 8 * co],
             |z, t| {
-                let (img, ty, tx) = (t / (th * tw), t / tw % th, t % tw);
+                let tg = first + t;
+                let (img, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
                 let mrow = |xi: usize| &m[(xi * tiles + t) * co..][..co];
                 // z = Aᵀ M: z0 = m0 + m1 + m2, z1 = m1 − m2 − m3 (rows of 4 columns).
                 for s in 0..4 {
@@ -197,7 +257,6 @@ impl Winograd3x3 {
                 }
             },
         );
-        Ok(())
     }
 }
 
@@ -230,7 +289,9 @@ mod tests {
         let x = rand(n * h * w * c, 1);
         let wt = rand(co * c * 9, 2);
         let (scale, shift, res) = (rand(co, 3), rand(co, 4), rand(n * h * w * co, 5));
-        let wino = Winograd3x3::new(&wt, co, c);
+        let mut wino = Winograd3x3::new(&wt, co, c);
+        // Bands of 5 tiles (of 2 × 3 × 4 = 24), the last one short.
+        wino.max_band_floats = 16 * co * 5;
         let mut out = vec![f32::NAN; n * h * w * co];
         let finish = Finish {
             scale: &scale,
