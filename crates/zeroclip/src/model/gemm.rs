@@ -447,74 +447,6 @@ unsafe fn wide_run(
     arms!(12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: [*const f32; 2],
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    epi: Option<&TileEpi>,
-) {
-    use std::arch::x86_64::*;
-    let mut lo = [_mm512_setzero_ps(); R];
-    let mut hi = [_mm512_setzero_ps(); R];
-    if accumulate {
-        for i in 0..R {
-            lo[i] = _mm512_loadu_ps(c.add(i * ldc));
-            hi[i] = _mm512_loadu_ps(c.add(i * ldc + NR));
-        }
-    }
-    for p in 0..kc {
-        let b0 = _mm512_loadu_ps(b[0].add(p * NR));
-        let b1 = _mm512_loadu_ps(b[1].add(p * NR));
-        for i in 0..R {
-            let av = _mm512_set1_ps(*a.add(i * lda + p));
-            lo[i] = _mm512_fmadd_ps(av, b0, lo[i]);
-            hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
-        }
-    }
-    if let Some(e) = epi {
-        // The same operations, in the same order, as `finish`.
-        if !e.scale.is_null() {
-            let (s0, s1) = (_mm512_loadu_ps(e.scale), _mm512_loadu_ps(e.scale.add(NR)));
-            for i in 0..R {
-                lo[i] = _mm512_mul_ps(lo[i], s0);
-                hi[i] = _mm512_mul_ps(hi[i], s1);
-            }
-        }
-        if !e.shift.is_null() {
-            let (s0, s1) = (_mm512_loadu_ps(e.shift), _mm512_loadu_ps(e.shift.add(NR)));
-            for i in 0..R {
-                lo[i] = _mm512_add_ps(lo[i], s0);
-                hi[i] = _mm512_add_ps(hi[i], s1);
-            }
-        }
-        if !e.residual.is_null() {
-            for i in 0..R {
-                let r = e.residual.add(i * ldc);
-                lo[i] = _mm512_add_ps(lo[i], _mm512_loadu_ps(r));
-                hi[i] = _mm512_add_ps(hi[i], _mm512_loadu_ps(r.add(NR)));
-            }
-        }
-        if e.relu {
-            let zero = _mm512_setzero_ps();
-            for i in 0..R {
-                lo[i] = _mm512_max_ps(lo[i], zero);
-                hi[i] = _mm512_max_ps(hi[i], zero);
-            }
-        }
-    }
-    for i in 0..R {
-        _mm512_storeu_ps(c.add(i * ldc), lo[i]);
-        _mm512_storeu_ps(c.add(i * ldc + NR), hi[i]);
-    }
-}
-
 /// [`Epilogue`] for one full tile: pointers at its first column (and row, for the residual,
 /// whose row stride is `C`'s); null where the step is skipped.
 struct TileEpi {
@@ -601,92 +533,129 @@ impl Kernel {
         epi: Option<&TileEpi>,
     ) {
         macro_rules! dispatch {
-            ($f:ident) => {
+            ($f:ident, $b:expr) => {
                 match r {
-                    6 => $f::<6>(kc, a, lda, b, c, ldc, accumulate, epi),
-                    5 => $f::<5>(kc, a, lda, b, c, ldc, accumulate, epi),
-                    4 => $f::<4>(kc, a, lda, b, c, ldc, accumulate, epi),
-                    3 => $f::<3>(kc, a, lda, b, c, ldc, accumulate, epi),
-                    2 => $f::<2>(kc, a, lda, b, c, ldc, accumulate, epi),
-                    _ => $f::<1>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    6 => $f::<6>(kc, a, lda, $b, c, ldc, accumulate, epi),
+                    5 => $f::<5>(kc, a, lda, $b, c, ldc, accumulate, epi),
+                    4 => $f::<4>(kc, a, lda, $b, c, ldc, accumulate, epi),
+                    3 => $f::<3>(kc, a, lda, $b, c, ldc, accumulate, epi),
+                    2 => $f::<2>(kc, a, lda, $b, c, ldc, accumulate, epi),
+                    _ => $f::<1>(kc, a, lda, $b, c, ldc, accumulate, epi),
                 }
             };
         }
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2Fma => dispatch!(kernel_avx2),
-            Kernel::Portable => dispatch!(kernel_portable),
+            // The panel's two 8-column halves.
+            Kernel::Avx2Fma => dispatch!(kernel_avx2, [b, b.add(8)]),
+            Kernel::Portable => dispatch!(kernel_portable, b),
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx2<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    epi: Option<&TileEpi>,
-) {
-    use std::arch::x86_64::*;
-    let mut lo = [_mm256_setzero_ps(); R];
-    let mut hi = [_mm256_setzero_ps(); R];
-    if accumulate {
-        for i in 0..R {
-            lo[i] = _mm256_loadu_ps(c.add(i * ldc));
-            hi[i] = _mm256_loadu_ps(c.add(i * ldc + 8));
-        }
-    }
-    for p in 0..kc {
-        let b0 = _mm256_loadu_ps(b.add(p * NR));
-        let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-        for i in 0..R {
-            let av = _mm256_broadcast_ss(&*a.add(i * lda + p));
-            lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);
-            hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);
-        }
-    }
-    if let Some(e) = epi {
-        // The same operations, in the same order, as `finish`.
-        if !e.scale.is_null() {
-            let (s0, s1) = (_mm256_loadu_ps(e.scale), _mm256_loadu_ps(e.scale.add(8)));
+/// Defines a SIMD micro-kernel `C[0..R, 0..2·lanes] (+)= A[0..R, 0..kc] · B` whose two column
+/// vectors per row come from `b[0] + p·NR` and `b[1] + p·NR` (two halves of one panel for AVX2,
+/// two panels for AVX-512), with the [`TileEpi`] applied in registers before the store — one
+/// body for every vector width, so the kernels cannot drift apart.
+macro_rules! simd_kernel {
+    ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
+     $mul:ident, $add:ident, $max:ident, $store:ident, $lanes:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name<const R: usize>(
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            b: [*const f32; 2],
+            c: *mut f32,
+            ldc: usize,
+            accumulate: bool,
+            epi: Option<&TileEpi>,
+        ) {
+            use std::arch::x86_64::*;
+            let mut lo = [$zero(); R];
+            let mut hi = [$zero(); R];
+            if accumulate {
+                for i in 0..R {
+                    lo[i] = $load(c.add(i * ldc));
+                    hi[i] = $load(c.add(i * ldc + $lanes));
+                }
+            }
+            for p in 0..kc {
+                let b0 = $load(b[0].add(p * NR));
+                let b1 = $load(b[1].add(p * NR));
+                for i in 0..R {
+                    let av = $splat(*a.add(i * lda + p));
+                    lo[i] = $fma(av, b0, lo[i]);
+                    hi[i] = $fma(av, b1, hi[i]);
+                }
+            }
+            if let Some(e) = epi {
+                // The same operations, in the same order, as `finish`.
+                if !e.scale.is_null() {
+                    let (s0, s1) = ($load(e.scale), $load(e.scale.add($lanes)));
+                    for i in 0..R {
+                        lo[i] = $mul(lo[i], s0);
+                        hi[i] = $mul(hi[i], s1);
+                    }
+                }
+                if !e.shift.is_null() {
+                    let (s0, s1) = ($load(e.shift), $load(e.shift.add($lanes)));
+                    for i in 0..R {
+                        lo[i] = $add(lo[i], s0);
+                        hi[i] = $add(hi[i], s1);
+                    }
+                }
+                if !e.residual.is_null() {
+                    for i in 0..R {
+                        let r = e.residual.add(i * ldc);
+                        lo[i] = $add(lo[i], $load(r));
+                        hi[i] = $add(hi[i], $load(r.add($lanes)));
+                    }
+                }
+                if e.relu {
+                    let zero = $zero();
+                    for i in 0..R {
+                        lo[i] = $max(lo[i], zero);
+                        hi[i] = $max(hi[i], zero);
+                    }
+                }
+            }
             for i in 0..R {
-                lo[i] = _mm256_mul_ps(lo[i], s0);
-                hi[i] = _mm256_mul_ps(hi[i], s1);
+                $store(c.add(i * ldc), lo[i]);
+                $store(c.add(i * ldc + $lanes), hi[i]);
             }
         }
-        if !e.shift.is_null() {
-            let (s0, s1) = (_mm256_loadu_ps(e.shift), _mm256_loadu_ps(e.shift.add(8)));
-            for i in 0..R {
-                lo[i] = _mm256_add_ps(lo[i], s0);
-                hi[i] = _mm256_add_ps(hi[i], s1);
-            }
-        }
-        if !e.residual.is_null() {
-            for i in 0..R {
-                let r = e.residual.add(i * ldc);
-                lo[i] = _mm256_add_ps(lo[i], _mm256_loadu_ps(r));
-                hi[i] = _mm256_add_ps(hi[i], _mm256_loadu_ps(r.add(8)));
-            }
-        }
-        if e.relu {
-            let zero = _mm256_setzero_ps();
-            for i in 0..R {
-                lo[i] = _mm256_max_ps(lo[i], zero);
-                hi[i] = _mm256_max_ps(hi[i], zero);
-            }
-        }
-    }
-    for i in 0..R {
-        _mm256_storeu_ps(c.add(i * ldc), lo[i]);
-        _mm256_storeu_ps(c.add(i * ldc + 8), hi[i]);
-    }
+    };
 }
+
+simd_kernel!(
+    kernel_avx2,
+    "avx2,fma",
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    8
+);
+simd_kernel!(
+    kernel_avx512,
+    "avx512f",
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps,
+    NR
+);
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_portable<const R: usize>(
