@@ -350,7 +350,7 @@ unsafe fn block(
                     });
                     let ap = a.as_ptr().add(r0 * lda + k0);
                     let cp = c.add(r0 * ldc + col0);
-                    wide_run(r, kc, ap, lda, [b0, b1], cp, ldc, k0 > 0, te.as_ref());
+                    Kernel::Avx512.run(r, kc, ap, lda, [b0, b1], cp, ldc, k0 > 0, te.as_ref());
                     if last && epi.quick_gelu {
                         activate(cp, r, 2 * NR, ldc);
                     }
@@ -375,7 +375,17 @@ unsafe fn block(
                             .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
                         relu: epi.relu,
                     });
-                    kernel.run(r, kc, ap, lda, bp, cp, ldc, k0 > 0, te.as_ref());
+                    kernel.run(
+                        r,
+                        kc,
+                        ap,
+                        lda,
+                        [bp, bp.wrapping_add(8)],
+                        cp,
+                        ldc,
+                        k0 > 0,
+                        te.as_ref(),
+                    );
                     if last && epi.quick_gelu {
                         activate(cp, r, NR, ldc);
                     }
@@ -387,7 +397,17 @@ unsafe fn block(
                         edge[i * NR + j] = *cp.add(i * ldc + j);
                     }
                 }
-                kernel.run(r, kc, ap, lda, bp, edge.as_mut_ptr(), NR, k0 > 0, None);
+                kernel.run(
+                    r,
+                    kc,
+                    ap,
+                    lda,
+                    [bp, bp.wrapping_add(8)],
+                    edge.as_mut_ptr(),
+                    NR,
+                    k0 > 0,
+                    None,
+                );
                 for i in 0..r {
                     for j in 0..cols {
                         *cp.add(i * ldc + j) = edge[i * NR + j];
@@ -419,32 +439,6 @@ fn wide_available() -> bool {
     {
         false
     }
-}
-
-/// `C[0..r, 0..2·NR] (+)= A[0..r, 0..kc] · [panel0 | panel1]`, `r ≤ MR_WIDE`.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[inline]
-unsafe fn wide_run(
-    r: usize,
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: [*const f32; 2],
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    epi: Option<&TileEpi>,
-) {
-    macro_rules! arms {
-        ($($n:literal),*) => {
-            match r {
-                $($n => kernel_avx512::<$n>(kc, a, lda, b, c, ldc, accumulate, epi),)*
-                _ => kernel_avx512::<1>(kc, a, lda, b, c, ldc, accumulate, epi),
-            }
-        };
-    }
-    arms!(12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
 }
 
 /// [`Epilogue`] for one full tile: pointers at its first column (and row, for the residual,
@@ -499,6 +493,9 @@ unsafe fn activate(c: *mut f32, rows: usize, cols: usize, ldc: usize) {
 /// The micro-kernel this CPU runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kernel {
+    /// 12 rows × two panels; only for pairs of full panels (see `block`).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
     Portable,
@@ -517,7 +514,9 @@ impl Kernel {
         Kernel::Portable
     }
 
-    /// `C[0..r, 0..NR] (+)= A[0..r, 0..kc] · panel[0..kc]`, `r ≤ MR`, `A` rows `lda` apart.
+    /// `C[0..r, cols] (+)= A[0..r, 0..kc] · B` for `r` up to 12 (AVX-512) or 6 rows, `A` rows
+    /// `lda` apart; `b` holds the two column halves' pointers (two panels for AVX-512, a panel
+    /// and its column 8 otherwise; the portable kernel reads the whole panel from `b[0]`).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     unsafe fn run(
@@ -526,29 +525,26 @@ impl Kernel {
         kc: usize,
         a: *const f32,
         lda: usize,
-        b: *const f32,
+        b: [*const f32; 2],
         c: *mut f32,
         ldc: usize,
         accumulate: bool,
         epi: Option<&TileEpi>,
     ) {
-        macro_rules! dispatch {
-            ($f:ident, $b:expr) => {
+        macro_rules! arms {
+            ($f:ident; $($n:literal),*) => {
                 match r {
-                    6 => $f::<6>(kc, a, lda, $b, c, ldc, accumulate, epi),
-                    5 => $f::<5>(kc, a, lda, $b, c, ldc, accumulate, epi),
-                    4 => $f::<4>(kc, a, lda, $b, c, ldc, accumulate, epi),
-                    3 => $f::<3>(kc, a, lda, $b, c, ldc, accumulate, epi),
-                    2 => $f::<2>(kc, a, lda, $b, c, ldc, accumulate, epi),
-                    _ => $f::<1>(kc, a, lda, $b, c, ldc, accumulate, epi),
+                    $($n => $f::<$n>(kc, a, lda, b, c, ldc, accumulate, epi),)*
+                    _ => $f::<1>(kc, a, lda, b, c, ldc, accumulate, epi),
                 }
             };
         }
         match self {
             #[cfg(target_arch = "x86_64")]
-            // The panel's two 8-column halves.
-            Kernel::Avx2Fma => dispatch!(kernel_avx2, [b, b.add(8)]),
-            Kernel::Portable => dispatch!(kernel_portable, b),
+            Kernel::Avx512 => arms!(kernel_avx512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => arms!(kernel_avx2; 6, 5, 4, 3, 2),
+            Kernel::Portable => arms!(kernel_portable; 6, 5, 4, 3, 2),
         }
     }
 }
@@ -662,7 +658,7 @@ unsafe fn kernel_portable<const R: usize>(
     kc: usize,
     a: *const f32,
     lda: usize,
-    b: *const f32,
+    b: [*const f32; 2],
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -677,7 +673,7 @@ unsafe fn kernel_portable<const R: usize>(
         }
     }
     for p in 0..kc {
-        let bp = std::slice::from_raw_parts(b.add(p * NR), NR);
+        let bp = std::slice::from_raw_parts(b[0].add(p * NR), NR);
         for (i, row) in acc.iter_mut().enumerate() {
             let av = *a.add(i * lda + p);
             for (v, &bv) in row.iter_mut().zip(bp) {
