@@ -163,21 +163,36 @@ impl Winograd3x3 {
             |(d, tr), t| {
                 let tg = first + t;
                 let (img, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
-                for r in 0..4 {
-                    for s in 0..4 {
-                        let (iy, ix) = ((2 * ty + r) as isize - 1, (2 * tx + s) as isize - 1);
-                        let dst = &mut d[(r * 4 + s) * c..][..c];
-                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
-                            dst.fill(0.0);
-                        } else {
-                            let at = ((img * h + iy as usize) * w + ix as usize) * c;
-                            dst.copy_from_slice(&src[at..at + c]);
+                // The 4×4 input block as 4 rows of 4 pixels (4·c values each): read in place
+                // when the block lies inside the image, else copied with zero padding.
+                let (y0, x0) = ((2 * ty) as isize - 1, (2 * tx) as isize - 1);
+                let inside = y0 >= 0 && x0 >= 0 && y0 as usize + 4 <= h && x0 as usize + 4 <= w;
+                if !inside {
+                    for r in 0..4 {
+                        for s in 0..4 {
+                            let (iy, ix) = (y0 + r as isize, x0 + s as isize);
+                            let dst = &mut d[(r * 4 + s) * c..][..c];
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                dst.fill(0.0);
+                            } else {
+                                let at = ((img * h + iy as usize) * w + ix as usize) * c;
+                                dst.copy_from_slice(&src[at..at + c]);
+                            }
                         }
                     }
                 }
+                let block_row = |r: usize| -> &[f32] {
+                    if inside {
+                        let at = ((img * h + (y0 as usize + r)) * w + x0 as usize) * c;
+                        &src[at..at + 4 * c]
+                    } else {
+                        &d[r * 4 * c..(r + 1) * 4 * c]
+                    }
+                };
+                let rows = [block_row(0), block_row(1), block_row(2), block_row(3)];
                 // Rows (tr = Bᵀ d): t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3.
                 for s in 0..4 {
-                    let row = |r: usize| &d[(r * 4 + s) * c..][..c];
+                    let row = |r: usize| &rows[r][s * c..][..c];
                     combine(&mut tr[s * c..][..c], row(0), row(2), -1.0);
                     combine(&mut tr[(4 + s) * c..][..c], row(1), row(2), 1.0);
                     combine(&mut tr[(8 + s) * c..][..c], row(2), row(1), -1.0);
