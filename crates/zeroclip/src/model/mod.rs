@@ -9,6 +9,7 @@ pub mod config;
 mod conv;
 mod fused;
 pub mod gemm;
+mod microkernel;
 mod ops;
 pub mod resnet;
 pub mod text;
