@@ -125,7 +125,8 @@ impl Bpe {
             else {
                 continue; // a symbol no word can contain, so the rule can never fire
             };
-            let merged = encoder[[a.as_slice(), b.as_slice()].concat().as_slice()];
+            // The merged symbol's bytes, pushed above at 512 + rank (256 bytes, 256 `</w>` forms).
+            let merged = encoder[&*token_bytes[512 + rank]];
             // `dict(zip(merges, ...))`: a repeated pair keeps its last rank.
             merges.insert(key(ia, ib), (rank as u32, merged));
         }

@@ -36,12 +36,6 @@ pub struct ConvScratch {
 #[derive(Clone, Debug)]
 pub struct ConvAffine {
     weight: Weight,
-    /// Per-channel `α` and `β`, `[c_out]`.
-    scale: Tensor,
-    shift: Tensor,
-    /// Their values, for the CPU path (empty on other devices).
-    scale_values: std::sync::Arc<[f32]>,
-    shift_values: std::sync::Arc<[f32]>,
     c_in: usize,
     c_out: usize,
     k: usize,
@@ -49,14 +43,30 @@ pub struct ConvAffine {
     padding: usize,
 }
 
+/// The convolution's weight and BatchNorm's per-channel `α`, `β` (`[c_out]`), in the form the
+/// device's path uses.
 #[derive(Clone, Debug)]
 enum Weight {
+    /// On the CPU: the product's weight and the affine map's values.
+    Cpu {
+        product: Product,
+        scale: std::sync::Arc<[f32]>,
+        shift: std::sync::Arc<[f32]>,
+    },
+    /// Other devices: `[c_out, c_in, k, k]` and `α`, `β` as tensors.
+    Tensor {
+        weight: Tensor,
+        scale: Tensor,
+        shift: Tensor,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Product {
     /// `[c_out, kh, kw, c_in]` packed as the GEMM's right-hand matrix `[k·k·c_in, c_out]`.
-    Packed(PackedMatrix),
-    /// 3×3, stride 1 on the CPU: Winograd-transformed (see `winograd.rs`).
+    Im2col(PackedMatrix),
+    /// 3×3, stride 1: Winograd-transformed (see `winograd.rs`).
     Winograd(super::winograd::Winograd3x3),
-    /// `[c_out, c_in, k, k]`, for other devices.
-    Tensor(Tensor),
 }
 
 fn cpu_f32(t: &Tensor) -> bool {
@@ -70,11 +80,10 @@ impl ConvAffine {
         if k != k_w || stride == 0 {
             candle_core::bail!("conv: weight {:?}, stride {stride}", weight.dims());
         }
-        let winograd = k == 3 && stride == 1;
-        let (weight, scale_values, shift_values) = if matches!(weight.device(), Device::Cpu) {
-            let packed = if winograd {
+        let weight = if matches!(weight.device(), Device::Cpu) {
+            let product = if k == 3 && stride == 1 {
                 let w = crate::weights::to_f32(weight)?;
-                Weight::Winograd(gemm::with_f32(&w, |v| {
+                Product::Winograd(gemm::with_f32(&w, |v| {
                     super::winograd::Winograd3x3::new(v, c_out, c_in)
                 })?)
             } else {
@@ -83,23 +92,23 @@ impl ConvAffine {
                     .permute((0, 2, 3, 1))?
                     .contiguous()?
                     .reshape((c_out, k * k * c_in))?;
-                Weight::Packed(PackedMatrix::from_tensor_transposed(&w)?)
+                Product::Im2col(PackedMatrix::from_tensor_transposed(&w)?)
             };
             let values = |t: &Tensor| gemm::with_f32(t, |v| v.into());
-            (packed, values(&scale)?, values(&shift)?)
+            Weight::Cpu {
+                product,
+                scale: values(&scale)?,
+                shift: values(&shift)?,
+            }
         } else {
-            (
-                Weight::Tensor(weight.to_dtype(DType::F32)?),
-                [].into(),
-                [].into(),
-            )
+            Weight::Tensor {
+                weight: weight.to_dtype(DType::F32)?,
+                scale,
+                shift,
+            }
         };
         Ok(ConvAffine {
             weight,
-            scale,
-            shift,
-            scale_values,
-            shift_values,
             c_in,
             c_out,
             k,
@@ -137,33 +146,19 @@ impl ConvAffine {
             return self.forward_nchw(x, residual, relu);
         }
         let mut out = vec![0f32; n * ho * wo * self.c_out];
-        let residual = residual.map(|r| r.contiguous()).transpose()?;
-        let res_guard = residual.as_ref().map(|r| r.storage_and_layout());
-        let res = match &res_guard {
-            Some((s, l)) => match &**s {
-                candle_core::Storage::Cpu(cpu) => {
-                    Some(super::ops::contiguous_f32(cpu, l, "conv residual")?)
-                }
-                _ => candle_core::bail!("conv: the residual must be on the CPU"),
-            },
-            None => None,
-        };
-        gemm::with_f32(x, |src| {
-            self.run(
-                src,
-                (n, h, w),
-                &mut out,
-                res,
-                relu,
-                &mut ConvScratch::default(),
-            )
+        let mut scratch = ConvScratch::default();
+        gemm::with_f32(x, |src| match residual {
+            Some(r) => gemm::with_f32(r, |r| {
+                self.run(src, (n, h, w), &mut out, Some(r), relu, &mut scratch)
+            })?,
+            None => self.run(src, (n, h, w), &mut out, None, relu, &mut scratch),
         })??;
         Tensor::from_vec(out, (n, ho, wo, self.c_out), &Device::Cpu)
     }
 
     /// Whether the CPU path ([`Self::run`]) applies (the weight was loaded on the CPU).
     pub fn is_packed(&self) -> bool {
-        !matches!(self.weight, Weight::Tensor(_))
+        matches!(self.weight, Weight::Cpu { .. })
     }
 
     /// The output's `(n, h_out, w_out, c_out)` for an input `[n, h, w, c_in]`.
@@ -183,12 +178,20 @@ impl ConvAffine {
         relu: bool,
         scratch: &mut ConvScratch,
     ) -> Result<()> {
-        let packed = match &self.weight {
-            Weight::Packed(p) => p,
-            Weight::Winograd(wino) => {
+        let Weight::Cpu {
+            product,
+            scale,
+            shift,
+        } = &self.weight
+        else {
+            candle_core::bail!("conv: the weight is not on the CPU");
+        };
+        let packed = match product {
+            Product::Im2col(p) => p,
+            Product::Winograd(wino) => {
                 let finish = super::winograd::Finish {
-                    scale: &self.scale_values,
-                    shift: &self.shift_values,
+                    scale,
+                    shift,
                     residual,
                     relu,
                 };
@@ -196,7 +199,6 @@ impl ConvAffine {
                 let (v, m) = (&mut scratch.a, &mut scratch.b);
                 return wino.run(src, (n, h, w), out, &finish, v, m, threads);
             }
-            Weight::Tensor(_) => candle_core::bail!("conv: the weight is not on the CPU"),
         };
         let cols = &mut scratch.a;
         let (c, co) = (self.c_in, self.c_out);
@@ -210,8 +212,8 @@ impl ConvAffine {
         }
         let threads = candle_core::utils::get_num_threads();
         let epi = |r0: usize| Epilogue {
-            scale: Some(&self.scale_values),
-            shift: Some(&self.shift_values),
+            scale: Some(scale),
+            shift: Some(shift),
             residual: residual.map(|r| &r[r0 * co..]),
             relu,
             quick_gelu: false,
@@ -274,7 +276,12 @@ impl ConvAffine {
 
     /// Other devices: candle's convolution and tensor ops on NCHW views.
     fn forward_nchw(&self, x: &Tensor, residual: Option<&Tensor>, relu: bool) -> Result<Tensor> {
-        let Weight::Tensor(wt) = &self.weight else {
+        let Weight::Tensor {
+            weight: wt,
+            scale,
+            shift,
+        } = &self.weight
+        else {
             candle_core::bail!("conv: a CPU-packed weight cannot run on {:?}", x.device());
         };
         let y = x
@@ -282,8 +289,8 @@ impl ConvAffine {
             .conv2d(wt, self.padding, self.stride, 1, 1)?;
         let c = self.c_out;
         let mut y = y
-            .broadcast_mul(&self.scale.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&self.shift.reshape((1, c, 1, 1))?)?;
+            .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
         if let Some(r) = residual {
             y = (y + r.permute((0, 3, 1, 2))?)?;
         }

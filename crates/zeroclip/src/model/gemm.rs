@@ -25,7 +25,7 @@ use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::microkernel::{wide_available, Kernel, TileEpi, MR_WIDE};
+use super::microkernel::{wide_available, Kernel, Tile, TileEpi, MR_WIDE};
 use super::ops::contiguous_f32;
 
 /// Columns per packed panel (two 8-float AVX registers).
@@ -131,8 +131,9 @@ impl PackedMatrix {
         with_f32(&w, |v| Self::from_transposed(v, n, k))
     }
 
-    /// Packs `B` `[k, n]` row-major.
-    pub fn from_rows(b: &[f32], k: usize, n: usize) -> Self {
+    /// Packs `B` `[k, n]` row-major (the tests' second way to build the same matrix).
+    #[cfg(test)]
+    fn from_rows(b: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(
             b.len(),
             n * k,
@@ -168,11 +169,6 @@ impl PackedMatrix {
             n,
             data: Arc::new(data),
         }
-    }
-
-    /// `k`, the inner dimension.
-    pub fn rows(&self) -> usize {
-        self.k
     }
 
     /// `n`, the output columns.
@@ -331,84 +327,76 @@ unsafe fn block(
     for k0 in (0..k.max(1)).step_by(KC) {
         let kc = KC.min(k - k0);
         let last = k0 + kc >= k;
+        let tile = |r0: usize, col0: usize, b: [*const f32; 2]| Tile {
+            kc,
+            a: a.as_ptr().add(r0 * lda + k0),
+            lda,
+            b,
+            c: c.add(r0 * ldc + col0),
+            ldc,
+            accumulate: k0 > 0,
+        };
+        // A tile of full panels `width` columns wide: on the last `k` block the epilogue is
+        // applied in registers before the store, and QuickGELU on the stored tile.
+        let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b| {
+            let t = tile(r0, col0, b);
+            let te = last.then(|| TileEpi {
+                scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                residual: (epi.residual)
+                    .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
+                relu: epi.relu,
+            });
+            kernel.run(r, &t, te.as_ref());
+            if last && epi.quick_gelu {
+                activate(t.c, r, width, ldc);
+            }
+        };
         let mut p = panels.start;
         while p < panels.end {
+            let col0 = p * NR;
             #[cfg(target_arch = "x86_64")]
             if wide && p + 1 < panels.end && (p + 2) * NR <= n {
                 // Two full panels side by side: 12 rows × 32 columns per step in AVX-512.
-                let b0 = b.panel_slice(p, k0, kc).as_ptr();
-                let b1 = b.panel_slice(p + 1, k0, kc).as_ptr();
-                let col0 = p * NR;
+                let bs = [
+                    b.panel_slice(p, k0, kc).as_ptr(),
+                    b.panel_slice(p + 1, k0, kc).as_ptr(),
+                ];
                 for r0 in rows.clone().step_by(MR_WIDE) {
-                    let r = MR_WIDE.min(rows.end - r0);
-                    let te = last.then(|| TileEpi {
-                        scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
-                        shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
-                        residual: epi
-                            .residual
-                            .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
-                        relu: epi.relu,
-                    });
-                    let ap = a.as_ptr().add(r0 * lda + k0);
-                    let cp = c.add(r0 * ldc + col0);
-                    Kernel::Avx512.run(r, kc, ap, lda, [b0, b1], cp, ldc, k0 > 0, te.as_ref());
-                    if last && epi.quick_gelu {
-                        activate(cp, r, 2 * NR, ldc);
-                    }
+                    full(
+                        Kernel::Avx512,
+                        r0,
+                        MR_WIDE.min(rows.end - r0),
+                        col0,
+                        2 * NR,
+                        bs,
+                    );
                 }
                 p += 2;
                 continue;
             }
             let bp = b.panel_slice(p, k0, kc).as_ptr();
-            let col0 = p * NR;
+            let bs = [bp, bp.wrapping_add(8)];
             let cols = NR.min(n - col0);
             for r0 in rows.clone().step_by(MR) {
                 let r = MR.min(rows.end - r0);
-                let ap = a.as_ptr().add(r0 * lda + k0);
-                let cp = c.add(r0 * ldc + col0);
                 if cols == NR {
-                    // Full panel: the epilogue is applied in registers before the store.
-                    let te = last.then(|| TileEpi {
-                        scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
-                        shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
-                        residual: epi
-                            .residual
-                            .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
-                        relu: epi.relu,
-                    });
-                    kernel.run(
-                        r,
-                        kc,
-                        ap,
-                        lda,
-                        [bp, bp.wrapping_add(8)],
-                        cp,
-                        ldc,
-                        k0 > 0,
-                        te.as_ref(),
-                    );
-                    if last && epi.quick_gelu {
-                        activate(cp, r, NR, ldc);
-                    }
+                    full(kernel, r0, r, col0, NR, bs);
                     continue;
                 }
                 // Last, partial panel: compute into a full-width scratch tile.
+                let cp = c.add(r0 * ldc + col0);
                 for i in 0..r {
                     for j in 0..cols {
                         edge[i * NR + j] = *cp.add(i * ldc + j);
                     }
                 }
-                kernel.run(
-                    r,
-                    kc,
-                    ap,
-                    lda,
-                    [bp, bp.wrapping_add(8)],
-                    edge.as_mut_ptr(),
-                    NR,
-                    k0 > 0,
-                    None,
-                );
+                let t = Tile {
+                    c: edge.as_mut_ptr(),
+                    ldc: NR,
+                    ..tile(r0, col0, bs)
+                };
+                kernel.run(r, &t, None);
                 for i in 0..r {
                     for j in 0..cols {
                         *cp.add(i * ldc + j) = edge[i * NR + j];

@@ -21,6 +21,24 @@ pub(super) fn wide_available() -> bool {
     }
 }
 
+/// One micro-kernel call: a tile of `C` over one `k` block.
+#[derive(Clone, Copy)]
+pub(super) struct Tile {
+    /// `k` of this block.
+    pub(super) kc: usize,
+    /// `A`'s first row at the block's first `k`; rows `lda` apart.
+    pub(super) a: *const f32,
+    pub(super) lda: usize,
+    /// The two column halves' `[kc][NR]` panel slices: two panels for AVX-512, a panel and its
+    /// column 8 otherwise (the portable kernel reads the whole panel from `b[0]`).
+    pub(super) b: [*const f32; 2],
+    /// `C`'s first row and column of the tile; rows `ldc` apart.
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    /// Whether `C` already holds the previous `k` blocks' sums.
+    pub(super) accumulate: bool,
+}
+
 /// [`Epilogue`] for one full tile: pointers at its first column (and row, for the residual,
 /// whose row stride is `C`'s); null where the step is skipped.
 pub(super) struct TileEpi {
@@ -54,28 +72,14 @@ impl Kernel {
         Kernel::Portable
     }
 
-    /// `C[0..r, cols] (+)= A[0..r, 0..kc] · B` for `r` up to 12 (AVX-512) or 6 rows, `A` rows
-    /// `lda` apart; `b` holds the two column halves' pointers (two panels for AVX-512, a panel
-    /// and its column 8 otherwise; the portable kernel reads the whole panel from `b[0]`).
-    #[allow(clippy::too_many_arguments)]
+    /// `C[0..r, cols] (+)= A[0..r, 0..kc] · B` for `r` up to 12 (AVX-512) or 6 rows.
     #[inline]
-    pub(super) unsafe fn run(
-        self,
-        r: usize,
-        kc: usize,
-        a: *const f32,
-        lda: usize,
-        b: [*const f32; 2],
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-        epi: Option<&TileEpi>,
-    ) {
+    pub(super) unsafe fn run(self, r: usize, t: &Tile, epi: Option<&TileEpi>) {
         macro_rules! arms {
             ($f:ident; $($n:literal),*) => {
                 match r {
-                    $($n => $f::<$n>(kc, a, lda, b, c, ldc, accumulate, epi),)*
-                    _ => $f::<1>(kc, a, lda, b, c, ldc, accumulate, epi),
+                    $($n => $f::<$n>(t, epi),)*
+                    _ => $f::<1>(t, epi),
                 }
             };
         }
@@ -98,18 +102,17 @@ macro_rules! simd_kernel {
      $mul:ident, $add:ident, $max:ident, $store:ident, $lanes:expr) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $name<const R: usize>(
-            kc: usize,
-            a: *const f32,
-            lda: usize,
-            b: [*const f32; 2],
-            c: *mut f32,
-            ldc: usize,
-            accumulate: bool,
-            epi: Option<&TileEpi>,
-        ) {
+        unsafe fn $name<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
             use std::arch::x86_64::*;
+            let Tile {
+                kc,
+                a,
+                lda,
+                b,
+                c,
+                ldc,
+                accumulate,
+            } = *t;
             let mut lo = [$zero(); R];
             let mut hi = [$zero(); R];
             if accumulate {
@@ -193,17 +196,16 @@ simd_kernel!(
     NR
 );
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn kernel_portable<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    b: [*const f32; 2],
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    epi: Option<&TileEpi>,
-) {
+unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
+    let Tile {
+        kc,
+        a,
+        lda,
+        b,
+        c,
+        ldc,
+        accumulate,
+    } = *t;
     let mut acc = [[0f32; NR]; R];
     if accumulate {
         for (i, row) in acc.iter_mut().enumerate() {

@@ -204,6 +204,14 @@ impl Clip {
         &self.device
     }
 
+    /// The checkpoint file the model was loaded from, when it was one file.
+    pub fn weights_file(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::Files(files) if files.len() == 1 => Some(&files[0]),
+            _ => None,
+        }
+    }
+
     /// SHA-256 (hex) identifying the weights, computed on first use: of the file for a
     /// single-file checkpoint (equal to the digest in OpenAI's download URLs), of the files'
     /// names and digests for a directory, of the names, shapes and f32 values for
@@ -223,7 +231,7 @@ impl Clip {
                     h.update(sha256_file(f)?.as_bytes());
                     h.update([0]);
                 }
-                hex(&h.finalize())
+                crate::zeroshot::hex(&h.finalize())
             }
             Origin::Tensors(list) => {
                 let mut h = Sha256::new();
@@ -237,7 +245,7 @@ impl Clip {
                         h.update(v.to_le_bytes());
                     }
                 }
-                hex(&h.finalize())
+                crate::zeroshot::hex(&h.finalize())
             }
         };
         Ok(self.checksum.get_or_init(|| digest).clone())
@@ -245,14 +253,9 @@ impl Clip {
 }
 
 // One SHA-256 of a file for the whole project: the hub's, which also verifies downloads, so a
-// checkpoint's checksum here equals the digest in OpenAI's download URLs; remembered across runs
-// by the file's identity (see `checkpoint_sha256`).
+// checkpoint's checksum here equals the digest in OpenAI's download URLs.
 fn sha256_file(path: &Path) -> Result<String> {
-    crate::zeroshot::checkpoint_sha256(path, None)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(zeroclip_hub::sha256_file(path)?)
 }
 
 /// The largest absolute difference between two tensors of one shape, for the layers' tests.

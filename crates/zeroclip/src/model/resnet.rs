@@ -77,6 +77,17 @@ fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut v[..len]
 }
 
+/// `src` (dims `d`) average-pooled by `s` into `buf` — or `src` itself when `s` is 1 — and the
+/// result's dims.
+fn pooled<'a>(src: &'a [f32], d: Dims, s: usize, buf: &'a mut Vec<f32>) -> (&'a [f32], Dims) {
+    if s == 1 {
+        return (src, d);
+    }
+    let dp = (d.0, d.1 / s, d.2 / s, d.3);
+    conv::avg_pool_into(src, d, s, sized(buf, len(dp)));
+    (&buf[..len(dp)], dp)
+}
+
 /// The CPU trunk's activations, reused from op to op and from call to call: every op writes
 /// its whole output, so nothing is cleared, and no fresh pages are mapped and faulted in for
 /// each of the trunk's ~70 activations (26 MB each for 8 images at stage 1).
@@ -151,22 +162,10 @@ impl Bottleneck {
             true,
             &mut s.conv,
         )?;
-        let (main, dm) = if st > 1 {
-            let dp = (n, d2.1 / st, d2.2 / st, d2.3);
-            conv::avg_pool_into(&s.t2[..len(d2)], d2, st, sized(&mut s.t3, len(dp)));
-            (&s.t3[..len(dp)], dp)
-        } else {
-            (&s.t2[..len(d2)], d2)
-        };
+        let (main, dm) = pooled(&s.t2[..len(d2)], d2, st, &mut s.t3);
         let identity = match &self.downsample {
             Some(ds) => {
-                let (src, di) = if st > 1 {
-                    let dp = (n, h / st, w / st, c);
-                    conv::avg_pool_into(x, (n, h, w, c), st, sized(&mut s.xp, len(dp)));
-                    (&s.xp[..len(dp)], dp)
-                } else {
-                    (x, (n, h, w, c))
-                };
+                let (src, di) = pooled(x, (n, h, w, c), st, &mut s.xp);
                 let dd = ds.0.out_dims((n, di.1, di.2));
                 ds.0.run(
                     src,

@@ -91,10 +91,8 @@ impl<'a> Vb<'a> {
 
     /// The tensor `name` in f32 if present (it must then have `shape`).
     pub fn get_optional(&self, shape: &[usize], name: &str) -> Result<Option<Tensor>> {
-        match self.get_with(name, |got| got == shape, shape)? {
-            Some(t) => Ok(Some(super::to_f32(t)?)),
-            None => Ok(None),
-        }
+        let t = self.get_with(name, |got| got == shape, shape)?;
+        Ok(t.map(super::to_f32).transpose()?)
     }
 
     /// A scalar stored as `[]` (OpenAI) or `[1]` (some open_clip checkpoints).

@@ -104,28 +104,28 @@ impl LabelCache {
     }
 }
 
-/// The SHA-256 of a checkpoint file — the model part of every [`CacheKey`] — remembered across
-/// runs: hashing ViT-B/32's 354 MB took longer than encoding a few labels, so a warm label cache
-/// made `classify` slower than no cache. The digest is stored in `memo_dir` (the `digests`
-/// directory beside the default label cache when `None`) under the file's canonical path, with
-/// its identity: device, inode, size, modification and status-change times to the nanosecond
-/// (the change time cannot be set back by tools that preserve mtimes, such as `touch -d` or
-/// `rsync -t`). Any difference, or an unreadable memo, means hashing the file again. The memo
-/// is best effort: if it cannot be written, the digest is still returned.
-pub fn checkpoint_sha256(path: &Path, memo_dir: Option<&Path>) -> crate::error::Result<String> {
-    let memo = memo_dir
-        .map(Path::to_path_buf)
-        .or_else(|| LabelCache::default_dir().map(|d| d.with_file_name("digests")));
-    let canonical = std::fs::canonicalize(path).ok();
-    let identity = canonical.as_deref().and_then(file_identity);
-    let memo_file = match (&memo, &canonical) {
-        (Some(dir), Some(c)) => {
-            let name = Sha256::digest(c.to_string_lossy().as_bytes());
-            Some(dir.join(format!("{}.txt", hex(&name))))
-        }
-        _ => None,
-    };
-    if let (Some(file), Some(id)) = (&memo_file, &identity) {
+impl LabelCache {
+    /// The SHA-256 of a checkpoint file — the model part of every [`CacheKey`] — remembered
+    /// across runs in this cache's `digests` directory: hashing ViT-B/32's 354 MB took longer
+    /// than encoding a few labels, so a warm cache made `classify` slower than no cache.
+    pub fn checkpoint_sha256(&self, path: &Path) -> crate::error::Result<String> {
+        remembered_sha256(path, &self.dir.join("digests"))
+    }
+}
+
+/// The SHA-256 of the file at `path` (the hub's, as OpenAI's URLs give it), stored in
+/// `memo_dir` under the file's canonical path with its identity: device, inode, size,
+/// modification and status-change times to the nanosecond (the change time cannot be set back
+/// by tools that preserve mtimes, such as `touch -d` or `rsync -t`). Any difference, or an
+/// unreadable memo, means hashing the file again. The memo is best effort: if it cannot be
+/// written, the digest is still returned.
+fn remembered_sha256(path: &Path, memo_dir: &Path) -> crate::error::Result<String> {
+    // The memo file and the identity it must match; neither when the path cannot be resolved.
+    let memo = std::fs::canonicalize(path).ok().and_then(|c| {
+        let name = hex(&Sha256::digest(c.to_string_lossy().as_bytes()));
+        Some((memo_dir.join(format!("{name}.txt")), file_identity(&c)?))
+    });
+    if let Some((file, id)) = &memo {
         if let Ok(text) = std::fs::read_to_string(file) {
             if let Some((stored, sha)) = text.trim_end().rsplit_once('\n') {
                 if stored == id && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -135,7 +135,7 @@ pub fn checkpoint_sha256(path: &Path, memo_dir: Option<&Path>) -> crate::error::
         }
     }
     let sha = zeroclip_hub::sha256_file(path)?;
-    if let (Some(file), Some(id)) = (memo_file, identity) {
+    if let Some((file, id)) = memo {
         let _ = write_atomically(&file, format!("{id}\n{sha}\n").as_bytes());
     }
     Ok(sha)
@@ -175,7 +175,7 @@ fn file_identity(path: &Path) -> Option<String> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -258,7 +258,7 @@ mod tests {
         std::fs::write(&file, b"weights v1").unwrap();
         let memo = dir.join("digests");
         let real = zeroclip_hub::sha256_file(&file).unwrap();
-        assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), real);
+        assert_eq!(remembered_sha256(&file, &memo).unwrap(), real);
         // The memo is what the second call reads: a doctored digest for the same identity
         // comes back as is.
         let entry = std::fs::read_dir(&memo)
@@ -270,15 +270,15 @@ mod tests {
         let text = std::fs::read_to_string(&entry).unwrap();
         let fake = "0".repeat(64);
         std::fs::write(&entry, text.replace(&real, &fake)).unwrap();
-        assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), fake);
+        assert_eq!(remembered_sha256(&file, &memo).unwrap(), fake);
         // New contents (a new size, modification and change time): hashed again.
         std::fs::write(&file, b"weights version 2").unwrap();
         let real2 = zeroclip_hub::sha256_file(&file).unwrap();
         assert_ne!(real2, real);
-        assert_eq!(checkpoint_sha256(&file, Some(&memo)).unwrap(), real2);
+        assert_eq!(remembered_sha256(&file, &memo).unwrap(), real2);
         // An unwritable memo directory still gives the digest.
         let blocked = dir.join("model.pt");
-        assert_eq!(checkpoint_sha256(&file, Some(&blocked)).unwrap(), real2);
+        assert_eq!(remembered_sha256(&file, &blocked).unwrap(), real2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

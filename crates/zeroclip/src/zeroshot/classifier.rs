@@ -98,8 +98,11 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
         }
         let templates = templates.list()?;
         let keys = match &options.cache {
-            Some(_) => {
-                let model_id = model.identity()?;
+            Some(cache) => {
+                let model_id = match model.weights_file() {
+                    Some(file) => cache.checkpoint_sha256(file)?,
+                    None => model.identity()?,
+                };
                 let context_length = model.context_length();
                 labels
                     .iter()

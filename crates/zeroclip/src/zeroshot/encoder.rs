@@ -17,6 +17,12 @@ pub trait ZeroShotModel {
     /// A string that changes whenever the weights do (the checkpoint's SHA-256); part of
     /// every label-cache key.
     fn identity(&self) -> Result<String>;
+    /// The single checkpoint file the model was loaded from, if any: the label cache then
+    /// remembers its digest (see [`crate::zeroshot::LabelCache::checkpoint_sha256`]) instead of
+    /// asking [`Self::identity`] to hash it on every run.
+    fn weights_file(&self) -> Option<&std::path::Path> {
+        None
+    }
     /// The text context length prompts are tokenized to.
     fn context_length(&self) -> usize;
     /// Where the model's tensors live.
@@ -37,6 +43,9 @@ macro_rules! forward_impl {
             }
             fn identity(&self) -> Result<String> {
                 (**self).identity()
+            }
+            fn weights_file(&self) -> Option<&std::path::Path> {
+                (**self).weights_file()
             }
             fn context_length(&self) -> usize {
                 (**self).context_length()
@@ -72,6 +81,10 @@ impl ZeroShotModel for crate::Clip {
 
     fn identity(&self) -> Result<String> {
         self.checksum()
+    }
+
+    fn weights_file(&self) -> Option<&std::path::Path> {
+        crate::Clip::weights_file(self)
     }
 
     fn context_length(&self) -> usize {

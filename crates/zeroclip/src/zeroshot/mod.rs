@@ -33,7 +33,8 @@ mod encoder;
 mod labels;
 mod templates;
 
-pub use cache::{checkpoint_sha256, CacheKey, LabelCache};
+pub(crate) use cache::hex;
+pub use cache::{CacheKey, LabelCache};
 pub use classifier::{
     ensemble, normalize, stack_pixels, CacheStats, ClassifierOptions, Prediction,
     ZeroShotClassifier,
