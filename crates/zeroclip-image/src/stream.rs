@@ -10,7 +10,6 @@ use crate::convert;
 use crate::crop::{check_target, crop_offset, crop_rgb, target_size};
 use crate::decode::{jpeg::Reader, Limits};
 use crate::error::Result;
-use crate::pixels::Pixels;
 use crate::resample::{vertical_8, Band, Coeffs, Horizontal};
 
 /// Rows decoded per band.
@@ -32,10 +31,7 @@ pub(crate) fn crop_rgb_jpeg(
     if tw == w || th == h || crate::crop::vertical_first(w, h, tw, th) {
         // A pass is skipped, or Pillow runs the vertical pass first: nothing to overlap with
         // decoding, use the general path.
-        let mut data = vec![0u8; row_len * h];
-        r.read_rows(&mut data)?;
-        r.finish()?;
-        return Ok(crop_rgb(&Pixels::new_u8(w, h, layout, false, data), n));
+        return Ok(crop_rgb(&r.into_pixels()?, n));
     }
     let (left, top) = (crop_offset(tw, n), crop_offset(th, n));
     let vc = Coeffs::new(h, th, top, n);

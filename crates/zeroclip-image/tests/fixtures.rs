@@ -47,22 +47,27 @@ fn read_npy_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+/// A manifest entry's input file name, resolution, input bytes and the reference's RGB crop
+/// named by `expected_key` (with its width and height).
+fn load(f: &Value, expected_key: &str) -> (String, u32, Vec<u8>, (u32, u32, Vec<u8>)) {
+    let input = f["input"].as_str().unwrap().to_string();
+    let n = f["resolution"].as_u64().unwrap() as u32;
+    let bytes = std::fs::read(root().join("inputs").join(&input)).unwrap();
+    let expected = root()
+        .join("expected")
+        .join(f[expected_key].as_str().unwrap());
+    (input, n, bytes, read_rgb_png(&expected))
+}
+
 #[test]
 fn uint8_crops_are_identical_to_the_reference() {
     let fixtures = manifest();
     assert!(fixtures.len() >= 25);
     let mut failures = Vec::new();
     for f in &fixtures {
-        let input = f["input"].as_str().unwrap();
-        let n = f["resolution"].as_u64().unwrap() as u32;
-        let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
-        let (w, h, want) = read_rgb_png(
-            &root()
-                .join("expected")
-                .join(f["expected"].as_str().unwrap()),
-        );
+        let (input, n, bytes, (w, h, want)) = load(f, "expected");
         assert_eq!((w, h), (n, n));
-        let got = match Preprocess::openai(n).crop_rgb8(&bytes, input) {
+        let got = match Preprocess::openai(n).crop_rgb8(&bytes, &input) {
             Ok(img) => img,
             Err(e) => {
                 failures.push(format!("{input} (n={n}): error {e}"));
@@ -104,19 +109,13 @@ fn jpeg_full_decode_path_matches_too() {
     };
     let mut checked = 0;
     for f in manifest() {
-        let input = f["input"].as_str().unwrap();
-        if !input.ends_with(".jpg") || f.get("orientation").is_some() {
+        let name = f["input"].as_str().unwrap();
+        if !name.ends_with(".jpg") || f.get("orientation").is_some() {
             continue;
         }
-        let n = f["resolution"].as_u64().unwrap() as u32;
-        let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
-        let (_, _, want) = read_rgb_png(
-            &root()
-                .join("expected")
-                .join(f["expected"].as_str().unwrap()),
-        );
+        let (input, n, bytes, (_, _, want)) = load(&f, "expected");
         assert_eq!(
-            pre(n).crop_rgb8(&bytes, input).unwrap().data,
+            pre(n).crop_rgb8(&bytes, &input).unwrap().data,
             want,
             "{input}"
         );
@@ -135,19 +134,12 @@ fn exif_orientation_opt_in_matches_exif_transpose() {
         .iter()
         .filter(|f| f.get("expected_exif").is_some())
     {
-        let input = f["input"].as_str().unwrap();
-        let n = f["resolution"].as_u64().unwrap() as u32;
-        let bytes = std::fs::read(root().join("inputs").join(input)).unwrap();
-        let (_, _, want) = read_rgb_png(
-            &root()
-                .join("expected")
-                .join(f["expected_exif"].as_str().unwrap()),
-        );
+        let (input, n, bytes, (_, _, want)) = load(f, "expected_exif");
         let pre = Preprocess {
             apply_exif_orientation: true,
             ..Preprocess::openai(n)
         };
-        assert_eq!(pre.crop_rgb8(&bytes, input).unwrap().data, want, "{input}");
+        assert_eq!(pre.crop_rgb8(&bytes, &input).unwrap().data, want, "{input}");
         checked.push(input.rsplit('.').next().unwrap().to_owned());
     }
     for ext in ["jpg", "png", "webp", "tiff"] {

@@ -15,12 +15,7 @@ use mozjpeg::{ColorSpace, Decompress};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
-    let mut r = Reader::open(bytes, input, limits)?;
-    let (width, height, layout) = (r.width, r.height, r.layout);
-    let mut data = vec![0u8; width * height * layout.channels()];
-    r.read_rows(&mut data)?;
-    r.finish()?;
-    Ok(Pixels::new_u8(width, height, layout, false, data))
+    Reader::open(bytes, input, limits)?.into_pixels()
 }
 
 /// A started libjpeg decompression that hands out rows in order.
@@ -52,6 +47,15 @@ fn guard<T>(input: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 impl<'a> Reader<'a> {
+    /// Every remaining row, as the decoded image.
+    pub(crate) fn into_pixels(mut self) -> Result<Pixels> {
+        let (width, height, layout) = (self.width, self.height, self.layout);
+        let mut data = vec![0u8; width * height * layout.channels()];
+        self.read_rows(&mut data)?;
+        self.finish()?;
+        Ok(Pixels::new_u8(width, height, layout, false, data))
+    }
+
     /// Reads the header, checks the limits, and starts decompression in Pillow's mode.
     pub(crate) fn open(bytes: &'a [u8], input: &'a str, limits: &Limits) -> Result<Self> {
         if !has_eoi_after_scan(bytes) {

@@ -72,28 +72,21 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             }
             Pixels::new_u8(width, height, Layout::Rgb, true, data)
         }
-        (ColorType::GrayscaleAlpha, BitDepth::Sixteen) => {
-            // Pillow reads it as RGBA with the gray replicated; per channel that is LA.
-            let data = high_bytes(rows(), width * 2);
-            Pixels::new_u8(width, height, Layout::La, false, data)
+        (color, depth) => {
+            // Gray + alpha: Pillow reads it as RGBA with the gray replicated; per channel that
+            // is LA. 16-bit samples keep their high byte, as Pillow's 8-bit modes do.
+            let layout = match color {
+                ColorType::GrayscaleAlpha => Layout::La,
+                ColorType::Rgb => Layout::Rgb,
+                _ => Layout::Rgba,
+            };
+            if depth == BitDepth::Sixteen {
+                let data = high_bytes(rows(), width * layout.channels());
+                Pixels::new_u8(width, height, layout, false, data)
+            } else {
+                flat(buf, line, width, height, layout)
+            }
         }
-        (ColorType::GrayscaleAlpha, _) => flat(buf, line, width, height, Layout::La),
-        (ColorType::Rgb, BitDepth::Sixteen) => Pixels::new_u8(
-            width,
-            height,
-            Layout::Rgb,
-            false,
-            high_bytes(rows(), width * 3),
-        ),
-        (ColorType::Rgb, _) => flat(buf, line, width, height, Layout::Rgb),
-        (ColorType::Rgba, BitDepth::Sixteen) => Pixels::new_u8(
-            width,
-            height,
-            Layout::Rgba,
-            false,
-            high_bytes(rows(), width * 4),
-        ),
-        (ColorType::Rgba, _) => flat(buf, line, width, height, Layout::Rgba),
     };
     Ok(px)
 }
