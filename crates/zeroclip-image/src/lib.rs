@@ -94,22 +94,19 @@ impl Preprocess {
         let limits = decode::Limits {
             max_pixels: self.max_pixels,
         };
-        if !self.apply_exif_orientation && bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            let data = stream::crop_rgb_jpeg(bytes, input_name, &limits, n)?;
-            return Ok(RgbImage8 {
-                width: n as u32,
-                height: n as u32,
-                data,
-            });
-        }
-        let mut px = decode::decode(bytes, input_name, &limits)?;
-        if self.apply_exif_orientation {
-            if let Some(o) = orientation::exif_orientation(bytes) {
-                px = orientation::apply(px, o);
+        let data = if !self.apply_exif_orientation && decode::is_jpeg(bytes) {
+            // Decoding overlapped with resampling (`stream.rs`).
+            stream::crop_rgb_jpeg(bytes, input_name, &limits, n)?
+        } else {
+            let mut px = decode::decode(bytes, input_name, &limits)?;
+            if self.apply_exif_orientation {
+                if let Some(o) = orientation::exif_orientation(bytes) {
+                    px = orientation::apply(px, o);
+                }
             }
-        }
-        crop::check_target(px.width, px.height, n, input_name)?;
-        let data = crop::crop_rgb(&px, n);
+            crop::check_target(px.width, px.height, n, input_name)?;
+            crop::crop_rgb(&px, n)
+        };
         Ok(RgbImage8 {
             width: n as u32,
             height: n as u32,

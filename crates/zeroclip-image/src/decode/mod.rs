@@ -41,13 +41,18 @@ impl Limits {
 }
 
 /// Decodes `bytes` (named `input` in errors) into its Pillow mode.
+/// Whether `bytes` start like a JPEG file (SOI and the next marker's prefix).
+pub(crate) fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
 pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
     if bytes.is_empty() {
         return Err(Error::decode(input, "empty file"));
     }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         png::decode(bytes, input, limits)
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+    } else if is_jpeg(bytes) {
         jpeg::decode(bytes, input, limits)
     } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
         gif::decode(bytes, input, limits)
