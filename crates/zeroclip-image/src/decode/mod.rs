@@ -41,6 +41,17 @@ impl Limits {
 }
 
 /// Decodes `bytes` (named `input` in errors) into its Pillow mode.
+/// Samples of `bits` bits each, most significant first, as PNG and TIFF pack them.
+pub(super) fn unpack_bits(row: &[u8], bits: u8, count: usize) -> impl Iterator<Item = u8> + '_ {
+    let per_byte = 8 / bits as usize;
+    let mask = ((1u16 << bits) - 1) as u8;
+    (0..count).map(move |i| {
+        let byte = row[i / per_byte];
+        let shift = 8 - bits as usize * (i % per_byte + 1);
+        (byte >> shift) & mask
+    })
+}
+
 /// Whether `bytes` start like a JPEG file (SOI and the next marker's prefix).
 pub(crate) fn is_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8, 0xFF])

@@ -3,7 +3,7 @@
 //! indices past the palette are black, transparency ignored as `convert("RGB")` does); gray+alpha
 //! 8-bit → `LA`, 16-bit → `RGBA` of the gray; RGBA → `RGBA`. 16-bit color keeps the high byte.
 
-use super::Limits;
+use super::{unpack_bits, Limits};
 use crate::error::{Error, Result};
 use crate::pixels::{Layout, Pixels};
 use png::{BitDepth, ColorType, Transformations};
@@ -89,17 +89,6 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
         }
     };
     Ok(px)
-}
-
-/// Samples of `bits` bits each, most significant first, as PNG packs them.
-fn unpack_bits(row: &[u8], bits: u8, count: usize) -> impl Iterator<Item = u8> + '_ {
-    let per_byte = 8 / bits as usize;
-    let mask = ((1u16 << bits) - 1) as u8;
-    (0..count).map(move |i| {
-        let byte = row[i / per_byte];
-        let shift = 8 - bits as usize * (i % per_byte + 1);
-        (byte >> shift) & mask
-    })
 }
 
 fn high_bytes<'a>(rows: impl Iterator<Item = &'a [u8]>, samples: usize) -> Vec<u8> {

@@ -14,7 +14,7 @@
 //! gray or RGB strips (see [`jpeg_strips`]). Layouts the `image` crate does not read (YCbCr, Lab,
 //! 32-bit integer and float) are refused by it.
 
-use super::Limits;
+use super::{unpack_bits, Limits};
 use crate::error::{Error, Result};
 use crate::orientation;
 use crate::pixels::{Layout, Pixels};
@@ -27,11 +27,30 @@ use tiff::ColorType;
 const BLACK_IS_ZERO: u16 = 1;
 const RGB_PALETTE: u16 = 3;
 
-pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
-    let terr = |e: tiff::TiffError| match e {
+/// The TIFF being decoded: its bytes, its name in errors and its size.
+struct Ctx<'a> {
+    bytes: &'a [u8],
+    input: &'a str,
+    width: usize,
+    height: usize,
+}
+
+impl Ctx<'_> {
+    fn err(&self, e: tiff::TiffError) -> Error {
+        tiff_error(self.input, e)
+    }
+}
+
+/// The `tiff` crate's error as this crate's, naming `input`.
+fn tiff_error(input: &str, e: tiff::TiffError) -> Error {
+    match e {
         tiff::TiffError::UnsupportedError(u) => Error::unsupported(input, u),
         other => Error::decode(input, other),
-    };
+    }
+}
+
+pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixels> {
+    let terr = |e| tiff_error(input, e);
     // The `tiff` crate calls a zero dimension a format error; say what it is.
     let tag = |t| orientation::ifd0_uint(bytes, t).map(u64::from);
     if let (Some(w), Some(h)) = (tag(256), tag(257)) {
@@ -39,10 +58,16 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             limits.check(input, w, h)?;
         }
     }
-    let mut dec = open(bytes, &terr)?;
+    let mut dec = open(bytes, input)?;
     let (w, h) = dec.dimensions().map_err(terr)?;
     limits.check(input, u64::from(w), u64::from(h))?;
     let (width, height) = (w as usize, h as usize);
+    let c = Ctx {
+        bytes,
+        input,
+        width,
+        height,
+    };
     let photometric = dec
         .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
         .map_err(terr)?;
@@ -58,28 +83,22 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
         }
     }
     let px = if tag(259) == Some(7) {
-        jpeg_strips(
-            &mut dec,
-            bytes,
-            input,
-            limits,
-            width,
-            height,
-            photometric,
-            &terr,
-        )?
+        jpeg_strips(&mut dec, &c, limits, photometric)?
     } else if tag(259) == Some(6) {
         return Err(Error::unsupported(
             input,
             "old-style JPEG-compressed TIFF is not supported",
         ));
     } else if photometric == Some(RGB_PALETTE) {
-        palette(bytes, input, width, height, &terr)?
+        palette(&c)?
     } else {
         match dec.colortype().map_err(terr)? {
             ColorType::Gray(1) => {
-                let packed = read_u8(&mut dec, input, width.div_ceil(8) * height, &terr)?;
-                let data = unpack_rows(&packed, 1, width, height)
+                let row = width.div_ceil(8);
+                let packed = read_u8(&mut dec, &c, row * height)?;
+                let data = packed
+                    .chunks_exact(row)
+                    .flat_map(|r| unpack_bits(r, 1, width))
                     .map(|v| v * 255)
                     .collect();
                 Pixels::new_u8(width, height, Layout::L, true, data)
@@ -115,11 +134,9 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
             | ColorType::Multiband {
                 bit_depth: 8,
                 num_samples: 2,
-            } if photometric != Some(0) => {
-                extra_channel(&mut dec, bytes, input, width, height, &terr)?
-            }
+            } if photometric != Some(0) => extra_channel(&mut dec, &c)?,
             ColorType::CMYK(8) => {
-                let data = read_u8(&mut dec, input, width * height * 4, &terr)?;
+                let data = read_u8(&mut dec, &c, width * height * 4)?;
                 Pixels::new_u8(width, height, Layout::Cmyk, false, data)
             }
             ColorType::CMYK(bits) | ColorType::CMYKA(bits) => {
@@ -139,30 +156,22 @@ pub(crate) fn decode(bytes: &[u8], input: &str, limits: &Limits) -> Result<Pixel
 
 /// A decoder whose buffer limits do not refuse images Pillow reads: the pixel count is checked
 /// against [`Limits`] before any pixel buffer is allocated. Tag values keep the crate's 1 MiB cap.
-fn open<'b>(
-    bytes: &'b [u8],
-    terr: &dyn Fn(tiff::TiffError) -> Error,
-) -> Result<Decoder<Cursor<&'b [u8]>>> {
+fn open<'b>(bytes: &'b [u8], input: &str) -> Result<Decoder<Cursor<&'b [u8]>>> {
     let mut limits = tiff::decoder::Limits::default();
     limits.decoding_buffer_size = usize::MAX;
     limits.intermediate_buffer_size = usize::MAX;
     Ok(Decoder::new(Cursor::new(bytes))
-        .map_err(terr)?
+        .map_err(|e| tiff_error(input, e))?
         .with_limits(limits))
 }
 
 /// The 8-bit samples of the image, rows byte-aligned as the file stores them; exactly `len`
 /// bytes, or an error.
-fn read_u8(
-    dec: &mut Decoder<Cursor<&[u8]>>,
-    input: &str,
-    len: usize,
-    terr: &dyn Fn(tiff::TiffError) -> Error,
-) -> Result<Vec<u8>> {
-    match dec.read_image().map_err(terr)? {
+fn read_u8(dec: &mut Decoder<Cursor<&[u8]>>, c: &Ctx, len: usize) -> Result<Vec<u8>> {
+    match dec.read_image().map_err(|e| c.err(e))? {
         DecodingResult::U8(v) if v.len() == len => Ok(v),
-        DecodingResult::U8(_) => Err(Error::decode(input, "TIFF data does not match its size")),
-        _ => Err(Error::decode(input, "TIFF samples are not 8-bit")),
+        DecodingResult::U8(_) => Err(Error::decode(c.input, "TIFF data does not match its size")),
+        _ => Err(Error::decode(c.input, "TIFF samples are not 8-bit")),
     }
 }
 
@@ -170,16 +179,10 @@ fn read_u8(
 /// 0 (unspecified) is dropped (`LX` → `L`, `RGBX` → `RGB`), 2 (unassociated alpha) is alpha
 /// (`LA`, `RGBA`). Associated (premultiplied) alpha is refused: no fixture proves Pillow's
 /// un-premultiplication of it here.
-fn extra_channel(
-    dec: &mut Decoder<Cursor<&[u8]>>,
-    bytes: &[u8],
-    input: &str,
-    width: usize,
-    height: usize,
-    terr: &dyn Fn(tiff::TiffError) -> Error,
-) -> Result<Pixels> {
-    let extra = orientation::ifd0_uint(bytes, 338);
-    let ch = match dec.colortype().map_err(terr)? {
+fn extra_channel(dec: &mut Decoder<Cursor<&[u8]>>, c: &Ctx) -> Result<Pixels> {
+    let (input, width, height) = (c.input, c.width, c.height);
+    let extra = orientation::ifd0_uint(c.bytes, 338);
+    let ch = match dec.colortype().map_err(|e| c.err(e))? {
         ColorType::RGBA(_) => 4,
         _ => 2,
     };
@@ -188,7 +191,7 @@ fn extra_channel(
     } else {
         (Layout::Rgb, Layout::Rgba)
     };
-    let data = read_u8(dec, input, width * height * ch, terr)?;
+    let data = read_u8(dec, c, width * height * ch)?;
     match extra {
         Some(0) => {
             let kept = data
@@ -209,17 +212,14 @@ fn extra_channel(
 /// the shared `JPEGTables` then the strip's own data. The `tiff` crate's JPEG decoder is not
 /// libjpeg (it differs by a few levels). Only gray (`L`) and RGB strips, as Pillow writes them;
 /// YCbCr (which libtiff converts itself), tiles and planar files are refused.
-#[allow(clippy::too_many_arguments)]
 fn jpeg_strips(
     dec: &mut Decoder<Cursor<&[u8]>>,
-    bytes: &[u8],
-    input: &str,
+    c: &Ctx,
     limits: &Limits,
-    width: usize,
-    height: usize,
     photometric: Option<u16>,
-    terr: &dyn Fn(tiff::TiffError) -> Error,
 ) -> Result<Pixels> {
+    let (bytes, input, width, height) = (c.bytes, c.input, c.width, c.height);
+    let terr = |e| c.err(e);
     let tag = |t| orientation::ifd0_uint(bytes, t);
     let layout = match (photometric, tag(277).unwrap_or(1)) {
         (Some(BLACK_IS_ZERO), 1) => Layout::L,
@@ -298,18 +298,14 @@ fn sof_component_ids(b: &[u8]) -> Option<Vec<u8>> {
 
 /// A palette TIFF, expanded. The `tiff` crate does not read palette images, so the indices are
 /// read as gray from a copy whose `PhotometricInterpretation` says BlackIsZero.
-fn palette(
-    bytes: &[u8],
-    input: &str,
-    width: usize,
-    height: usize,
-    terr: &dyn Fn(tiff::TiffError) -> Error,
-) -> Result<Pixels> {
+fn palette(c: &Ctx) -> Result<Pixels> {
+    let (bytes, input, width, height) = (c.bytes, c.input, c.width, c.height);
+    let terr = |e| c.err(e);
     let mut patched = bytes.to_vec();
     if !orientation::set_ifd0_short(&mut patched, 262, BLACK_IS_ZERO) {
         return Err(Error::decode(input, "malformed TIFF directory"));
     }
-    let mut dec = open(&patched, terr)?;
+    let mut dec = open(&patched, input)?;
     let bits = match dec.colortype().map_err(terr)? {
         ColorType::Gray(b @ (1 | 2 | 4 | 8)) => b,
         other => {
@@ -325,31 +321,15 @@ fn palette(
         return Err(Error::decode(input, "TIFF ColorMap is too short"));
     }
     let row = (width * usize::from(bits)).div_ceil(8);
-    let packed = read_u8(&mut dec, input, row * height, terr)?;
+    let packed = read_u8(&mut dec, c, row * height)?;
     let mut data = Vec::with_capacity(width * height * 3);
-    for i in unpack_rows(&packed, bits, width, height) {
+    for i in packed
+        .chunks_exact(row)
+        .flat_map(|r| unpack_bits(r, bits, width))
+    {
         let i = usize::from(i);
         // ColorMap holds all reds, then all greens, then all blues (Pillow's "RGB;L").
         data.extend((0..3).map(|c| (map[c * entries + i] >> 8) as u8));
     }
     Ok(Pixels::new_u8(width, height, Layout::Rgb, true, data))
-}
-
-/// Samples of `bits` bits, most significant first, each row starting on a byte.
-fn unpack_rows(
-    packed: &[u8],
-    bits: u8,
-    width: usize,
-    height: usize,
-) -> impl Iterator<Item = u8> + '_ {
-    let per_byte = 8 / usize::from(bits);
-    let row_len = width.div_ceil(per_byte);
-    let mask = ((1u16 << bits) - 1) as u8;
-    (0..height).flat_map(move |y| {
-        (0..width).map(move |x| {
-            let byte = packed.get(y * row_len + x / per_byte).copied().unwrap_or(0);
-            let shift = 8 - usize::from(bits) * (x % per_byte + 1);
-            (byte >> shift) & mask
-        })
-    })
 }
