@@ -209,46 +209,55 @@ impl AppState {
     }
 
     /// Decodes and preprocesses images in parallel on blocking threads; each keeps its own error.
+    /// The tasks live in a `JoinSet`, so when the request is dropped (timeout, client gone) the
+    /// images still waiting for a decode slot are not decoded for nobody.
     pub async fn preprocess(&self, images: Vec<ImageInput>) -> Vec<ItemResult<Vec<f32>>> {
-        let tasks: Vec<_> = images
-            .into_iter()
-            .map(|image| {
-                let pre = self.inner.preprocess.clone();
-                let decodes = self.inner.decodes.clone();
-                let name = image.name.clone();
-                let task = async move {
-                    // The semaphore is never closed, so acquiring only waits.
-                    let permit = decodes.acquire_owned().await;
-                    tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        let bytes = image.bytes?;
-                        pre.preprocess_bytes(&bytes, &image.name).map_err(|e| {
-                            ApiError::InvalidImage {
-                                input: image.name.clone(),
-                                reason: image_reason(e),
-                            }
+        let names: Vec<String> = images.iter().map(|i| i.name.clone()).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, image) in images.into_iter().enumerate() {
+            let pre = self.inner.preprocess.clone();
+            let decodes = self.inner.decodes.clone();
+            tasks.spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let permit = decodes.acquire_owned().await;
+                let result = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let bytes = image.bytes?;
+                    pre.preprocess_bytes(&bytes, &image.name)
+                        .map_err(|e| ApiError::InvalidImage {
+                            input: image.name.clone(),
+                            reason: image_reason(e),
                         })
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(ApiError::Internal {
-                            reason: format!("preprocessing panicked: {e}"),
-                        })
-                    })
-                };
-                (name, tokio::spawn(task))
-            })
-            .collect();
-        let mut out = Vec::with_capacity(tasks.len());
-        for (input, task) in tasks {
-            let result = task.await.unwrap_or_else(|e| {
-                Err(ApiError::Internal {
-                    reason: format!("preprocessing {input} failed: {e}"),
                 })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ApiError::Internal {
+                        reason: format!("preprocessing panicked: {e}"),
+                    })
+                });
+                (index, result)
             });
-            out.push(ItemResult { input, result });
         }
-        out
+        let mut results: Vec<Option<Result<Vec<f32>, ApiError>>> =
+            names.iter().map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            // The task only awaits (a panic in the decode is caught above), so it always joins.
+            if let Ok((index, result)) = joined {
+                results[index] = Some(result);
+            }
+        }
+        names
+            .into_iter()
+            .zip(results)
+            .map(|(input, result)| {
+                let result = result.unwrap_or_else(|| {
+                    Err(ApiError::Internal {
+                        reason: format!("preprocessing {input} did not finish"),
+                    })
+                });
+                ItemResult { input, result }
+            })
+            .collect()
     }
 
     /// Image embeddings, L2-normalized or not, for every image that preprocessed; the others
