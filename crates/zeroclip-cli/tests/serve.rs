@@ -4,7 +4,18 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The server process, killed when the test ends however it ends (a failed assertion included).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -13,6 +24,8 @@ const MODEL: &str = concat!(
 
 fn http(addr: &str, request: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("server accepts connections");
+    // A server that stops answering fails the test instead of hanging it.
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
@@ -21,14 +34,17 @@ fn http(addr: &str, request: &str) -> String {
 
 #[test]
 fn serves_on_the_printed_address() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zeroclip"))
-        .args(["serve", "--model", MODEL, "--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_zeroclip"))
+            .args(["serve", "--model", MODEL, "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // If the server exits without printing, its stdout closes and the line is empty.
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let addr = line
@@ -48,8 +64,7 @@ fn serves_on_the_printed_address() {
             body.len()
         ),
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(ready.contains(MODEL), "readyz names the model: {ready}");
     assert!(embed.starts_with("HTTP/1.1 200"), "{embed}");
