@@ -231,12 +231,24 @@ fn guarded(
     })
 }
 
-/// Hands each job its consecutive rows of `result` (or a copy of the error).
+/// Hands each job its consecutive rows of `result` (or a copy of the error). A result with
+/// another number of rows than the jobs' items is an internal error for all of them, so every
+/// caller gets exactly one row per item it queued.
 fn distribute(
     result: Result<Embeddings, ApiError>,
     counts: &[usize],
     replies: Vec<oneshot::Sender<Result<Embeddings, ApiError>>>,
 ) {
+    let expected: usize = counts.iter().sum();
+    let result = result.and_then(|rows| {
+        if rows.len() == expected {
+            Ok(rows)
+        } else {
+            Err(ApiError::Internal {
+                reason: format!("the model gave {} rows for {expected} items", rows.len()),
+            })
+        }
+    });
     match result {
         Ok(rows) => {
             let mut rows = rows.into_iter();
@@ -250,6 +262,39 @@ fn distribute(
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Reply = Result<Embeddings, ApiError>;
+
+    fn replies(n: usize) -> (Vec<oneshot::Sender<Reply>>, Vec<oneshot::Receiver<Reply>>) {
+        (0..n).map(|_| oneshot::channel()).unzip()
+    }
+
+    #[test]
+    fn each_job_gets_its_own_rows() {
+        let (tx, rx) = replies(2);
+        let rows = vec![vec![1.0], vec![2.0], vec![3.0]];
+        distribute(Ok(rows), &[2, 1], tx);
+        let got: Vec<Embeddings> = rx
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(got, vec![vec![vec![1.0], vec![2.0]], vec![vec![3.0]]]);
+    }
+
+    #[test]
+    fn a_wrong_row_count_is_an_error_for_every_job() {
+        let (tx, rx) = replies(2);
+        distribute(Ok(vec![vec![1.0], vec![2.0]]), &[2, 1], tx);
+        for r in rx {
+            let err = r.blocking_recv().unwrap().unwrap_err();
+            assert!(matches!(err, ApiError::Internal { .. }), "{err:?}");
         }
     }
 }

@@ -169,16 +169,8 @@ impl AppState {
                 model::tokenize(&texts, s.info.context_length, false, |label, reason| {
                     ApiError::InvalidLabel { label, reason }
                 })?;
+            // One row per text: the batcher checks the count.
             let rows = s.batcher.run(Work::Texts { ids, n }).await?;
-            if rows.len() != texts.len() {
-                return Err(ApiError::Internal {
-                    reason: format!(
-                        "the text tower gave {} rows for {} texts",
-                        rows.len(),
-                        texts.len()
-                    ),
-                });
-            }
             for (k, &i) in missing.iter().enumerate() {
                 let emb: Arc<[f32]> =
                     model::ensemble(&rows[k * per_label..(k + 1) * per_label])?.into();
@@ -272,16 +264,13 @@ impl AppState {
             .iter_mut()
             .filter_map(|it| it.result.as_mut().ok().map(std::mem::take))
             .collect();
-        let mut rows = if pixels.is_empty() {
+        // One row per image that preprocessed: the batcher checks the count.
+        let rows = if pixels.is_empty() {
             Vec::new()
         } else {
             self.inner.batcher.run(Work::Images(pixels)).await?
-        }
-        .into_iter();
-        for it in items.iter_mut().filter(|it| it.result.is_ok()) {
-            let mut row = rows.next().ok_or_else(|| ApiError::Internal {
-                reason: "the model returned fewer rows than images".into(),
-            })?;
+        };
+        for (it, mut row) in items.iter_mut().filter(|it| it.result.is_ok()).zip(rows) {
             if normalize {
                 labels::normalize(&mut row);
             }
