@@ -13,10 +13,12 @@ mod decode;
 mod error;
 mod orientation;
 mod pixels;
+mod raw;
 mod resample;
 mod stream;
 
 pub use error::{Error, Result};
+pub use raw::{RawImage, RAW_MODES};
 
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -112,6 +114,45 @@ impl Preprocess {
             height: n as u32,
             data,
         })
+    }
+
+    /// The uint8 n×n RGB crop of an image already in memory (a Pillow image's mode, size and
+    /// bytes), as [`Self::crop_rgb8`] gives for a file. The pixel limit does not apply: the image
+    /// is already allocated.
+    pub fn crop_rgb8_raw(&self, raw: &RawImage<'_>, input_name: &str) -> Result<RgbImage8> {
+        let n = self.n()?;
+        let px = raw.to_pixels(input_name)?;
+        crop::check_target(px.width, px.height, n, input_name)?;
+        Ok(RgbImage8 {
+            width: n as u32,
+            height: n as u32,
+            data: crop::crop_rgb(&px, n),
+        })
+    }
+
+    /// [`Self::preprocess_bytes`] for an image already in memory (see [`RawImage`]).
+    pub fn preprocess_raw(&self, raw: &RawImage<'_>, input_name: &str) -> Result<Vec<f32>> {
+        Ok(self.normalize(&self.crop_rgb8_raw(raw, input_name)?))
+    }
+
+    /// Where the reference's `Resize(n)` + `CenterCrop(n)` take a `width`×`height` image:
+    /// `(resized_width, resized_height, left, top)` — for callers that run Pillow's own resize on
+    /// a mode this crate does not take.
+    pub fn crop_geometry(
+        &self,
+        width: u32,
+        height: u32,
+        input_name: &str,
+    ) -> Result<(u32, u32, u32, u32)> {
+        let n = self.n()?;
+        decode::Limits {
+            max_pixels: u64::MAX,
+        }
+        .check(input_name, width.into(), height.into())?;
+        let (tw, th) = crop::target_size(width as usize, height as usize, n);
+        crop::check_target(width as usize, height as usize, n, input_name)?;
+        let (left, top) = (crop::crop_offset(tw, n), crop::crop_offset(th, n));
+        Ok((tw as u32, th as u32, left as u32, top as u32))
     }
 
     /// The normalized float32 tensor `[3, n, n]` (CHW, flattened), as `preprocess(img)`.

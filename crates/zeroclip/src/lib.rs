@@ -4,6 +4,7 @@
 //! [`image`] (`preprocess`), [`model`] (`clip.model.CLIP`), [`weights`] (checkpoint formats),
 //! [`hub`] (`clip.load`'s download and cache), [`pt`] (PyTorch files) and [`zeroshot`] (templates and classifier).
 
+pub mod batch;
 pub mod error;
 pub mod model;
 pub mod weights;

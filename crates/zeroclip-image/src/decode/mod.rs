@@ -42,7 +42,7 @@ impl Limits {
 
 /// Decodes `bytes` (named `input` in errors) into its Pillow mode.
 /// Samples of `bits` bits each, most significant first, as PNG and TIFF pack them.
-pub(super) fn unpack_bits(row: &[u8], bits: u8, count: usize) -> impl Iterator<Item = u8> + '_ {
+pub(crate) fn unpack_bits(row: &[u8], bits: u8, count: usize) -> impl Iterator<Item = u8> + '_ {
     let per_byte = 8 / bits as usize;
     let mask = ((1u16 << bits) - 1) as u8;
     (0..count).map(move |i| {

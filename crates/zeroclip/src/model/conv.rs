@@ -195,7 +195,7 @@ impl ConvAffine {
                     residual,
                     relu,
                 };
-                let threads = candle_core::utils::get_num_threads();
+                let threads = super::threads();
                 let (v, m) = (&mut scratch.a, &mut scratch.b);
                 return wino.run(src, (n, h, w), out, &finish, v, m, threads);
             }
@@ -210,7 +210,7 @@ impl ConvAffine {
         {
             candle_core::bail!("conv: slices do not match [{n}, {h}, {w}, {c}] → {co} channels");
         }
-        let threads = candle_core::utils::get_num_threads();
+        let threads = super::threads();
         let epi = |r0: usize| Epilogue {
             scale: Some(scale),
             shift: Some(shift),

@@ -273,7 +273,7 @@ pub fn linear(
         candle_core::bail!("linear: input [{rows}, {k}] for a weight of {} inputs", b.k);
     }
     let mut out = vec![0f32; rows * b.n];
-    let threads = candle_core::utils::get_num_threads();
+    let threads = super::threads();
     with_f32(x, |a| match residual {
         Some(r) => with_f32(r, |r| {
             let epi = Epilogue {

@@ -48,6 +48,7 @@ pub struct Clip {
     visual: Visual,
     text: text::TextTransformer,
     logit_scale: f32,
+    logit_scale_parameter: f32,
     device: Device,
     origin: Origin,
     checksum: OnceLock<String>,
@@ -124,13 +125,14 @@ impl Clip {
             )?)),
         };
         let text = text::TextTransformer::new(&vb, &config)?;
-        let logit_scale = vb.get_scalar("logit_scale")?.exp();
+        let logit_scale_parameter = vb.get_scalar("logit_scale")?;
         store.finish()?;
         Ok(Clip {
             config,
             visual,
             text,
-            logit_scale,
+            logit_scale: logit_scale_parameter.exp(),
+            logit_scale_parameter,
             device: device.clone(),
             origin,
             checksum: OnceLock::new(),
@@ -196,6 +198,12 @@ impl Clip {
         self.logit_scale
     }
 
+    /// The checkpoint's `logit_scale` parameter as stored: the log of [`Self::logit_scale`]
+    /// (what the reference's `model.logit_scale` holds).
+    pub fn logit_scale_parameter(&self) -> f32 {
+        self.logit_scale_parameter
+    }
+
     pub fn config(&self) -> &ClipConfig {
         &self.config
     }
@@ -250,6 +258,13 @@ impl Clip {
         };
         Ok(self.checksum.get_or_init(|| digest).clone())
     }
+}
+
+/// How many threads the CPU kernels split work into: the rayon pool they run in — the global one,
+/// or the caller's own when it runs the model inside `ThreadPool::install` (as the Python package
+/// does, so that its thread count can change and a forked child can start a fresh pool).
+pub(crate) fn threads() -> usize {
+    rayon::current_num_threads()
 }
 
 // One SHA-256 of a file for the whole project: the hub's, which also verifies downloads, so a
