@@ -129,7 +129,7 @@ impl Classifier {
             ..Default::default()
         };
         let clip = model.clip.clone();
-        let inner = runtime::run(py, move |_| {
+        let inner = runtime::run(py, move || {
             ZeroShotClassifier::with_options(clip, labels, &templates, &options)
         })?
         .py_err()?;
@@ -170,7 +170,8 @@ impl Classifier {
         embeddings: bool,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let sources = sources(items)?;
-        let outcomes = runtime::run(py, |pool| self.run(&sources, batch_size, embeddings, pool))?;
+        let outcomes =
+            runtime::run_with_pool(py, |pool| self.run(&sources, batch_size, embeddings, pool))?;
         outcomes
             .into_iter()
             .map(|o| match o {
@@ -200,7 +201,7 @@ impl Classifier {
         let sources = sources(items)?;
         let dim = self.inner.class_embeddings().dims()[1];
         let resolution = self.preprocess.resolution as usize;
-        let (flat, errors) = runtime::run(py, |pool| {
+        let (flat, errors) = runtime::run_with_pool(py, |pool| {
             let mut flat = Vec::with_capacity(sources.len() * dim);
             let mut errors = Vec::new();
             run_batches(
@@ -242,7 +243,7 @@ impl Classifier {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let model = self.inner.model().clone();
         let truncate = self.truncate;
-        let t = runtime::run(py, move |_| -> zeroclip::Result<_> {
+        let t = runtime::run(py, move || -> zeroclip::Result<_> {
             use zeroclip::ZeroShotModel;
             let f = model.encode_prompts(&texts, truncate)?;
             if normalize {

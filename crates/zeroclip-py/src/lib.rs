@@ -28,7 +28,7 @@ fn tokenize(
     context_length: usize,
     truncate: bool,
 ) -> PyResult<Bound<'_, PyArray2<i64>>> {
-    let batch = runtime::run(py, |_| {
+    let batch = runtime::run(py, || {
         zeroclip::tokenizer::tokenize(&texts, context_length, truncate)
     })?
     .map_err(|e| errors::to_py(e.into()))?;

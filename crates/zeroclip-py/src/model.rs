@@ -118,7 +118,7 @@ impl Model {
         name_or_path: String,
         download_root: Option<PathBuf>,
     ) -> PyResult<(Model, Preprocess)> {
-        let clip = runtime::run(py, |_| -> zeroclip::Result<Clip> {
+        let clip = runtime::run(py, || -> zeroclip::Result<Clip> {
             let options = zeroclip::hub::HubOptions {
                 cache_dir: download_root,
                 progress: true,
@@ -172,7 +172,7 @@ impl Model {
     /// SHA-256 of the checkpoint.
     fn checksum(&self, py: Python<'_>) -> PyResult<String> {
         let clip = self.clip.clone();
-        runtime::run(py, move |_| clip.checksum())?.py_err()
+        runtime::run(py, move || clip.checksum())?.py_err()
     }
 
     /// `[b, 3, n, n]` float32 → `[b, embed_dim]` float32, not normalized.
@@ -183,7 +183,7 @@ impl Model {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (data, dims) = self.pixels_tensor(&pixels)?;
         let clip = &self.clip;
-        let t = runtime::run(py, move |_| image_embeddings(clip, data, dims))?.py_err()?;
+        let t = runtime::run(py, move || image_embeddings(clip, data, dims))?.py_err()?;
         to_numpy2(py, &t)
     }
 
@@ -195,7 +195,7 @@ impl Model {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (ids, dims) = self.ids(&tokens)?;
         let clip = &self.clip;
-        let t = runtime::run(py, move |_| text_embeddings(clip, ids, dims))?.py_err()?;
+        let t = runtime::run(py, move || text_embeddings(clip, ids, dims))?.py_err()?;
         to_numpy2(py, &t)
     }
 
@@ -210,7 +210,7 @@ impl Model {
         let (data, pdims) = self.pixels_tensor(&pixels)?;
         let (ids, tdims) = self.ids(&tokens)?;
         let clip = &self.clip;
-        let (per_image, per_text) = runtime::run(py, move |_| -> zeroclip::Result<_> {
+        let (per_image, per_text) = runtime::run(py, move || -> zeroclip::Result<_> {
             let image = Tensor::from_vec(data, pdims.to_vec(), &Device::Cpu)?;
             let text = Tensor::from_vec(ids, tdims.to_vec(), &Device::Cpu)?;
             clip.forward(&image, &text)
@@ -222,17 +222,32 @@ impl Model {
 
 #[pymethods]
 impl Preprocess {
-    /// OpenAI's preprocessing at `resolution` (the reference's `_transform(n)`).
+    /// OpenAI's preprocessing at `resolution` (the reference's `_transform(n)`), with another
+    /// `mean` and `std` if given.
     #[staticmethod]
-    fn openai(resolution: u32) -> PyResult<Preprocess> {
+    #[pyo3(signature = (resolution, mean=None, std=None))]
+    fn openai(
+        resolution: u32,
+        mean: Option<[f32; 3]>,
+        std: Option<[f32; 3]>,
+    ) -> PyResult<Preprocess> {
         if resolution == 0 || resolution > 8192 {
             return Err(Kind::InvalidInput.err(format!(
                 "resolution must be between 1 and 8192, got {resolution}"
             )));
         }
-        Ok(Preprocess {
-            inner: zeroclip::image::Preprocess::openai(resolution),
-        })
+        let mut inner = zeroclip::image::Preprocess::openai(resolution);
+        inner.mean = mean.unwrap_or(inner.mean);
+        inner.std = std.unwrap_or(inner.std);
+        if inner.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+            || inner.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(Kind::InvalidInput.err(format!(
+                "mean must be finite and std positive, got mean {:?}, std {:?}",
+                inner.mean, inner.std
+            )));
+        }
+        Ok(Preprocess { inner })
     }
 
     #[getter]
@@ -253,7 +268,7 @@ impl Preprocess {
     /// A file → `[3, n, n]` float32.
     fn path<'py>(&self, py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let p = &self.inner;
-        let px = runtime::run(py, |_| p.preprocess_path(&path))?.map_err(image_error)?;
+        let px = runtime::run(py, || p.preprocess_path(&path))?.map_err(image_error)?;
         array3(py, px, p.resolution as usize)
     }
 
@@ -265,7 +280,7 @@ impl Preprocess {
         name: String,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
         let p = &self.inner;
-        let px = runtime::run(py, |_| p.preprocess_bytes(data, &name))?.map_err(image_error)?;
+        let px = runtime::run(py, || p.preprocess_bytes(data, &name))?.map_err(image_error)?;
         array3(py, px, p.resolution as usize)
     }
 
@@ -289,7 +304,7 @@ impl Preprocess {
             data,
             palette,
         };
-        let px = runtime::run(py, |_| p.preprocess_raw(&raw, &name))?.map_err(image_error)?;
+        let px = runtime::run(py, || p.preprocess_raw(&raw, &name))?.map_err(image_error)?;
         array3(py, px, p.resolution as usize)
     }
 

@@ -86,7 +86,17 @@ pub fn num_threads() -> PyResult<usize> {
 }
 
 /// Runs `f` in the pool with the GIL released.
-pub fn run<T: Send>(py: Python<'_>, f: impl FnOnce(&ThreadPool) -> T + Send) -> PyResult<T> {
+pub fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
     let pool = pool()?;
-    Ok(py.detach(|| pool.install(|| f(&pool))))
+    Ok(py.detach(|| pool.install(f)))
+}
+
+/// Runs `f` on the calling thread with the GIL released, handing it the pool to run its work in
+/// (for [`zeroclip::batch::run_batches`], which must wait outside the pool).
+pub fn run_with_pool<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&ThreadPool) -> T + Send,
+) -> PyResult<T> {
+    let pool = pool()?;
+    Ok(py.detach(|| f(&pool)))
 }

@@ -83,17 +83,20 @@ impl ImageSource {
     }
 }
 
-/// Decodes `sources` in batches of `batch_size` (one batch ahead, in parallel on `pool`, or on
-/// rayon's global pool when `None`), calls `infer` once per batch on the pixels of the images that
-/// decoded, and hands each input's result to `sink(index, result)` in input order. `sink` returns
-/// `false` to stop early (say, the reader of the output went away); the return value is whether
-/// every input was handed over.
-pub fn run_batches<T>(
+/// Decodes `sources` in batches of `batch_size` (one batch ahead, in parallel), calls `infer`
+/// once per batch on the pixels of the images that decoded, and hands each input's result to
+/// `sink(index, result)` in input order. `sink` returns `false` to stop early (say, the reader of
+/// the output went away); the return value is whether every input was handed over.
+///
+/// Decoding and `infer` run in `pool` (rayon's global pool when `None`). Call this from outside
+/// the pool: its own thread only waits, and a pool thread waiting here would be one the work
+/// cannot use (with a one-thread pool, none at all).
+pub fn run_batches<T: Send>(
     sources: &[ImageSource],
     preprocess: &Preprocess,
     batch_size: usize,
     pool: Option<&rayon::ThreadPool>,
-    mut infer: impl FnMut(&[Vec<f32>]) -> crate::Result<Vec<T>>,
+    mut infer: impl FnMut(&[Vec<f32>]) -> crate::Result<Vec<T>> + Send,
     mut sink: impl FnMut(usize, Result<T, String>) -> bool,
 ) -> bool {
     let batch_size = batch_size.max(1);
@@ -117,7 +120,12 @@ pub fn run_batches<T>(
             }
         });
         for (start, decoded) in rx {
-            for (i, result) in infer_decoded(decoded, &mut infer).into_iter().enumerate() {
+            let run = || infer_decoded(decoded, &mut infer);
+            let results = match pool {
+                Some(pool) => pool.install(run),
+                None => run(),
+            };
+            for (i, result) in results.into_iter().enumerate() {
                 if !sink(start + i, result) {
                     return false;
                 }

@@ -115,8 +115,15 @@ class Preprocess:
             f"got {type(image).__name__}"
         )
 
+    def __reduce__(self) -> Any:
+        return (_preprocess_from, (self.resolution, self.mean, self.std))
+
     def __repr__(self) -> str:
         return f"Preprocess(resolution={self.resolution}, mean={self.mean}, std={self.std})"
+
+
+def _preprocess_from(resolution: int, mean: Sequence[float], std: Sequence[float]) -> Preprocess:
+    return Preprocess(_native.Preprocess.openai(int(resolution), list(mean), list(std)))
 
 
 class Visual:
@@ -221,6 +228,10 @@ class CLIP:
         reference."""
         return self
 
+    def __reduce__(self) -> Any:
+        # Pickled as the checkpoint to load again (Ray tasks, multiprocessing with spawn).
+        return (_model_from, (self.name,))
+
     def __repr__(self) -> str:
         return (
             f"CLIP(name={self.name!r}, input_resolution={self.visual.input_resolution}, "
@@ -255,3 +266,7 @@ def load(
     root = None if download_root is None else os.fspath(download_root)
     native, pre = _native.Model.load(path, root)
     return CLIP(native, pre, path), Preprocess(pre)
+
+
+def _model_from(name: str) -> CLIP:
+    return load(name)[0]

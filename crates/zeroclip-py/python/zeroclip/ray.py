@@ -54,8 +54,9 @@ class Predictor:
     the input ``bytes`` column in the output; off, so images are not written out again).
 
     ``__call__`` takes a batch with a ``bytes`` column (``read_binary_files``; a ``path`` column
-    beside it names the inputs) or a ``path`` column, as a dict of numpy arrays or a pandas
-    DataFrame, and returns it with ``label``, ``score``, ``labels_top_k``, ``scores_top_k``,
+    beside it names the inputs) or a ``path`` column — a dict of numpy arrays, a pyarrow Table or
+    a pandas DataFrame — and returns it (a pyarrow Table with fixed column types, or a DataFrame
+    for a DataFrame) with ``label``, ``score``, ``labels_top_k``, ``scores_top_k``,
     ``error`` (``None`` where the image was read) and, if asked for, ``embedding``. A failed row
     has ``label`` ``None``, ``score`` NaN and empty top-k lists.
     """
@@ -88,10 +89,13 @@ class Predictor:
         self.embedding = bool(embedding)
         self.keep_bytes = bool(keep_bytes)
 
-    def __call__(self, batch: Any) -> Dict[str, Any]:
+    def __call__(self, batch: Any) -> Any:
         is_frame = hasattr(batch, "to_dict") and hasattr(batch, "columns")
+        is_table = hasattr(batch, "schema") and hasattr(batch, "to_pydict")
         if is_frame:
             batch = {c: batch[c].to_numpy() for c in batch.columns}
+        elif is_table:
+            batch = {c: np.asarray(batch[c].to_pylist(), dtype=object) for c in batch.column_names}
         blobs = _column(batch, "bytes")
         paths = _column(batch, "path")
         if blobs is not None:
@@ -133,4 +137,28 @@ class Predictor:
             import pandas as pd
 
             return pd.DataFrame(out)
-        return out
+        return _arrow_table(out)
+
+
+def _arrow_table(columns: Dict[str, Any]) -> Any:
+    """The batch as a pyarrow Table with fixed column types, so every block of a dataset has
+    the same schema (a batch whose images all failed would otherwise infer null and empty-list
+    types that Parquet readers cannot merge with the others)."""
+    import pyarrow as pa
+
+    types = {
+        "label": pa.string(),
+        "score": pa.float32(),
+        "labels_top_k": pa.list_(pa.string()),
+        "scores_top_k": pa.list_(pa.float32()),
+        "error": pa.string(),
+        "embedding": pa.list_(pa.float32()),
+        "path": pa.string(),
+    }
+    arrays = {}
+    for name, values in columns.items():
+        values = list(values)
+        if name in ("scores_top_k", "embedding"):
+            values = [None if v is None else np.asarray(v, dtype=np.float32).tolist() for v in values]
+        arrays[name] = pa.array(values, type=types.get(name))
+    return pa.table(arrays)

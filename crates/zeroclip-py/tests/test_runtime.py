@@ -1,0 +1,129 @@
+"""Threads, the GIL and fork: work runs on the library's own threads with the GIL released, the
+thread count can change, and a process forked after use does not hang."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import zeroclip
+from conftest import MODELS, read_safetensors
+
+
+@pytest.fixture(scope="module")
+def model():
+    m, _ = zeroclip.load(str(MODELS / "rn_jit.pt"))
+    return m
+
+
+def test_set_num_threads_changes_the_pool_and_not_the_numbers(model):
+    exp = read_safetensors(MODELS / "rn_jit.expected.safetensors")
+    zeroclip.set_num_threads(1)
+    assert zeroclip.get_num_threads() == 1
+    one = model.encode_image(exp["pixels"])
+    zeroclip.set_num_threads(3)
+    assert zeroclip.get_num_threads() == 3
+    three = model.encode_image(exp["pixels"])
+    np.testing.assert_array_equal(one, three)
+    zeroclip.set_num_threads(2)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 10**6, 2.0, True])
+def test_bad_thread_counts(bad):
+    with pytest.raises(ValueError, match="threads"):
+        zeroclip.set_num_threads(bad)
+
+
+def test_the_gil_is_released_during_work(model):
+    """A Python thread keeps running while another encodes a large batch."""
+    pixels = np.repeat(read_safetensors(MODELS / "rn_jit.expected.safetensors")["pixels"], 64, 0)
+    done = threading.Event()
+    ticks = 0
+
+    def encode():
+        for _ in range(3):
+            model.encode_image(pixels)
+        done.set()
+
+    worker = threading.Thread(target=encode)
+    worker.start()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    worker.join()
+    # With the GIL held for the whole encode, this loop would get at most a tick per call.
+    assert ticks > 10, ticks
+
+
+def _child(conn, path):
+    import zeroclip as zc
+
+    m, pre = zc.load(path)
+    exp_pixels = np.zeros((2, 3, m.visual.input_resolution, m.visual.input_resolution), np.float32)
+    conn.send(m.encode_image(exp_pixels).shape)
+    conn.close()
+
+
+def test_a_forked_child_does_not_hang(model):
+    exp = read_safetensors(MODELS / "rn_jit.expected.safetensors")
+    model.encode_image(exp["pixels"])  # the parent's threads are running
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_child, args=(child, str(MODELS / "rn_jit.pt")))
+    p.start()
+    ok = parent.poll(120)
+    p.join(5)
+    if p.is_alive():
+        p.kill()
+    assert ok, "the forked child hung"
+    assert parent.recv() == (2, model.embed_dim)
+    assert p.exitcode == 0
+
+
+_INHERITED = {}
+
+
+def _encode_inherited(pixels):
+    return _INHERITED["model"].encode_image(pixels)
+
+
+def test_the_parents_model_used_in_a_forked_child(model):
+    exp = read_safetensors(MODELS / "rn_jit.expected.safetensors")
+    want = model.encode_image(exp["pixels"])
+    _INHERITED["model"] = model
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_encode_inherited, (exp["pixels"],)).get(timeout=120)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_models_and_preprocessing_pickle_by_reloading(model):
+    import pickle
+
+    m2 = pickle.loads(pickle.dumps(model))
+    exp = read_safetensors(MODELS / "rn_jit.expected.safetensors")
+    np.testing.assert_array_equal(m2.encode_image(exp["pixels"]), model.encode_image(exp["pixels"]))
+    pre = zeroclip.Preprocess.openai(48)
+    pre2 = pickle.loads(pickle.dumps(pre))
+    assert (pre2.resolution, pre2.mean, pre2.std) == (pre.resolution, pre.mean, pre.std)
+
+
+def test_a_batch_runs_on_one_thread(tmp_path):
+    """Decoding one batch ahead of the model must not wait for the pool's only thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "import zeroclip; zeroclip.set_num_threads(1)\n"
+        f"m, _ = zeroclip.load({str(MODELS / 'hf_real_vocab')!r})\n"
+        "c = zeroclip.Classifier(m, ['a dog', 'a cat'], cache=False, batch_size=2)\n"
+        f"r = c.classify([{str(MODELS / 'tiny.png')!r}] * 5)\n"
+        "assert all('predictions' in x for x in r), r\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
