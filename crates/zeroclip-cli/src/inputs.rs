@@ -22,6 +22,14 @@ pub struct Item {
 }
 
 impl Item {
+    /// What the library's batch pipeline runs for this input.
+    pub fn source(&self) -> zeroclip::batch::ImageSource {
+        match &self.path {
+            Ok(path) => zeroclip::batch::ImageSource::Path(path.clone()),
+            Err(e) => zeroclip::batch::ImageSource::Failed(e.clone()),
+        }
+    }
+
     fn ok(path: PathBuf) -> Self {
         Item {
             name: path.display().to_string(),

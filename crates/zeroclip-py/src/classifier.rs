@@ -107,6 +107,7 @@ impl Classifier {
 impl Classifier {
     /// Builds the class embeddings (from the label cache where present).
     #[new]
+    #[allow(clippy::too_many_arguments)] // the Python constructor's keyword arguments
     #[pyo3(signature = (model, preprocess, labels, templates, top_k=None, truncate=false, cache_dir=None))]
     fn new(
         py: Python<'_>,

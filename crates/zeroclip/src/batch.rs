@@ -91,12 +91,12 @@ impl ImageSource {
 /// Decoding and `infer` run in `pool` (rayon's global pool when `None`). Call this from outside
 /// the pool: its own thread only waits, and a pool thread waiting here would be one the work
 /// cannot use (with a one-thread pool, none at all).
-pub fn run_batches<T: Send>(
+pub fn run_batches<T: Send, E: std::fmt::Display>(
     sources: &[ImageSource],
     preprocess: &Preprocess,
     batch_size: usize,
     pool: Option<&rayon::ThreadPool>,
-    mut infer: impl FnMut(&[Vec<f32>]) -> crate::Result<Vec<T>> + Send,
+    mut infer: impl FnMut(&[Vec<f32>]) -> Result<Vec<T>, E> + Send,
     mut sink: impl FnMut(usize, Result<T, String>) -> bool,
 ) -> bool {
     let batch_size = batch_size.max(1);
@@ -137,9 +137,9 @@ pub fn run_batches<T: Send>(
 
 /// Runs `batch` once on the pixels of the items that decoded, and gives each item its own
 /// result: its decoding error, its share of the output, or the batch's inference error.
-pub fn infer_decoded<T>(
+pub fn infer_decoded<T, E: std::fmt::Display>(
     decoded: Vec<Result<Vec<f32>, String>>,
-    batch: impl FnOnce(&[Vec<f32>]) -> crate::Result<Vec<T>>,
+    batch: impl FnOnce(&[Vec<f32>]) -> Result<Vec<T>, E>,
 ) -> Vec<Result<T, String>> {
     let mut good = Vec::with_capacity(decoded.len());
     let status: Vec<Result<(), String>> = decoded
@@ -156,7 +156,8 @@ pub fn infer_decoded<T>(
                 "inference failed: the model returned {} results for {n_good} images",
                 out.len()
             )),
-            Err(e) => Err(format!("inference failed: {e}")),
+            // `{:#}` shows the whole chain of an `anyhow::Error`; other errors print as usual.
+            Err(e) => Err(format!("inference failed: {e:#}")),
         }
     };
     status
@@ -209,7 +210,7 @@ mod tests {
             None,
             |px| {
                 calls.push(px.len());
-                Ok(px.iter().map(|v| v.len()).collect())
+                crate::Result::Ok(px.iter().map(|v| v.len()).collect())
             },
             |i, r| {
                 got.push((i, r));
@@ -259,7 +260,9 @@ mod tests {
 
     #[test]
     fn a_model_that_returns_too_few_rows_fails_the_batch() {
-        let r = infer_decoded(vec![Ok(vec![0.0]), Ok(vec![1.0])], |_| Ok(vec![7]));
+        let r = infer_decoded(vec![Ok(vec![0.0]), Ok(vec![1.0])], |_| {
+            crate::Result::Ok(vec![7])
+        });
         assert!(r
             .iter()
             .all(|x| x.as_ref().unwrap_err().contains("1 results for 2")));

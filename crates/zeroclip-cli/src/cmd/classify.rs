@@ -8,7 +8,6 @@ use crate::inputs::{self, Item};
 use crate::output::{Format, Record, Writer};
 use crate::Outcome;
 use anyhow::Context;
-use rayon::prelude::*;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use zeroclip::zeroshot::stack_pixels;
@@ -105,48 +104,6 @@ pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
     bar
 }
 
-/// Decodes each item of a batch in parallel: pixels, or the item's error.
-pub fn decode_batch(
-    items: &[Item],
-    preprocess: &zeroclip::image::Preprocess,
-) -> Vec<Result<Vec<f32>, String>> {
-    items
-        .par_iter()
-        .map(|item| match &item.path {
-            Ok(path) => preprocess.preprocess_path(path).map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
-        })
-        .collect()
-}
-
-/// Runs `batch` once on the pixels of a batch's items that decoded, and gives each item its own
-/// result: its decode error, its share of the output, or the batch's inference error.
-pub fn infer_decoded<T>(
-    decoded: Vec<Result<Vec<f32>, String>>,
-    batch: impl FnOnce(&[Vec<f32>]) -> anyhow::Result<Vec<T>>,
-) -> Vec<Result<T, String>> {
-    let mut good = Vec::with_capacity(decoded.len());
-    let status: Vec<Result<(), String>> = decoded
-        .into_iter()
-        .map(|d| d.map(|px| good.push(px)))
-        .collect();
-    let mut outputs = if good.is_empty() {
-        Ok(Vec::new().into_iter())
-    } else {
-        batch(&good)
-            .map(Vec::into_iter)
-            .map_err(|e| format!("inference failed: {e:#}"))
-    };
-    status
-        .into_iter()
-        .map(|s| match (s, &mut outputs) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Ok(it)) => Ok(it.next().expect("one output per decoded image")),
-            (Ok(()), Err(e)) => Err(e.clone()),
-        })
-        .collect()
-}
-
 fn infer(
     classifier: &ZeroShotClassifier<&zeroclip::Clip>,
     images: &[Vec<f32>],
@@ -233,46 +190,43 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let device = model.device().clone();
     let mut failed = 0usize;
     let batch_size = args.model.batch_size as usize;
-    let stopped = std::thread::scope(|scope| -> anyhow::Result<bool> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let preprocess = &preprocess;
-        let items = &items;
-        // Decode the next batch while the current one runs through the model.
-        scope.spawn(move || {
-            for chunk in items.chunks(batch_size) {
-                if tx.send((chunk, decode_batch(chunk, preprocess))).is_err() {
-                    break;
-                }
-            }
-        });
-        for (chunk, decoded) in rx {
-            let results = infer_decoded(decoded, |good| {
-                infer(&classifier, good, resolution, &device)
-            });
-            for (item, result) in chunk.iter().zip(results) {
-                let record = match &result {
-                    Ok(p) => Record::Ok {
+    let sources: Vec<_> = items.iter().map(Item::source).collect();
+    let mut write_error = None;
+    let complete = zeroclip::batch::run_batches(
+        &sources,
+        &preprocess,
+        batch_size,
+        None,
+        |good| infer(&classifier, good, resolution, &device),
+        |i, result| {
+            let item = &items[i];
+            let record = match &result {
+                Ok(p) => Record::Ok {
+                    input: &item.name,
+                    predictions: p,
+                },
+                Err(e) => {
+                    failed += 1;
+                    Record::Err {
                         input: &item.name,
-                        predictions: p,
-                    },
-                    Err(e) => {
-                        failed += 1;
-                        Record::Err {
-                            input: &item.name,
-                            error: e,
-                        }
+                        error: e,
                     }
-                };
-                match writer.write(&record) {
-                    // A closed pipe (`| head`) ends the run quietly, as in other Unix tools.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(true),
-                    r => r?,
                 }
-                bar.inc(1);
+            };
+            if let Err(e) = writer.write(&record) {
+                write_error = Some(e);
+                return false;
             }
-        }
-        Ok(false)
-    })?;
+            bar.inc(1);
+            true
+        },
+    );
+    let stopped = match write_error {
+        // A closed pipe (`| head`) ends the run quietly, as in other Unix tools.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => true,
+        Some(e) => return Err(e.into()),
+        None => !complete,
+    };
     bar.finish_and_clear();
     if stopped {
         return Ok(Outcome::Success);

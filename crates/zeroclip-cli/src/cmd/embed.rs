@@ -5,7 +5,7 @@
 //! JSON-lines index goes to stdout (`{"input", "row"}` or `{"input", "error"}`) and, in
 //! safetensors, the row names go into the metadata.
 
-use crate::cmd::classify::{decode_batch, infer_decoded, progress_bar, ModelArgs};
+use crate::cmd::classify::{progress_bar, ModelArgs};
 use crate::inputs::{self, Item};
 use crate::Outcome;
 use anyhow::Context;
@@ -249,18 +249,22 @@ fn embed_images(
     bar.set_message("images");
     let resolution = preprocess.resolution as usize;
     let mut rows = Vec::with_capacity(items.len());
-    for chunk in items.chunks(args.model.batch_size as usize) {
-        let results = infer_decoded(decode_batch(chunk, preprocess), |good| {
-            encode_images(model, good, resolution, args.normalize)
-        });
-        for (item, result) in chunk.iter().zip(results) {
+    let sources: Vec<_> = items.iter().map(Item::source).collect();
+    zeroclip::batch::run_batches(
+        &sources,
+        preprocess,
+        args.model.batch_size as usize,
+        None,
+        |good| encode_images(model, good, resolution, args.normalize),
+        |i, result| {
             rows.push(Row {
-                name: item.name.clone(),
+                name: items[i].name.clone(),
                 result,
             });
             bar.inc(1);
-        }
-    }
+            true
+        },
+    );
     bar.finish_and_clear();
     Ok(rows)
 }
