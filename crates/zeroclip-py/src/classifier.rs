@@ -79,7 +79,7 @@ impl Classifier {
             &self.preprocess,
             batch_size,
             Some(pool),
-            |pixels| {
+            |pixels| -> zeroclip::Result<_> {
                 let stacked = stack_pixels(pixels, resolution, &Device::Cpu)?;
                 let features = self.inner.model().encode_image(&stacked)?;
                 let predictions = self.inner.classify_features(&features)?;
@@ -210,7 +210,7 @@ impl Classifier {
                 &self.preprocess,
                 batch_size,
                 Some(pool),
-                |pixels| {
+                |pixels| -> zeroclip::Result<_> {
                     let stacked = stack_pixels(pixels, resolution, &Device::Cpu)?;
                     let mut f = self.inner.model().encode_image(&stacked)?;
                     if normalize {
