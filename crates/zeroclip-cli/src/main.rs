@@ -1,7 +1,9 @@
 //! `zeroclip`: the command-line tool. Argument parsing and output only; all work is in the library.
 //!
 //! Exit codes, as ripgrep: 0 everything succeeded, 1 some inputs failed (each one still appears in
-//! the output with its error), 2 usage error or a fatal error (model, arguments).
+//! the output with its error), 2 usage error or a fatal error (model, arguments). A closed
+//! standard output (`zeroclip tokenize ... | head -1`) ends the run quietly with 0, as ripgrep
+//! does: the reader has all it wanted.
 
 mod cmd;
 mod inputs;
@@ -68,9 +70,26 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::SomeFailed) => ExitCode::from(1),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zeroclip: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone. JSON writers wrap the I/O
+/// error in their own type, which does not give it back as a source, so both are looked for.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }

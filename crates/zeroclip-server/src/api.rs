@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::input::{self, Body};
-use crate::labels::{self, LabelsField, Prediction, TemplatesField};
+use crate::labels::{self, LabelsField, TemplatesField};
 use crate::state::{AppState, ImageInput, ItemResult};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Instant;
+use zeroclip::Prediction;
 
 /// Native JSON classification request.
 #[derive(Debug, Deserialize)]

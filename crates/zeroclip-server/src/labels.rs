@@ -1,15 +1,19 @@
-//! Candidate labels and templates as requests give them, validated against the limits, and the
-//! scores: CLIP's `softmax(logit_scale * cos(image, label))` over the candidate labels.
+//! Candidate labels and templates as requests give them, validated against the limits. Scoring
+//! is the library's ([`zeroclip::zeroshot::scoring`]), the same as the command line's.
 
 use crate::config::Limits;
 use crate::error::ApiError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
 use zeroclip::zeroshot;
 
-/// The single template of the reference's README example and the default of `zeroclip classify`.
-pub const DEFAULT_TEMPLATE: &str = zeroshot::DEFAULT_TEMPLATE;
+/// The template of explicit labels when a request names none: labels used as written, as the
+/// reference's README example and `zeroclip classify --labels` use them.
+pub const DEFAULT_TEMPLATE: &str = zeroshot::AS_WRITTEN_TEMPLATE;
+
+/// The `default` preset: the CLIP paper's single template `a photo of a {}.`.
+pub const PHOTO_TEMPLATE: &str = zeroshot::DEFAULT_TEMPLATE;
 
 /// Hugging Face's `ZeroShotImageClassificationPipeline` default `hypothesis_template`, used for
 /// HF payloads that give none, so zeroclip answers as an HF endpoint would.
@@ -188,7 +192,7 @@ pub fn resolve_templates(
 /// A named template set: `default` (one template), `imagenet7` or `imagenet80`.
 pub fn preset(name: &str, limits: &Limits) -> Result<TemplateSet, ApiError> {
     let templates: Vec<String> = match name {
-        "default" | "single" => vec![DEFAULT_TEMPLATE.to_string()],
+        "default" | "single" => vec![PHOTO_TEMPLATE.to_string()],
         _ => {
             let unknown = |_| ApiError::InvalidTemplate {
                 template: name.to_string(),
@@ -201,55 +205,6 @@ pub fn preset(name: &str, limits: &Limits) -> Result<TemplateSet, ApiError> {
     let mut limits = limits.clone();
     limits.max_templates = limits.max_templates.max(templates.len());
     TemplateSet::custom(templates, &limits)
-}
-
-/// One label's probability.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Prediction {
-    /// The candidate label as given.
-    pub label: String,
-    /// Softmax probability over the candidate labels.
-    pub score: f32,
-}
-
-/// L2-normalizes `v` in place (a zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-/// Scores one normalized image embedding against normalized label embeddings: the softmax of
-/// `logit_scale * cosine`, sorted by score (highest first; ties keep the given order), cut to
-/// `top_k`.
-pub fn predict(
-    image: &[f32],
-    labels: &[String],
-    label_embeddings: &[Arc<[f32]>],
-    logit_scale: f32,
-    top_k: Option<usize>,
-) -> Vec<Prediction> {
-    let logits: Vec<f32> = label_embeddings
-        .iter()
-        .map(|t| logit_scale * t.iter().zip(image).map(|(a, b)| a * b).sum::<f32>())
-        .collect();
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    let mut out: Vec<Prediction> = labels
-        .iter()
-        .zip(exps)
-        .map(|(label, e)| Prediction {
-            label: label.clone(),
-            score: e / sum,
-        })
-        .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score));
-    if let Some(k) = top_k {
-        out.truncate(k);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -309,18 +264,5 @@ mod tests {
             &limits
         )
         .is_err());
-    }
-
-    #[test]
-    fn predictions_are_a_sorted_softmax() {
-        let image = [1.0, 0.0];
-        let labels = vec!["x".to_string(), "y".to_string()];
-        let emb: Vec<Arc<[f32]>> = vec![Arc::from(vec![0.0, 1.0]), Arc::from(vec![1.0, 0.0])];
-        let p = predict(&image, &labels, &emb, 2.0, None);
-        assert_eq!(p[0].label, "y");
-        let expected = 1.0 / (1.0 + (-2.0f32).exp());
-        assert!((p[0].score - expected).abs() < 1e-6);
-        assert!((p[0].score + p[1].score - 1.0).abs() < 1e-6);
-        assert_eq!(predict(&image, &labels, &emb, 2.0, Some(1)).len(), 1);
     }
 }

@@ -1,5 +1,5 @@
-//! The server's one seam with the `zeroclip` library: loading, the two towers on plain `Vec`s,
-//! tokenizing labels, the template presets and template ensembling.
+//! The server's one seam with the `zeroclip` model: loading, the two towers on plain `Vec`s, and
+//! tokenizing texts. Templates and scoring are the library's `zeroshot` module's.
 
 use crate::batcher::Embeddings;
 use crate::error::ApiError;
@@ -138,15 +138,4 @@ pub fn tokenize(
         #[allow(unreachable_patterns)]
         Err(e) => Err(error(String::new(), e.to_string())),
     }
-}
-
-/// Ensembles one label's template embeddings with the library's recipe (the CLIP ImageNet
-/// notebook's): the mean of the L2-normalized embeddings, normalized again.
-pub fn ensemble(rows: &[Vec<f32>]) -> Result<Vec<f32>, ApiError> {
-    let dim = rows.first().map_or(0, Vec::len);
-    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    let t = Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu)
-        .map_err(|e| internal("ensembling", e))?;
-    let e = zeroclip::zeroshot::ensemble(&t).map_err(|e| internal("ensembling", e))?;
-    e.to_vec1::<f32>().map_err(|e| internal("ensembling", e))
 }

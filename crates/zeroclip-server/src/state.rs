@@ -6,12 +6,14 @@ use crate::batcher::{self, BatcherHandle, Work, Worker};
 use crate::cache::Lru;
 use crate::config::{Limits, ServerConfig};
 use crate::error::ApiError;
-use crate::labels::{self, Prediction, TemplateSet};
+use crate::labels::{self, TemplateSet};
 use crate::metrics::Metrics;
 use crate::model::{self, LoadedModel, ModelInfo};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroclip::image::Preprocess;
+use zeroclip::zeroshot::scoring;
+use zeroclip::Prediction;
 
 /// Label-cache key: (template set key, label).
 type LabelKey = (Arc<str>, String);
@@ -173,7 +175,7 @@ impl AppState {
             let rows = s.batcher.run(Work::Texts { ids, n }).await?;
             for (k, &i) in missing.iter().enumerate() {
                 let emb: Arc<[f32]> =
-                    model::ensemble(&rows[k * per_label..(k + 1) * per_label])?.into();
+                    scoring::ensemble(&rows[k * per_label..(k + 1) * per_label]).into();
                 s.cache
                     .insert((templates.key.clone(), labels[i].clone()), emb.clone());
                 found[i] = Some(emb);
@@ -195,7 +197,7 @@ impl AppState {
         })?;
         let mut rows = self.inner.batcher.run(Work::Texts { ids, n }).await?;
         if normalize {
-            rows.iter_mut().for_each(|r| labels::normalize(r));
+            rows.iter_mut().for_each(|r| scoring::normalize_in_place(r));
         }
         Ok(rows)
     }
@@ -272,7 +274,7 @@ impl AppState {
         };
         for (it, mut row) in items.iter_mut().filter(|it| it.result.is_ok()).zip(rows) {
             if normalize {
-                labels::normalize(&mut row);
+                scoring::normalize_in_place(&mut row);
             }
             it.result = Ok(row);
         }
@@ -292,7 +294,8 @@ impl AppState {
         self.check_inputs("image", images.len())?;
         let (text, items) = tokio::join!(
             self.label_embeddings(labels, templates),
-            self.embed_images(images, true)
+            // Raw rows: `predict` normalizes them, exactly as the classifier does.
+            self.embed_images(images, false)
         );
         let text = text?;
         let scale = self.inner.info.logit_scale;
@@ -302,7 +305,7 @@ impl AppState {
                 input: it.input,
                 result: it
                     .result
-                    .map(|img| labels::predict(&img, labels, &text, scale, top_k)),
+                    .map(|img| scoring::predict(&img, labels, &text, scale, top_k)),
             })
             .collect())
     }

@@ -28,6 +28,8 @@ fn library_scores(labels: &[&str], templates: &Templates) -> Vec<(String, f32)> 
         .collect()
 }
 
+/// The same labels in the same order with the same `f32` scores, bit for bit: the server and
+/// the library score through one path (a JSON number round-trips an `f32` exactly).
 fn assert_same_scores(got: &Value, want: &[(String, f32)]) {
     let got = got.as_array().unwrap();
     assert_eq!(got.len(), want.len());
@@ -38,10 +40,7 @@ fn assert_same_scores(got: &Value, want: &[(String, f32)]) {
             "order differs: {got:?} vs {want:?}"
         );
         let s = g["score"].as_f64().unwrap() as f32;
-        assert!(
-            (s - score).abs() < 1e-5,
-            "{label}: server {s}, library {score}"
-        );
+        assert_eq!(s, *score, "{label}: server {s}, library {score}");
     }
 }
 
@@ -70,10 +69,94 @@ async fn multipart_classify_matches_the_library() {
     let result = &body["results"][0];
     assert_eq!(result["input"], "tiny.png");
     assert_predictions(&result["predictions"], &LABELS);
+    // Explicit labels without a template are used as written, as `zeroclip classify --labels`.
     assert_same_scores(
         &result["predictions"],
-        &library_scores(&LABELS, &Templates::default()),
+        &library_scores(&LABELS, &Templates::as_written()),
     );
+}
+
+#[tokio::test]
+async fn native_json_without_a_template_uses_labels_as_written() {
+    let state = started(config());
+    let body = json!({"image": b64(&image_bytes()), "labels": LABELS});
+    let (status, body) = post_json(&state, "/v1/classify", &body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let want = library_scores(&LABELS, &Templates::as_written());
+    assert_same_scores(&body["results"][0]["predictions"], &want);
+}
+
+/// The reference's probabilities for `tiny.png` and [`LABELS`] (the README example's labels,
+/// tokenized as written): softmax of the fixture's logits.
+fn reference_probs() -> Vec<(String, f32)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/model/hf_real_vocab.expected.safetensors"
+    );
+    let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let logits: Vec<f32> = t["png_logits_per_image"].to_vec2().unwrap().remove(0);
+    let max = logits.iter().copied().fold(f32::MIN, f32::max);
+    let e: Vec<f64> = logits.iter().map(|l| ((l - max) as f64).exp()).collect();
+    let z: f64 = e.iter().sum();
+    LABELS
+        .iter()
+        .zip(e)
+        .map(|(l, x)| (l.to_string(), (x / z) as f32))
+        .collect()
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text.find(start).unwrap_or_else(|| panic!("no {start:?}")) + start.len();
+    let len = text[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("no {end:?}"));
+    &text[from..from + len]
+}
+
+#[tokio::test]
+async fn the_web_page_default_reproduces_the_reference_example() {
+    let state = started(config());
+    let (status, _, page) = get(&state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = String::from_utf8(page).unwrap();
+    // The page's defaults: the labels in its text area and its selected template option.
+    let labels_text = between(&page, "<textarea id=\"labels\"", "</textarea>");
+    let labels_text = &labels_text[labels_text.find('>').unwrap() + 1..];
+    let select = between(&page, "<select id=\"template\">", "</select>");
+    let selected = select
+        .split("<option")
+        .find(|o| o.contains(" selected"))
+        .expect("a selected template");
+    let template = between(selected, "value=\"", "\"");
+    // Posted as app.js posts them.
+    let image = image_bytes();
+    let req = multipart_request(
+        "/v1/classify",
+        &[
+            Part("image", Some("tiny.png"), &image),
+            Part("labels", None, labels_text.as_bytes()),
+            Part("template", None, template.as_bytes()),
+        ],
+    );
+    let (status, _, body) = send(&state, req).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got = &body["results"][0]["predictions"];
+    for (label, want) in reference_probs() {
+        let score = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["label"] == label.as_str())
+            .unwrap_or_else(|| panic!("the page's default labels lack {label:?}: {got}"))["score"]
+            .as_f64()
+            .unwrap() as f32;
+        assert!(
+            (score - want).abs() < 1e-4,
+            "{label}: page {score}, reference {want}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -120,9 +120,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (LabelSet::from_name(name)?.labels(), Templates::default())
     } else if let Some(path) = &args.labels_file {
         let labels = zeroclip::zeroshot::read_labels_file(path)?;
-        (labels, Templates::Single("{}".into()))
+        (labels, Templates::as_written())
     } else {
-        (args.labels.clone(), Templates::Single("{}".into()))
+        (args.labels.clone(), Templates::as_written())
     };
     let templates = match (&args.template, &args.templates) {
         (Some(t), _) => Templates::Single(t.clone()),

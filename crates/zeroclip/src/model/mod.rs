@@ -1,7 +1,7 @@
 //! The CLIP model: both towers and the logits, as `clip.model.CLIP`.
 //!
-//! Everything is computed in f32 (the reference on CPU calls `model.float()`); checkpoints stored
-//! in fp16 are widened once at load. `encode_image` / `encode_text` return unnormalized
+//! Everything is computed in f32 (the reference on CPU calls `model.float()`); fp16 weights are
+//! widened as each layer takes them (GEMM weights are packed straight from fp16). `encode_image` / `encode_text` return unnormalized
 //! embeddings; `forward` L2-normalizes them and scales the cosine similarities by
 //! `logit_scale.exp()`.
 
@@ -38,7 +38,10 @@ enum Visual {
 #[derive(Clone, Debug)]
 enum Origin {
     Files(Vec<PathBuf>),
-    Tensors(Vec<(String, Tensor)>),
+    /// Built by [`Clip::from_tensors`]: the digest taken then, so no tensor is kept for it.
+    Tensors {
+        digest: String,
+    },
 }
 
 /// A loaded CLIP model.
@@ -81,12 +84,10 @@ impl Clip {
             let t = t.to_device(device)?.to_dtype(DType::F32)?;
             converted.insert(name, t);
         }
-        let mut list: Vec<(String, Tensor)> = converted
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        Self::build(converted, cfg, device, Origin::Tensors(list))
+        // Hashed now, while the tensors exist anyway: keeping them for a later hash would hold
+        // a second copy of every weight the layers pack.
+        let digest = tensors_digest(&converted)?;
+        Self::build(converted, cfg, device, Origin::Tensors { digest })
     }
 
     fn build(
@@ -220,10 +221,10 @@ impl Clip {
         }
     }
 
-    /// SHA-256 (hex) identifying the weights, computed on first use: of the file for a
-    /// single-file checkpoint (equal to the digest in OpenAI's download URLs), of the files'
-    /// names and digests for a directory, of the names, shapes and f32 values for
-    /// [`Self::from_tensors`].
+    /// SHA-256 (hex) identifying the weights: of the file for a single-file checkpoint (equal
+    /// to the digest in OpenAI's download URLs) and of the files' names and digests for a
+    /// directory, both computed on first use; of the names, shapes and f32 values for
+    /// [`Self::from_tensors`], computed when it built the model.
     pub fn checksum(&self) -> Result<String> {
         if let Some(c) = self.checksum.get() {
             return Ok(c.clone());
@@ -241,20 +242,7 @@ impl Clip {
                 }
                 crate::zeroshot::hex(&h.finalize())
             }
-            Origin::Tensors(list) => {
-                let mut h = Sha256::new();
-                for (name, t) in list {
-                    h.update(name.as_bytes());
-                    h.update([0]);
-                    for d in t.dims() {
-                        h.update((*d as u64).to_le_bytes());
-                    }
-                    for v in t.flatten_all()?.to_vec1::<f32>()? {
-                        h.update(v.to_le_bytes());
-                    }
-                }
-                crate::zeroshot::hex(&h.finalize())
-            }
+            Origin::Tensors { digest } => digest.clone(),
         };
         Ok(self.checksum.get_or_init(|| digest).clone())
     }
@@ -265,6 +253,25 @@ impl Clip {
 /// does, so that its thread count can change and a forked child can start a fresh pool).
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads()
+}
+
+/// SHA-256 of tensors: in name order, each name, its dims and its f32 values.
+fn tensors_digest(tensors: &HashMap<String, Tensor>) -> Result<String> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut h = Sha256::new();
+    for name in names {
+        let t = &tensors[name];
+        h.update(name.as_bytes());
+        h.update([0]);
+        for d in t.dims() {
+            h.update((*d as u64).to_le_bytes());
+        }
+        for v in t.flatten_all()?.to_vec1::<f32>()? {
+            h.update(v.to_le_bytes());
+        }
+    }
+    Ok(crate::zeroshot::hex(&h.finalize()))
 }
 
 // One SHA-256 of a file for the whole project: the hub's, which also verifies downloads, so a

@@ -4,7 +4,9 @@
 //! released files); the model's layers are built from them. Each other format has one rename table:
 //! [`hf`] (transformers `CLIPModel`) and [`open_clip`]. [`openai_pt`] reads PyTorch files
 //! (TorchScript archives like OpenAI's, `torch.save` zip and legacy files) through `zeroclip-pt`;
-//! safetensors files are memory-mapped. Every float tensor is widened to f32 once, here.
+//! safetensors files are memory-mapped. fp16 tensors are kept as fp16 (half the memory): a
+//! layer widens one when it takes it, and a GEMM weight is packed straight from it; every other
+//! float type is widened to f32 once, here.
 //!
 //! What [`load`] accepts:
 //! - a directory with `open_clip_config.json` (open_clip; weights `open_clip_model.safetensors`
@@ -53,7 +55,7 @@ impl Format {
 /// A checkpoint read and renamed, ready for [`crate::Clip::from_tensors`].
 pub struct Loaded {
     pub format: Format,
-    /// f32 tensors on the target device, under canonical names.
+    /// Tensors on the target device, under canonical names: f32, or fp16 as stored.
     pub tensors: HashMap<String, Tensor>,
     pub config: ClipConfig,
     /// The files read (weights first), for checksums.

@@ -4,23 +4,15 @@
 //! Reproduces OpenAI's ImageNet notebook (`zeroshot_classifier`): per class, encode every
 //! template filled with the class name, L2-normalize each embedding, take the mean, and normalize
 //! again. Scores are the reference's `model(image, text)` followed by softmax: the softmax over
-//! classes of `logit_scale * cos(image, class)`.
+//! classes of `logit_scale * cos(image, class)`, computed by [`super::scoring`], the scoring path
+//! the server shares.
 
 use super::cache::{CacheKey, LabelCache};
 use super::encoder::ZeroShotModel;
+use super::scoring::{self, Prediction};
 use super::templates::{fill, Templates};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
-use serde::Serialize;
-
-/// One class and its probability for an image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Prediction {
-    /// The label as given (not the filled-in prompt).
-    pub label: String,
-    /// The softmax probability over all labels.
-    pub score: f32,
-}
+use candle_core::{DType, Device, Tensor};
 
 /// How a classifier is built.
 #[derive(Debug, Clone)]
@@ -64,6 +56,8 @@ pub struct ZeroShotClassifier<M: ZeroShotModel> {
     labels: Vec<String>,
     /// `[labels, embed]`, unit rows.
     class_embeddings: Tensor,
+    /// The same rows as plain vectors, for [`scoring`].
+    class_rows: Vec<Vec<f32>>,
     top_k: Option<usize>,
     cache_stats: CacheStats,
 }
@@ -146,10 +140,10 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
             progress(done, missing.len());
         }
 
-        let dim = rows[0].as_ref().map_or(0, Vec::len);
+        let rows: Vec<Vec<f32>> = rows.into_iter().flatten().collect();
+        let dim = rows[0].len();
         let mut flat = Vec::with_capacity(labels.len() * dim);
         for (label, row) in labels.iter().zip(&rows) {
-            let row = row.as_ref().expect("every label was read or computed");
             if row.len() != dim {
                 // Only a cache entry from a different model could disagree; keys prevent that.
                 return Err(Error::ShapeMismatch {
@@ -165,6 +159,7 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
             model,
             labels,
             class_embeddings,
+            class_rows: rows,
             top_k: options.top_k,
             cache_stats: stats,
         })
@@ -227,25 +222,16 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
 
     /// Probabilities `[n][labels]` in label order: softmax of `logit_scale * cos`.
     pub fn probabilities(&self, image_features: &Tensor) -> Result<Vec<Vec<f32>>> {
-        let image = normalize(&image_features.to_dtype(DType::F32)?)?;
-        let classes = self.class_embeddings.to_device(image.device())?;
-        let logits = (image.matmul(&classes.t()?)? * self.model.logit_scale() as f64)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?;
-        Ok(probs.to_vec2()?)
+        let images: Vec<Vec<f32>> = image_features.to_dtype(DType::F32)?.to_vec2()?;
+        let scale = self.model.logit_scale();
+        Ok(images
+            .iter()
+            .map(|image| scoring::probabilities(image, &self.class_rows, scale))
+            .collect())
     }
 
     fn rank(&self, probs: Vec<f32>) -> Vec<Prediction> {
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        // Stable: equal scores keep label order.
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        order.truncate(self.top_k.unwrap_or(usize::MAX));
-        order
-            .into_iter()
-            .map(|i| Prediction {
-                label: self.labels[i].clone(),
-                score: probs[i],
-            })
-            .collect()
+        scoring::rank(&probs, &self.labels, self.top_k)
     }
 }
 
@@ -278,29 +264,32 @@ fn encode_classes<M: ZeroShotModel + ?Sized>(
             return Err(e);
         }
     };
-    let n = templates.len();
-    (0..labels.len())
-        .map(|i| Ok(ensemble(&embeddings.narrow(0, i * n, n)?)?.to_vec1()?))
-        .collect()
+    let rows: Vec<Vec<f32>> = embeddings.to_dtype(DType::F32)?.to_vec2()?;
+    Ok(rows
+        .chunks(templates.len())
+        .map(scoring::ensemble)
+        .collect())
 }
 
 /// One class embedding from its template embeddings `[templates, embed]`: the mean of the
-/// L2-normalized rows, normalized again (one template: just its normalized embedding).
+/// L2-normalized rows, normalized again (one template: just its normalized embedding); see
+/// [`scoring::ensemble`], which this wraps for tensors.
 pub fn ensemble(template_embeddings: &Tensor) -> Result<Tensor> {
-    let rows = normalize(&template_embeddings.to_dtype(DType::F32)?)?;
-    if rows.dim(0)? == 1 {
-        // The reference's single-prompt path normalizes once; a second pass would only add
-        // rounding.
-        return Ok(rows.squeeze(0)?);
-    }
-    let mean = rows.mean_keepdim(0)?;
-    Ok(normalize(&mean)?.squeeze(0)?)
+    let rows: Vec<Vec<f32>> = template_embeddings.to_dtype(DType::F32)?.to_vec2()?;
+    let e = scoring::ensemble(&rows);
+    let n = e.len();
+    Ok(Tensor::from_vec(e, n, template_embeddings.device())?)
 }
 
-/// Rows divided by their L2 norm, as the reference's `x / x.norm(dim=-1, keepdim=True)`.
+/// Rows `[n, d]` divided by their L2 norm, as the reference's `x / x.norm(dim=-1,
+/// keepdim=True)` (a zero row stays zero); see [`scoring::normalize_in_place`], which this wraps
+/// for tensors.
 pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-    Ok(x.broadcast_div(&norm)?)
+    let mut rows: Vec<Vec<f32>> = x.to_dtype(DType::F32)?.to_vec2()?;
+    rows.iter_mut().for_each(|r| scoring::normalize_in_place(r));
+    let (n, d) = (rows.len(), rows.first().map_or(0, Vec::len));
+    let flat: Vec<f32> = rows.into_iter().flatten().collect();
+    Ok(Tensor::from_vec(flat, (n, d), x.device())?)
 }
 
 /// Stacks preprocessed CHW images into one `[n, 3, r, r]` tensor on `device`.

@@ -31,14 +31,15 @@ mod cache;
 mod classifier;
 mod encoder;
 mod labels;
+pub mod scoring;
 mod templates;
 
 pub(crate) use cache::hex;
 pub use cache::{CacheKey, LabelCache};
 pub use classifier::{
-    ensemble, normalize, stack_pixels, CacheStats, ClassifierOptions, Prediction,
-    ZeroShotClassifier,
+    ensemble, normalize, stack_pixels, CacheStats, ClassifierOptions, ZeroShotClassifier,
 };
 pub use encoder::ZeroShotModel;
 pub use labels::{parse_labels, read_labels_file, LabelSet};
-pub use templates::{fill, Templates, DEFAULT_TEMPLATE};
+pub use scoring::Prediction;
+pub use templates::{fill, Templates, AS_WRITTEN_TEMPLATE, DEFAULT_TEMPLATE};

@@ -9,6 +9,11 @@ use crate::{Error, Result};
 /// The library's default template, as in the CLIP paper and README.
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
 
+/// The template that uses labels as prompts verbatim, as the reference's README example does
+/// (`clip.tokenize(["a diagram", "a dog", "a cat"])`). Explicit labels mean this everywhere:
+/// `zeroclip classify --labels`, the server's native API and its web page.
+pub const AS_WRITTEN_TEMPLATE: &str = "{}";
+
 const IMAGENET80: &str = include_str!("../../data/templates_imagenet80.txt");
 const IMAGENET7: &str = include_str!("../../data/templates_imagenet7.txt");
 
@@ -32,6 +37,11 @@ impl Default for Templates {
 }
 
 impl Templates {
+    /// Labels used as prompts verbatim ([`AS_WRITTEN_TEMPLATE`]).
+    pub fn as_written() -> Self {
+        Templates::Single(AS_WRITTEN_TEMPLATE.to_string())
+    }
+
     /// Names accepted by [`Templates::from_name`].
     pub const NAMES: [&'static str; 2] = ["imagenet80", "imagenet7"];
 
