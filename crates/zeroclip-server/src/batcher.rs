@@ -173,49 +173,68 @@ impl Worker {
             let counts: Vec<usize> = images.iter().map(|(v, _)| v.len()).collect();
             let (all, replies): (Vec<Vec<Vec<f32>>>, Vec<_>) = images.into_iter().unzip();
             let all: Vec<Vec<f32>> = all.into_iter().flatten().collect();
-            let result = self.encode_images(all);
+            let chunk = self.config.max_batch.max(1);
+            let result = run_chunks(&counts, chunk, &replies, |range| {
+                self.metrics.observe_image_batch(range.len());
+                guarded("encode_image", || self.encoder.encode_images(&all[range]))
+            });
             distribute(result, &counts, replies);
         }
         if !texts.is_empty() {
             let counts: Vec<usize> = texts.iter().map(|((_, n), _)| *n).collect();
             let (all, replies): (Vec<(Vec<u32>, usize)>, Vec<_>) = texts.into_iter().unzip();
-            let result = self.encode_texts(all);
+            let ctx = all
+                .iter()
+                .find(|(_, n)| *n > 0)
+                .map_or(1, |(ids, n)| ids.len() / n);
+            let ids: Vec<u32> = all.into_iter().flat_map(|(ids, _)| ids).collect();
+            let chunk = self.config.max_text_batch.max(1);
+            let result = run_chunks(&counts, chunk, &replies, |range| {
+                self.metrics.observe_text_batch(range.len());
+                let n = range.len();
+                guarded("encode_text", || {
+                    self.encoder
+                        .encode_tokens(&ids[range.start * ctx..range.end * ctx], n)
+                })
+            });
             distribute(result, &counts, replies);
         }
     }
+}
 
-    fn encode_images(&self, images: Vec<Vec<f32>>) -> Result<Embeddings, ApiError> {
-        let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(self.config.max_batch.max(1)) {
-            self.metrics.observe_image_batch(chunk.len());
-            out.extend(guarded("encode_image", || {
-                self.encoder.encode_images(chunk)
-            })?);
-        }
-        Ok(out)
+/// Runs `encode` over the items of jobs of `counts` items each, in consecutive chunks of at most
+/// `chunk` items, and returns one row per item. Before each chunk it checks who still waits: a
+/// chunk whose every job has gone (request timed out, client left) is not computed — its rows
+/// stay empty, as nobody will read them — so a large request stops costing model time at the
+/// next chunk boundary after its client leaves, not when all its texts are done.
+fn run_chunks(
+    counts: &[usize],
+    chunk: usize,
+    replies: &[oneshot::Sender<Result<Embeddings, ApiError>>],
+    mut encode: impl FnMut(std::ops::Range<usize>) -> Result<Embeddings, ApiError>,
+) -> Result<Embeddings, ApiError> {
+    // Job j owns items starts[j]..starts[j + 1].
+    let mut starts = vec![0usize];
+    for c in counts {
+        starts.push(starts.last().copied().unwrap_or(0) + c);
     }
-
-    fn encode_texts(&self, jobs: Vec<(Vec<u32>, usize)>) -> Result<Embeddings, ApiError> {
-        let total: usize = jobs.iter().map(|(_, n)| n).sum();
-        let Some(ctx) = jobs
-            .iter()
-            .find(|(_, n)| *n > 0)
-            .map(|(ids, n)| ids.len() / n)
-        else {
-            return Ok(Vec::new());
-        };
-        let ids: Vec<u32> = jobs.into_iter().flat_map(|(ids, _)| ids).collect();
-        let mut out = Vec::with_capacity(total);
-        let rows = self.config.max_text_batch.max(1);
-        for chunk in ids.chunks(rows * ctx) {
-            let n = chunk.len() / ctx;
-            self.metrics.observe_text_batch(n);
-            out.extend(guarded("encode_text", || {
-                self.encoder.encode_tokens(chunk, n)
-            })?);
+    let total = *starts.last().unwrap_or(&0);
+    let mut out: Embeddings = Vec::with_capacity(total);
+    let mut begin = 0;
+    while begin < total {
+        let end = (begin + chunk).min(total);
+        let waiting = (0..counts.len())
+            .filter(|&j| starts[j] < end && starts[j + 1] > begin)
+            .any(|j| !replies[j].is_closed());
+        if waiting {
+            // A wrong row count here makes the total wrong, which `distribute` reports to all.
+            out.extend(encode(begin..end)?);
+        } else {
+            out.extend(std::iter::repeat_with(Vec::new).take(end - begin));
         }
-        Ok(out)
+        begin = end;
     }
+    Ok(out)
 }
 
 /// Runs a model call, turning a panic into an `Internal` error so one bad batch never takes
@@ -286,6 +305,37 @@ mod tests {
             .map(|r| r.blocking_recv().unwrap().unwrap())
             .collect();
         assert_eq!(got, vec![vec![vec![1.0], vec![2.0]], vec![vec![3.0]]]);
+    }
+
+    #[test]
+    fn chunks_stop_when_every_job_in_them_has_gone() {
+        let (tx, rx) = replies(2);
+        let receivers = std::cell::RefCell::new(rx);
+        let mut calls = Vec::new();
+        let rows = run_chunks(&[3, 3], 2, &tx, |range| {
+            calls.push((range.start, range.end));
+            // Both clients leave while the first chunk runs.
+            receivers.borrow_mut().clear();
+            Ok(range.map(|i| vec![i as f32]).collect())
+        })
+        .unwrap();
+        assert_eq!(calls, vec![(0, 2)], "no chunk after the clients left");
+        assert_eq!(rows.len(), 6, "one (empty) row per item for distribute");
+    }
+
+    #[test]
+    fn a_chunk_runs_while_any_of_its_jobs_waits() {
+        let (tx, mut rx) = replies(3);
+        // The first job's client has gone before the batch starts; the others wait.
+        drop(rx.remove(0));
+        let mut calls = Vec::new();
+        let rows = run_chunks(&[2, 1, 2], 2, &tx, |range| {
+            calls.push((range.start, range.end));
+            Ok(range.map(|i| vec![i as f32]).collect())
+        })
+        .unwrap();
+        assert_eq!(calls, [(2, 4), (4, 5)]);
+        assert_eq!(rows[2..], [vec![2.0], vec![3.0], vec![4.0]]);
     }
 
     #[test]

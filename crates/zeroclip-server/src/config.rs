@@ -18,8 +18,16 @@ pub struct Limits {
     pub max_label_chars: usize,
     /// Most custom templates in one request.
     pub max_templates: usize,
+    /// Most texts one request may send through the text tower: labels × templates. Bounds one
+    /// request's model time (ImageNet's 1000 classes × 80 templates would be 80,000 texts).
+    pub max_texts: usize,
     /// Longest a request may take, queueing included, before it gets a 504.
     pub request_timeout: Duration,
+    /// Longest a connection may take to send a request's headers, which is also how long it may
+    /// stay idle before or between requests; then it is closed.
+    pub header_timeout: Duration,
+    /// Most connections open at once; more wait in the listen backlog (see [`crate::serve`]).
+    pub max_connections: usize,
     /// Most POST requests handled at once (bodies held in memory); more get 503 `overloaded`.
     pub max_in_flight: usize,
     /// Most images decoded at once (decoded pixels are the largest buffers); the rest wait.
@@ -35,7 +43,10 @@ impl Default for Limits {
             max_labels: 1000,
             max_label_chars: 300,
             max_templates: 100,
+            max_texts: 10_000,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             max_in_flight: 512,
             max_concurrent_decodes: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }

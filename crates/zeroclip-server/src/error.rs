@@ -36,6 +36,13 @@ pub enum ApiError {
     /// More labels than the limit.
     #[error("{count} labels given, the limit is {max}")]
     TooManyLabels { count: usize, max: usize },
+    /// Labels × templates is more texts than one request may send through the text tower.
+    #[error("{labels} labels × {templates} templates is {} texts, the limit per request is {max}", labels * templates)]
+    TooManyTexts {
+        labels: usize,
+        templates: usize,
+        max: usize,
+    },
     /// No images (or texts) were given.
     #[error("no inputs given: send at least one {what}")]
     NoInputs { what: &'static str },
@@ -90,6 +97,7 @@ impl ApiError {
             | InvalidTemplate { .. }
             | NoLabels
             | TooManyLabels { .. }
+            | TooManyTexts { .. }
             | NoInputs { .. }
             | TooManyInputs { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound { .. } => StatusCode::NOT_FOUND,
@@ -113,6 +121,7 @@ impl ApiError {
             InvalidTemplate { .. } => "invalid_template",
             NoLabels => "no_labels",
             TooManyLabels { .. } => "too_many_labels",
+            TooManyTexts { .. } => "too_many_texts",
             NoInputs { .. } => "no_inputs",
             TooManyInputs { .. } => "too_many_inputs",
             NotFound { .. } => "not_found",

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod input;
 pub mod labels;
+mod listen;
 pub mod metrics;
 pub mod model;
 pub mod page;
@@ -63,10 +64,27 @@ async fn not_found(req: Request) -> ApiError {
     }
 }
 
-/// Admits POST requests up to the in-flight limit (probes and pages always pass), and gives up
+/// Refuses a body whose declared length is over the limit before reading any of it (so a client
+/// that sent `Expect: 100-continue` gets its 413 instead of `100 Continue`, and holds no slot),
+/// admits POST requests up to the in-flight limit (probes and pages always pass), and gives up
 /// on a request after the request timeout. Dropping the handler also withdraws its queued work:
 /// the batcher skips jobs nobody waits for.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.limits().max_body_bytes;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut response = ApiError::PayloadTooLarge { limit }.into_response();
+        // The body stays unread: the connection cannot be reused.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
     let _permit = if req.method() == axum::http::Method::POST {
         match state.admit() {
             Ok(permit) => Some(permit),
@@ -101,15 +119,17 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then stops accepting connections
-/// and waits for the requests in flight to finish.
+/// and waits for the requests in flight to finish. Connections must send their headers within
+/// the header timeout (also their idle limit) and at most `max_connections` are open at once
+/// (see [`Limits`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.limits().clone();
+    let open = state.metrics().connections_open.clone();
+    listen::run(listener, app(state), &limits, open, shutdown).await
 }
 
 /// Completes on Ctrl-C or (on Unix) SIGTERM: the usual `shutdown` for [`serve`].

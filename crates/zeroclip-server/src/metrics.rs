@@ -72,6 +72,8 @@ pub struct Metrics {
     text_batches: Mutex<Histogram>,
     /// Requests waiting for the model; shared with the batcher.
     pub queue_depth: Arc<AtomicUsize>,
+    /// Connections open now; kept by the accept loop.
+    pub connections_open: Arc<AtomicUsize>,
     label_cache_hits: AtomicU64,
     label_cache_misses: AtomicU64,
     images: AtomicU64,
@@ -85,6 +87,7 @@ impl Default for Metrics {
             image_batches: Mutex::new(Histogram::new(BATCH_BOUNDS)),
             text_batches: Mutex::new(Histogram::new(BATCH_BOUNDS)),
             queue_depth: Arc::default(),
+            connections_open: Arc::default(),
             label_cache_hits: AtomicU64::new(0),
             label_cache_misses: AtomicU64::new(0),
             images: AtomicU64::new(0),
@@ -177,6 +180,12 @@ impl Metrics {
                 "gauge",
                 "Requests waiting for the model.",
                 self.queue_depth.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "zeroclip_connections_open",
+                "gauge",
+                "HTTP connections open.",
+                self.connections_open.load(Ordering::Relaxed) as u64,
             ),
             (
                 "zeroclip_label_cache_hits_total",

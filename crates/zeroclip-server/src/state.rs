@@ -290,7 +290,16 @@ impl AppState {
         templates: &TemplateSet,
         top_k: Option<usize>,
     ) -> Result<Vec<ItemResult<Vec<Prediction>>>, ApiError> {
-        labels::validate_labels(labels, &self.inner.limits)?;
+        let limits = &self.inner.limits;
+        labels::validate_labels(labels, limits)?;
+        let per_label = templates.templates.len();
+        if labels.len().saturating_mul(per_label) > limits.max_texts {
+            return Err(ApiError::TooManyTexts {
+                labels: labels.len(),
+                templates: per_label,
+                max: limits.max_texts,
+            });
+        }
         self.check_inputs("image", images.len())?;
         let (text, items) = tokio::join!(
             self.label_embeddings(labels, templates),

@@ -199,6 +199,26 @@ async fn a_bad_image_in_a_batch_keeps_its_place_with_its_error() {
 }
 
 #[tokio::test]
+async fn labels_times_templates_over_the_text_limit_is_a_422() {
+    let state = started(ServerConfig {
+        limits: Limits {
+            max_texts: 20,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let body = json!({"image": b64(&image_bytes()), "labels": LABELS, "templates": "imagenet7"});
+    let (status, body) = post_json(&state, "/v1/classify", &body).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_texts",
+        "3 labels × 7 templates is 21 texts, the limit per request is 20",
+    );
+}
+
+#[tokio::test]
 async fn a_lone_bad_image_is_a_422_naming_it() {
     let state = started(config());
     let req = multipart_request(

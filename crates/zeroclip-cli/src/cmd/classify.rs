@@ -37,7 +37,7 @@ pub struct Args {
     /// A built-in template set, ensembled as in OpenAI's ImageNet notebook: imagenet80, imagenet7.
     #[arg(long, value_name = "NAME")]
     pub templates: Option<String>,
-    /// Show the best K labels per image.
+    /// Show the best K labels per image (at least 1; more than the labels shows them all).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), value_name = "K")]
     pub top_k: u64,
     #[command(flatten)]
@@ -67,11 +67,11 @@ pub struct ModelArgs {
     /// Truncate texts longer than the model's context instead of failing.
     #[arg(long)]
     pub truncate: bool,
-    /// Images per inference batch.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    /// Images per inference batch (1-1024).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "N")]
     pub batch_size: u64,
-    /// Worker threads for decoding and inference (default: all cores).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    /// Worker threads for decoding and inference (default: all cores; 1-1024).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "N")]
     pub threads: Option<u64>,
 }
 

@@ -13,8 +13,8 @@ use zeroclip::image::Preprocess;
 pub struct Args {
     /// The image file (PNG, JPEG, GIF, WebP, BMP or TIFF).
     pub image: PathBuf,
-    /// Output side n (224 for most CLIP models, 336 for ViT-L/14@336px).
-    #[arg(long, default_value_t = 224)]
+    /// Output side n (224 for most CLIP models, 336 for ViT-L/14@336px; 1-4096).
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub resolution: u32,
     /// Where to write the float32 [3, n, n] tensor (.npy).
     #[arg(long, short)]
@@ -23,16 +23,15 @@ pub struct Args {
     /// TIFFs are always turned, as Pillow does when it loads them).
     #[arg(long)]
     pub exif_orientation: bool,
-    /// Refuse images with more pixels than this (Pillow's decompression-bomb limit by default).
-    #[arg(long, default_value_t = zeroclip::image::PILLOW_MAX_PIXELS)]
+    /// Refuse images with more pixels than this (Pillow's decompression-bomb limit by default;
+    /// 1-2^32).
+    #[arg(long, default_value_t = zeroclip::image::PILLOW_MAX_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     pub max_pixels: u64,
 }
 
 /// Runs `zeroclip preprocess`. A bad image is reported on stderr with exit code 1.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    if args.resolution == 0 {
-        anyhow::bail!("--resolution must be at least 1");
-    }
     let pre = Preprocess {
         apply_exif_orientation: args.exif_orientation,
         max_pixels: args.max_pixels,
