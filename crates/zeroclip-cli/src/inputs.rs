@@ -71,14 +71,18 @@ pub fn expand(inputs: &[String], stdin: &mut dyn BufRead) -> std::io::Result<Vec
 
 fn expand_one(input: &str, items: &mut Vec<Item>) {
     let path = Path::new(input);
-    if path.is_dir() {
-        walk_dir(input, path, items);
-    } else if path.exists() {
-        items.push(Item::ok(path.to_path_buf()));
-    } else if is_glob(input) {
-        expand_glob(input, items);
-    } else {
-        items.push(Item::err(input, "no such file or directory"));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => walk_dir(input, path, items),
+        Ok(_) => items.push(Item::ok(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if is_glob(input) {
+                expand_glob(input, items);
+            } else {
+                items.push(Item::err(input, "no such file or directory"));
+            }
+        }
+        // A symlink loop, a permission problem...: the real reason, not "not found".
+        Err(e) => items.push(Item::err(input, e.to_string())),
     }
 }
 
@@ -202,5 +206,21 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_not_reported_as_missing() {
+        let d = std::env::temp_dir().join(format!("zeroclip-loop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let (a, b) = (d.join("a.png"), d.join("b.png"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let input = a.display().to_string();
+        let items = expand(std::slice::from_ref(&input), &mut std::io::empty()).unwrap();
+        let error = items[0].path.as_ref().unwrap_err();
+        assert!(error.contains("symbolic links"), "{error}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Ok(Outcome::SomeFailed) => ExitCode::from(1),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zeroclip: error: {e:#}");
+            eprintln!("zeroclip: error: {}", message(&e));
             ExitCode::from(2)
         }
     }
@@ -92,4 +92,41 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             });
         kind == Some(std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The error and its causes, `: `-separated, each cause said once: library errors often print
+/// their source in their own message too, which `{:#}` would repeat ("Is a directory (os error
+/// 21): Is a directory (os error 21)").
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::other("Is a directory (os error 21)");
+        let e = anyhow::Error::new(zeroclip::Error::Io {
+            path: "labels".into(),
+            source: io,
+        })
+        .context("cannot read labels");
+        assert_eq!(
+            message(&e),
+            "cannot read labels: labels: Is a directory (os error 21)"
+        );
+    }
 }

@@ -429,3 +429,38 @@ fn copy_with_new_header(src: &Path, dst: &Path) {
     out.extend_from_slice(&bytes[8 + n..]);
     std::fs::write(&path, out).unwrap();
 }
+
+#[test]
+fn label_rules_and_messages_match_the_server() {
+    let cache = temp_dir("rules");
+    let png = tiny_png();
+    let dir = cache.display().to_string();
+    let bad_utf8 = cache.join("labels.txt");
+    std::fs::write(&bad_utf8, b"a dog\na cat\nab\xffc\n").unwrap();
+    let bad_utf8 = bad_utf8.display().to_string();
+    let long = "x".repeat(10_000);
+    // (arguments, what stderr must say)
+    let cases: &[(&[&str], &str)] = &[
+        (&[&png, "--labels", "a dog", ""], "is empty (label 2 of 2)"),
+        (&[&png, "--labels", "a dog", "a dog"], "more than once"),
+        (
+            &[&png, "--labels-file", &bad_utf8],
+            "line 3 is not valid UTF-8 (bad byte at column 3)",
+        ),
+        (&[&png, "--labels-file", &dir], "Is a directory"),
+        (&[&png, "--labels", "a dog", &long], "xxx…"),
+    ];
+    for (args, says) in cases {
+        let out = classify(args, &cache);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{says:?} not in {err}");
+        assert!(err.len() < 500, "a short message: {err}");
+        // No cause said twice ("Is a directory (os error 21): Is a directory (os error 21)").
+        let parts: Vec<&str> = err.trim_end().split(": ").collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(!parts[i + 1..].contains(p), "{p:?} repeated in {err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -42,8 +42,10 @@ pub struct HfRequest {
     pub parameters: HfParameters,
 }
 
-/// `parameters` of [`HfRequest`].
+/// `parameters` of [`HfRequest`]. Unknown keys are an error, as in the native API: a typo such as
+/// `candidate_label` never passes silently.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HfParameters {
     /// The candidate labels.
     pub candidate_labels: Option<LabelsField>,
@@ -122,6 +124,11 @@ pub async fn classify(State(state): State<AppState>, req: Request) -> Result<Res
         }
         Body::Json(v) => {
             let r: ClassifyRequest = input::from_json(v)?;
+            if r.image.is_some() && !r.images.is_empty() {
+                return Err(ApiError::InvalidRequest {
+                    reason: "give either `image` or `images`, not both".into(),
+                });
+            }
             let mut images: Vec<ImageInput> = r
                 .images
                 .iter()
@@ -145,6 +152,11 @@ pub async fn classify(State(state): State<AppState>, req: Request) -> Result<Res
         labels::DEFAULT_TEMPLATE,
         state.limits(),
     )?;
+    if top_k == Some(0) {
+        return Err(ApiError::InvalidRequest {
+            reason: "top_k must be at least 1".into(),
+        });
+    }
     let items = state.classify(images, &labels, &templates, top_k).await?;
     let results = items_or_error(items, |predictions| Predictions { predictions })?;
     Ok(Json(json!({
@@ -223,7 +235,7 @@ pub async fn embeddings(State(state): State<AppState>, req: Request) -> Result<R
         let max = state.limits().max_label_chars;
         if let Some(t) = texts.iter().find(|t| t.chars().count() > max) {
             return Err(ApiError::InvalidText {
-                text: t.chars().take(40).collect::<String>() + "…",
+                text: t.clone(),
                 reason: format!("is longer than {max} characters"),
             });
         }

@@ -22,13 +22,13 @@ pub enum ApiError {
     #[error("image {input}: {reason}")]
     InvalidImage { input: String, reason: String },
     /// A label is empty, too long, duplicated or does not fit the text context.
-    #[error("label {label:?}: {reason}")]
+    #[error("label {:?}: {reason}", short(.label))]
     InvalidLabel { label: String, reason: String },
     /// A text to embed does not fit the text context or is too long.
-    #[error("text {text:?}: {reason}")]
+    #[error("text {:?}: {reason}", short(.text))]
     InvalidText { text: String, reason: String },
     /// A template has no `{}` placeholder, or the template set name is unknown.
-    #[error("template {template:?}: {reason}")]
+    #[error("template {:?}: {reason}", short(.template))]
     InvalidTemplate { template: String, reason: String },
     /// No labels were given.
     #[error("no labels given: send at least one candidate label")]
@@ -71,6 +71,12 @@ pub enum ApiError {
     /// A bug or a model failure; the message says where.
     #[error("internal error: {reason}")]
     Internal { reason: String },
+}
+
+/// User input as messages quote it: cut to the library's message length, so a huge label is
+/// never echoed in full.
+fn short(text: &str) -> String {
+    zeroclip::tokenizer::shorten(text, zeroclip::tokenizer::MESSAGE_CHARS)
 }
 
 /// The JSON body of every error response.
@@ -185,6 +191,18 @@ mod tests {
             .status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn long_inputs_are_quoted_short() {
+        let label = "x".repeat(10_000);
+        let e = ApiError::InvalidLabel {
+            label,
+            reason: "is too long".into(),
+        };
+        let message = e.to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("xxx…"), "{message}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use crate::config::Limits;
 use crate::error::ApiError;
 use serde::Deserialize;
-use std::collections::HashSet;
 use std::sync::Arc;
 use zeroclip::zeroshot;
 
@@ -55,43 +54,32 @@ pub fn split_labels(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks count, emptiness, length and duplicates.
+/// Checks the label rules shared with the command line ([`zeroshot::validate_labels`]: none
+/// empty, none twice) and the server's limits (count, length).
 pub fn validate_labels(labels: &[String], limits: &Limits) -> Result<(), ApiError> {
-    if labels.is_empty() {
-        return Err(ApiError::NoLabels);
-    }
     if labels.len() > limits.max_labels {
         return Err(ApiError::TooManyLabels {
             count: labels.len(),
             max: limits.max_labels,
         });
     }
-    let mut seen = HashSet::new();
-    for label in labels {
-        if label.trim().is_empty() {
-            return Err(ApiError::InvalidLabel {
-                label: label.clone(),
-                reason: "is empty".into(),
-            });
-        }
-        let chars = label.chars().count();
-        if chars > limits.max_label_chars {
-            return Err(ApiError::InvalidLabel {
-                label: label.chars().take(40).collect::<String>() + "…",
-                reason: format!(
-                    "is {chars} characters long, the limit is {}",
-                    limits.max_label_chars
-                ),
-            });
-        }
-        if !seen.insert(label.as_str()) {
-            return Err(ApiError::InvalidLabel {
-                label: label.clone(),
-                reason: "is given more than once".into(),
-            });
-        }
+    if let Some(label) = labels
+        .iter()
+        .find(|l| l.chars().count() > limits.max_label_chars)
+    {
+        return Err(ApiError::InvalidLabel {
+            label: label.clone(),
+            reason: format!(
+                "is {} characters long, the limit is {}",
+                label.chars().count(),
+                limits.max_label_chars
+            ),
+        });
     }
-    Ok(())
+    zeroshot::validate_labels(labels).map_err(|e| match e {
+        zeroclip::Error::InvalidLabel { label, reason } => ApiError::InvalidLabel { label, reason },
+        _ => ApiError::NoLabels,
+    })
 }
 
 /// Templates as JSON gives them: a preset name or a list of templates with `{}`.
@@ -135,7 +123,7 @@ impl TemplateSet {
         for t in &templates {
             if t.chars().count() > limits.max_label_chars {
                 return Err(ApiError::InvalidTemplate {
-                    template: t.chars().take(40).collect(),
+                    template: t.clone(),
                     reason: format!("is longer than {} characters", limits.max_label_chars),
                 });
             }

@@ -418,6 +418,63 @@ async fn malformed_requests_are_4xx_json() {
 }
 
 #[tokio::test]
+async fn what_the_rules_refuse_is_refused_naming_it() {
+    let state = started(config());
+    let image = b64(&image_bytes());
+    let cases = [
+        (
+            json!({"image": image, "images": [image], "labels": LABELS}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "not both",
+        ),
+        (
+            json!({"inputs": image, "parameters": {"candidate_label": LABELS}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "candidate_label",
+        ),
+        (
+            json!({"image": image, "labels": LABELS, "top_k": 0}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "top_k",
+        ),
+        (
+            json!({"image": image, "labels": ["a dog", " "]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_label",
+            "is empty",
+        ),
+        (
+            json!({"image": image, "labels": ["a dog", "a dog"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_label",
+            "more than once",
+        ),
+    ];
+    for (request, want, kind, names) in cases {
+        let (status, body) = post_json(&state, "/v1/classify", &request).await;
+        assert_error(status, &body, want, kind, names);
+    }
+    // The document says so too.
+    let (_, _, spec) = get(&state, "/openapi.json").await;
+    let spec: Value = serde_json::from_slice(&spec).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["ClassifyRequest"]["not"],
+        json!({"required": ["image", "images"]})
+    );
+    assert_eq!(
+        schemas["HfRequest"]["properties"]["parameters"]["additionalProperties"],
+        false
+    );
+    let list = &schemas["Labels"]["oneOf"][0];
+    assert_eq!(list["uniqueItems"], true);
+    assert_eq!(list["items"]["minLength"], 1);
+}
+
+#[tokio::test]
 async fn hugging_face_payload_at_root_and_classify() {
     let state = started(config());
     let payload = json!({

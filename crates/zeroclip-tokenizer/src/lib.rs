@@ -164,7 +164,7 @@ impl Tokenizer {
         if tokens.len() > context_length {
             if !truncate {
                 return Err(Error::TooLong {
-                    text: shorten(text, 60),
+                    text: shorten(text, MESSAGE_CHARS),
                     tokens: tokens.len(),
                     context_length,
                 });
@@ -215,8 +215,12 @@ pub fn tokenize(
     Tokenizer::global().tokenize(texts, context_length, truncate)
 }
 
-/// At most `max` characters of `text`, with `…` when cut.
-fn shorten(text: &str, max: usize) -> String {
+/// How many characters of an input a message quotes: enough to recognize it, never a
+/// 10,000-character label echoed in full.
+pub const MESSAGE_CHARS: usize = 60;
+
+/// At most `max` characters of `text`, with `…` when cut: how error messages quote user input.
+pub fn shorten(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),

@@ -48,8 +48,12 @@ pub enum Error {
         name: String,
         known: String,
     },
+    /// A user's label breaks the label rules (empty, given twice); see
+    /// [`crate::zeroshot::validate_labels`].
+    #[error("label {:?}: {reason}", zeroclip_tokenizer::shorten(.label, zeroclip_tokenizer::MESSAGE_CHARS))]
+    InvalidLabel { label: String, reason: String },
     /// A label's prompts could not be encoded (for example, too long for the context).
-    #[error("label {label:?}: {source}")]
+    #[error("label {:?}: {source}", zeroclip_tokenizer::shorten(.label, zeroclip_tokenizer::MESSAGE_CHARS))]
     Label {
         label: String,
         #[source]

@@ -118,11 +118,14 @@ fn infer(
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (labels, default_templates) = if let Some(name) = &args.label_set {
         (LabelSet::from_name(name)?.labels(), Templates::default())
-    } else if let Some(path) = &args.labels_file {
-        let labels = zeroclip::zeroshot::read_labels_file(path)?;
-        (labels, Templates::as_written())
     } else {
-        (args.labels.clone(), Templates::as_written())
+        let labels = match &args.labels_file {
+            Some(path) => zeroclip::zeroshot::read_labels_file(path)?,
+            None => args.labels.clone(),
+        };
+        // The server's rules too: no empty label, none twice.
+        zeroclip::zeroshot::validate_labels(&labels)?;
+        (labels, Templates::as_written())
     };
     let templates = match (&args.template, &args.templates) {
         (Some(t), _) => Templates::Single(t.clone()),

@@ -50,13 +50,56 @@ impl LabelSet {
 }
 
 /// Labels from a text file: one label per line; surrounding whitespace is dropped and blank
-/// lines are skipped.
+/// lines are skipped. A line that is not UTF-8 is an error naming its line and column.
 pub fn read_labels_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(parse_labels(&text))
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(parse_labels(&text)),
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let bad = e.utf8_error().valid_up_to();
+            let line_start = bytes[..bad]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let line = 1 + bytes[..bad].iter().filter(|&&b| b == b'\n').count();
+            Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {line} is not valid UTF-8 (bad byte at column {})",
+                    bad - line_start + 1
+                ),
+            )))
+        }
+    }
+}
+
+/// Checks labels given by a user (not the built-in sets) with the one rule set that the command
+/// line and the server share: at least one label, none empty or blank, none given twice.
+/// Errors name the label (shortened).
+pub fn validate_labels(labels: &[String]) -> Result<()> {
+    if labels.is_empty() {
+        return Err(Error::NoLabels);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, label) in labels.iter().enumerate() {
+        let reason = if label.trim().is_empty() {
+            format!("is empty (label {} of {})", i + 1, labels.len())
+        } else if !seen.insert(label.as_str()) {
+            "is given more than once".to_string()
+        } else {
+            continue;
+        };
+        return Err(Error::InvalidLabel {
+            label: label.clone(),
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// Labels from text, as [`read_labels_file`] reads them.
@@ -105,6 +148,28 @@ mod tests {
             parse_labels("a dog\r\n\n  a cat  \n\ta diagram"),
             vec!["a dog", "a cat", "a diagram"]
         );
+        assert!(validate_labels(&["a dog".into(), "a cat".into()]).is_ok());
+        for bad in [
+            vec![],
+            vec!["a dog".into(), " ".into()],
+            vec!["x".into(), "x".into()],
+        ] {
+            let err = validate_labels(&bad).unwrap_err();
+            assert!(
+                matches!(err, Error::NoLabels | Error::InvalidLabel { .. }),
+                "{err}"
+            );
+        }
+        let dir = std::env::temp_dir().join(format!("zeroclip-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("labels.txt");
+        std::fs::write(&file, b"a dog\na cat\nab\xffc\n").unwrap();
+        let err = read_labels_file(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3 is not valid UTF-8 (bad byte at column 3)"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
         let missing = Path::new("/nonexistent/labels.txt");
         let err = read_labels_file(missing).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/labels.txt"), "{err}");

@@ -40,6 +40,6 @@ pub use classifier::{
     ensemble, normalize, stack_pixels, CacheStats, ClassifierOptions, ZeroShotClassifier,
 };
 pub use encoder::ZeroShotModel;
-pub use labels::{parse_labels, read_labels_file, LabelSet};
+pub use labels::{parse_labels, read_labels_file, validate_labels, LabelSet};
 pub use scoring::Prediction;
 pub use templates::{fill, Templates, AS_WRITTEN_TEMPLATE, DEFAULT_TEMPLATE};
