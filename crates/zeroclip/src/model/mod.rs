@@ -1,9 +1,9 @@
 //! The CLIP model: both towers and the logits, as `clip.model.CLIP`.
 //!
 //! Everything is computed in f32 (the reference on CPU calls `model.float()`); fp16 weights are
-//! widened as each layer takes them (GEMM weights are packed straight from fp16). `encode_image` / `encode_text` return unnormalized
-//! embeddings; `forward` L2-normalizes them and scales the cosine similarities by
-//! `logit_scale.exp()`.
+//! widened as each layer takes them (GEMM weights are packed straight from fp16).
+//! `encode_image` / `encode_text` return unnormalized embeddings; `forward` L2-normalizes them
+//! and scales the cosine similarities by `logit_scale.exp()`.
 
 pub mod config;
 mod conv;
