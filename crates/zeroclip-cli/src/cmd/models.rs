@@ -3,6 +3,7 @@
 //! cache as `clip.load` (`~/.cache/clip`, or `$ZEROCLIP_CACHE`, or `--cache-dir`).
 
 use crate::Outcome;
+use std::io::Write;
 use std::path::PathBuf;
 use zeroclip::hub::{self, HubOptions};
 
@@ -55,6 +56,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 }
 
+/// `println!` that hands the write error back (a closed pipe ends the run quietly, see `main`)
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
@@ -72,8 +81,8 @@ fn human_size(bytes: u64) -> String {
 fn list(opts: &HubOptions, verify_checksums: bool) -> anyhow::Result<Outcome> {
     let dir = hub::cache_dir(opts);
     let cached = hub::scan_cache(opts, verify_checksums);
-    println!("cache: {}", dir.display());
-    println!("{:<16} {:<6} {:>10}  SHA-256", "NAME", "CACHED", "SIZE");
+    say!("cache: {}", dir.display());
+    say!("{:<16} {:<6} {:>10}  SHA-256", "NAME", "CACHED", "SIZE");
     for model in hub::MODELS {
         match cached.iter().find(|c| c.name == model.name) {
             Some(c) => {
@@ -84,9 +93,9 @@ fn list(opts: &HubOptions, verify_checksums: bool) -> anyhow::Result<Outcome> {
                     None => "not checked",
                 };
                 let size = human_size(c.size);
-                println!("{:<16} {:<6} {size:>10}  {status}", model.name, "yes");
+                say!("{:<16} {:<6} {size:>10}  {status}", model.name, "yes");
             }
-            None => println!("{:<16} {:<6} {:>10}  -", model.name, "no", "-"),
+            None => say!("{:<16} {:<6} {:>10}  -", model.name, "no", "-"),
         }
     }
     Ok(Outcome::Success)
@@ -103,14 +112,14 @@ fn download(opts: &HubOptions, names: &[String]) -> anyhow::Result<Outcome> {
     let mut failed = false;
     for name in names {
         let Some(model) = hub::find_model(name) else {
-            println!("{name}: error: {}", unknown(name));
+            say!("{name}: error: {}", unknown(name));
             failed = true;
             continue;
         };
         match hub::resolve(model.name, opts) {
-            Ok(r) => println!("{name}: ok {}", r.path.display()),
+            Ok(r) => say!("{name}: ok {}", r.path.display()),
             Err(e) => {
-                println!("{name}: error: {e}");
+                say!("{name}: error: {e}");
                 failed = true;
             }
         }
@@ -127,7 +136,7 @@ fn verify(opts: &HubOptions, names: &[String]) -> anyhow::Result<Outcome> {
     let models: Vec<Result<&hub::OpenAiModel, &String>> = if names.is_empty() {
         let cached = hub::scan_cache(opts, false);
         if cached.is_empty() {
-            println!("no OpenAI models cached in {}", dir.display());
+            say!("no OpenAI models cached in {}", dir.display());
             return Ok(Outcome::Success);
         }
         cached
@@ -143,14 +152,14 @@ fn verify(opts: &HubOptions, names: &[String]) -> anyhow::Result<Outcome> {
         let model = match model {
             Ok(m) => m,
             Err(name) => {
-                println!("{name}: error: {}", unknown(name));
+                say!("{name}: error: {}", unknown(name));
                 failed = true;
                 continue;
             }
         };
         let path = dir.join(model.file_name);
         if !path.is_file() {
-            println!(
+            say!(
                 "{}: error: not cached (no file {})",
                 model.name,
                 path.display()
@@ -160,10 +169,10 @@ fn verify(opts: &HubOptions, names: &[String]) -> anyhow::Result<Outcome> {
         }
         match hub::sha256_file(&path) {
             Ok(actual) if actual == model.sha256 => {
-                println!("{}: ok {}", model.name, path.display())
+                say!("{}: ok {}", model.name, path.display())
             }
             Ok(actual) => {
-                println!(
+                say!(
                     "{}: error: {} has SHA-256 {actual}, expected {}; \
                      `zeroclip models download {}` fetches it again",
                     model.name,
@@ -174,7 +183,7 @@ fn verify(opts: &HubOptions, names: &[String]) -> anyhow::Result<Outcome> {
                 failed = true;
             }
             Err(e) => {
-                println!("{}: error: {e}", model.name);
+                say!("{}: error: {e}", model.name);
                 failed = true;
             }
         }
