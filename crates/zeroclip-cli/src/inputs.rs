@@ -5,12 +5,8 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-
-/// File extensions taken from a directory walk (case-insensitive).
-const IMAGE_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "jpe", "jfif", "gif", "bmp", "dib", "webp", "tif", "tiff", "ppm", "pgm",
-    "pbm", "pnm", "tga", "ico",
-];
+// The same image extensions as the labelled data sets of `eval` and `adapt`.
+use zeroclip::eval::dataset::has_image_extension;
 
 /// One image to process, or the reason an input produced none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,12 +135,6 @@ fn walk_dir(name: &str, dir: &Path, items: &mut Vec<Item>) {
     if items.len() == before {
         items.push(Item::err(name, "directory holds no image files"));
     }
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 #[cfg(test)]

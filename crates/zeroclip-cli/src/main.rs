@@ -31,6 +31,11 @@ enum Command {
     Preprocess(cmd::preprocess::Args),
     /// Classify images against labels, zero-shot.
     Classify(cmd::classify::Args),
+    /// Measure accuracy on labelled images (ImageFolder or manifest): CLIP_benchmark's metrics,
+    /// per-class metrics, confusion matrix, calibration.
+    Eval(cmd::eval::Args),
+    /// Build a few-shot class adapter from a few labelled images per class, training-free.
+    Adapt(cmd::adapt::Args),
     /// Write image or text embeddings as .npy, .safetensors or JSON lines.
     Embed(cmd::embed::Args),
     /// List, download and verify the 9 OpenAI checkpoints in the cache.
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Preprocess(args) => cmd::preprocess::run(args),
         Command::Classify(args) => cmd::classify::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Adapt(args) => cmd::adapt::run(args),
         Command::Embed(args) => cmd::embed::run(args),
         Command::Models(args) => cmd::models::run(args),
         Command::Serve(args) => cmd::serve::run(args),

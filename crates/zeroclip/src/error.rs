@@ -60,6 +60,31 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    // --- evaluation and adapters ---
+    /// A true class index is not one of the classes.
+    #[error("image {index}: class index {target} is out of range for {classes} classes")]
+    TargetOutOfRange {
+        index: usize,
+        target: usize,
+        classes: usize,
+    },
+    /// A labelled image set (folder, manifest, class-names file) is invalid.
+    #[error("{path}: {reason}")]
+    Dataset { path: PathBuf, reason: String },
+    /// An adapter cannot be built from the support images given.
+    #[error("cannot build an adapter: {reason}")]
+    AdapterFit { reason: String },
+    /// An adapter file is not a valid zeroclip adapter.
+    #[error("adapter {path}: {reason}")]
+    AdapterFile { path: PathBuf, reason: String },
+    /// An adapter was built for another model, other labels or other templates.
+    #[error("adapter was built for {what} {adapter}, not {classifier}")]
+    AdapterMismatch {
+        what: &'static str,
+        adapter: String,
+        classifier: String,
+    },
+
     // --- wrapped errors from the pipeline's other crates and dependencies ---
     /// Tokenization failed.
     #[error(transparent)]

@@ -2,10 +2,14 @@
 //!
 //! The pipeline is split along the reference's own seams: [`tokenizer`] (`clip.tokenize`),
 //! [`image`] (`preprocess`), [`model`] (`clip.model.CLIP`), [`weights`] (checkpoint formats),
-//! [`hub`] (`clip.load`'s download and cache), [`pt`] (PyTorch files) and [`zeroshot`] (templates and classifier).
+//! [`hub`] (`clip.load`'s download and cache), [`pt`] (PyTorch files) and [`zeroshot`] (templates and classifier);
+//! [`eval`] (CLIP_benchmark's metrics and calibration) and [`adapter`] (few-shot, training-free
+//! adapters) build on the classifier.
 
+pub mod adapter;
 pub mod batch;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod weights;
 pub mod zeroshot;

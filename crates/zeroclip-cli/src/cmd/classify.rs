@@ -15,7 +15,7 @@ use zeroclip::{ClassifierOptions, LabelCache, LabelSet, Templates, ZeroShotClass
 
 /// Arguments of `zeroclip classify`.
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("label_source").required(true).args(["labels", "labels_file", "label_set"])))]
+#[command(group(clap::ArgGroup::new("label_source").required(true).args(["labels", "labels_file", "label_set", "adapter"])))]
 pub struct Args {
     /// Images: files, directories (searched recursively for image files), glob patterns, or `-`
     /// to read paths from stdin, one per line.
@@ -52,6 +52,9 @@ pub struct Args {
     /// Always compute label embeddings; neither read nor write the cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// A few-shot adapter made by `zeroclip adapt`: its labels and templates are used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["template", "templates"])]
+    pub adapter: Option<PathBuf>,
     /// Print how many label embeddings came from the cache to stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -114,9 +117,41 @@ fn infer(
     Ok(classifier.classify_batch(&pixels)?)
 }
 
+/// The classifier, with a progress bar while labels missing from the cache go through the text
+/// tower (ImageNet with 80 templates is 80,000 prompts).
+pub fn build_classifier<'m>(
+    model: &'m zeroclip::Clip,
+    labels: Vec<String>,
+    templates: &Templates,
+    options: &ClassifierOptions,
+) -> zeroclip::Result<ZeroShotClassifier<&'m zeroclip::Clip>> {
+    let mut label_bar: Option<indicatif::ProgressBar> = None;
+    let classifier =
+        ZeroShotClassifier::with_progress(model, labels, templates, options, &mut |done, total| {
+            let bar = label_bar.get_or_insert_with(|| {
+                let bar = progress_bar(total);
+                bar.set_message("label embeddings");
+                bar
+            });
+            bar.set_position(done as u64);
+        });
+    if let Some(bar) = label_bar {
+        bar.finish_and_clear();
+    }
+    classifier
+}
+
 /// Runs `zeroclip classify`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let (labels, default_templates) = if let Some(name) = &args.label_set {
+    let adapter = args
+        .adapter
+        .as_deref()
+        .map(zeroclip::adapter::Adapter::load)
+        .transpose()
+        .context("cannot use the adapter")?;
+    let (labels, default_templates) = if let Some(a) = &adapter {
+        (a.labels.clone(), Templates::Custom(a.templates.clone()))
+    } else if let Some(name) = &args.label_set {
         (LabelSet::from_name(name)?.labels(), Templates::default())
     } else {
         let labels = match &args.labels_file {
@@ -138,6 +173,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .context("cannot read input paths from stdin")?;
 
     let (model, preprocess) = args.model.load()?;
+    if let Some(a) = &adapter {
+        // Before the label embeddings and images: a wrong model is a usage error.
+        a.check_model(&zeroclip::ZeroShotModel::identity(&model)?)
+            .context("cannot use the adapter")?;
+    }
     let cache = if args.no_cache {
         None
     } else {
@@ -153,24 +193,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ..Default::default()
     };
     let n_labels = labels.len();
-    let mut label_bar: Option<indicatif::ProgressBar> = None;
-    let classifier = ZeroShotClassifier::with_progress(
-        &model,
-        labels,
-        &templates,
-        &options,
-        &mut |done, total| {
-            let bar = label_bar.get_or_insert_with(|| {
-                let bar = progress_bar(total);
-                bar.set_message("label embeddings");
-                bar
-            });
-            bar.set_position(done as u64);
-        },
-    )?;
-    if let Some(bar) = label_bar {
-        bar.finish_and_clear();
-    }
+    let classifier = build_classifier(&model, labels, &templates, &options)?;
+    let classifier = match &adapter {
+        Some(a) => classifier
+            .with_adapter(a)
+            .context("cannot use the adapter")?,
+        None => classifier,
+    };
     if args.verbose {
         let s = classifier.cache_stats();
         eprintln!(

@@ -11,6 +11,7 @@ use super::cache::{CacheKey, LabelCache};
 use super::encoder::ZeroShotModel;
 use super::scoring::{self, Prediction};
 use super::templates::{fill, Templates};
+use crate::adapter::Adapter;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
@@ -60,6 +61,11 @@ pub struct ZeroShotClassifier<M: ZeroShotModel> {
     class_rows: Vec<Vec<f32>>,
     top_k: Option<usize>,
     cache_stats: CacheStats,
+    /// The prompt templates the class embeddings were built from.
+    templates: Vec<String>,
+    /// A few-shot adapter, once [`Self::with_adapter`] applied one, with the class embeddings
+    /// as flat rows (its arithmetic is tensor-free).
+    adapter: Option<(Adapter, Vec<f32>)>,
 }
 
 impl<M: ZeroShotModel> ZeroShotClassifier<M> {
@@ -162,7 +168,36 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
             class_rows: rows,
             top_k: options.top_k,
             cache_stats: stats,
+            templates,
+            adapter: None,
         })
+    }
+
+    /// Applies a few-shot adapter made by [`crate::adapter::fit`] (`zeroclip adapt`): the logits
+    /// become [`Adapter::logits`] (prototypes mixed into the class embeddings, or the cache
+    /// model's logits added), and a fitted temperature divides them before the softmax. Refused with
+    /// [`Error::AdapterMismatch`] when the adapter was built for another model, other labels or
+    /// other templates.
+    pub fn with_adapter(mut self, adapter: &Adapter) -> Result<Self> {
+        adapter.check(&self.model.identity()?, &self.labels, &self.templates)?;
+        let text: Vec<f32> = self.class_embeddings.flatten_all()?.to_vec1()?;
+        if text.len() != adapter.labels.len() * adapter.dim {
+            return Err(Error::AdapterMismatch {
+                what: "embedding width",
+                adapter: adapter.dim.to_string(),
+                classifier: self.class_embeddings.dim(1)?.to_string(),
+            });
+        }
+        self.adapter = Some((adapter.clone(), text));
+        Ok(self)
+    }
+
+    /// The softmax temperature: the adapter's fitted one, else 1.
+    pub fn temperature(&self) -> f64 {
+        self.adapter
+            .as_ref()
+            .and_then(|(a, _)| a.temperature)
+            .unwrap_or(1.0)
     }
 
     /// Keep only the best `k` predictions per image (`None`: all).
@@ -220,13 +255,37 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
         Ok(probs.into_iter().map(|p| self.rank(p)).collect())
     }
 
-    /// Probabilities `[n][labels]` in label order: softmax of `logit_scale * cos`.
+    /// Probabilities `[n][labels]` in label order: softmax of `logit_scale * cos` (with an
+    /// adapter: of its logits divided by its temperature).
     pub fn probabilities(&self, image_features: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let temperature = self.temperature();
+        Ok(self
+            .logits(image_features)?
+            .into_iter()
+            .map(|row| match temperature {
+                1.0 => scoring::softmax(&row),
+                t => {
+                    let scaled: Vec<f32> = row.iter().map(|&l| (l as f64 / t) as f32).collect();
+                    scoring::softmax(&scaled)
+                }
+            })
+            .collect())
+    }
+
+    /// Logits `[n][labels]` in label order, before any temperature: `logit_scale * cos` (with an
+    /// adapter: its logits, see [`Adapter::logits`]).
+    pub fn logits(&self, image_features: &Tensor) -> Result<Vec<Vec<f32>>> {
         let images: Vec<Vec<f32>> = image_features.to_dtype(DType::F32)?.to_vec2()?;
         let scale = self.model.logit_scale();
         Ok(images
             .iter()
-            .map(|image| scoring::probabilities(image, &self.class_rows, scale))
+            .map(|image| {
+                let unit = scoring::normalized(image);
+                match &self.adapter {
+                    Some((adapter, text)) => adapter.logits(&unit, text, scale).remove(0),
+                    None => scoring::logits(&unit, &self.class_rows, scale),
+                }
+            })
             .collect())
     }
 
