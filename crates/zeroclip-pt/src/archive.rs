@@ -112,12 +112,18 @@ fn find_prefix(index: &HashMap<String, usize>) -> Result<String, Fault> {
     }
 }
 
+/// The largest pickle or record entry read into memory, decompressed. The pickle of OpenAI's
+/// largest TorchScript file is well under a megabyte; a compressed entry that inflates past this
+/// (a decompression bomb) is refused after reading this much, whatever size the zip declares.
+pub(crate) const MAX_ENTRY_BYTES: u64 = 1 << 28;
+
 /// A small entry read through the zip reader, which checks its CRC.
 fn read_entry(zip: &mut Archive<'_>, i: usize, what: &str) -> Result<Vec<u8>, Fault> {
-    let mut file = zip
+    let file = zip
         .by_index(i)
         .map_err(|e| format_fault!("zip entry {what}: {e}"))?;
     let mut out = Vec::new();
+    let mut file = file.take(MAX_ENTRY_BYTES + 1);
     file.read_to_end(&mut out).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             Fault::Truncated(format!("zip entry {what} is cut short"))
@@ -125,6 +131,11 @@ fn read_entry(zip: &mut Archive<'_>, i: usize, what: &str) -> Result<Vec<u8>, Fa
             format_fault!("zip entry {what}: {e}")
         }
     })?;
+    if out.len() as u64 > MAX_ENTRY_BYTES {
+        return Err(format_fault!(
+            "zip entry {what} inflates to more than {MAX_ENTRY_BYTES} bytes"
+        ));
+    }
     Ok(out)
 }
 

@@ -82,10 +82,15 @@ fn int_list(arena: &Arena, v: &Value, what: &str) -> Result<Vec<usize>, Fault> {
 /// `REDUCE`: calls an allowlisted global on an argument tuple.
 pub(crate) fn reduce(arena: &mut Arena, func: &Value, args: &Value) -> Result<Value, Fault> {
     let global = global_of(arena, func).ok_or_else(|| format_fault!("REDUCE of a non-global"))?;
+    // No constructor reads more than 7 arguments; copying a longer (memo-shared) tuple on every
+    // call would cost time quadratic in the pickle's length.
     let args: Vec<Value> = arena
         .seq(args)
         .ok_or_else(|| format_fault!("REDUCE arguments are not a tuple"))?
-        .to_vec();
+        .iter()
+        .take(8)
+        .cloned()
+        .collect();
     match global {
         Global::RebuildTensor => rebuild_tensor(arena, &args),
         Global::RebuildParameter => match args.first() {
@@ -188,10 +193,13 @@ pub(crate) fn build(arena: &mut Arena, obj: &Value, state: Value) -> Result<(), 
 /// `BINPERSID`: a `('storage', StorageClass, key, location, numel[, view])` id names raw bytes
 /// stored outside the pickle.
 pub(crate) fn persistent_load(arena: &mut Arena, pid: &Value) -> Result<Value, Fault> {
-    let items = arena
+    let items: Vec<Value> = arena
         .seq(pid)
         .ok_or_else(|| format_fault!("persistent id is not a tuple"))?
-        .to_vec();
+        .iter()
+        .take(7)
+        .cloned()
+        .collect();
     let [kind, class, key, _location, numel, rest @ ..] = items.as_slice() else {
         return Err(format_fault!("persistent id has {} fields", items.len()));
     };

@@ -92,10 +92,19 @@ pub(crate) enum Node {
 #[derive(Debug, Default)]
 pub(crate) struct Arena {
     nodes: Vec<Node>,
+    /// Values and sizes stored by the nodes created so far (see [`Arena::cells`]).
+    cells: usize,
 }
 
 impl Arena {
     pub(crate) fn push(&mut self, node: Node) -> Value {
+        let cells = match &node {
+            Node::Tuple(items) | Node::List(items) => items.len(),
+            Node::Dict(entries) => 2 * entries.len(),
+            Node::Tensor(t) => t.shape.len() + t.strides.len(),
+            _ => 0,
+        };
+        self.cells = self.cells.saturating_add(1 + cells);
         self.nodes.push(node);
         Value::Node(self.nodes.len() - 1)
     }
@@ -114,6 +123,14 @@ impl Arena {
         }
     }
 
+    /// How many values the nodes were created with. Each opcode pushes at most one value, so
+    /// this grows with the pickle's length, except where an allowlisted constructor
+    /// (`OrderedDict`, `torch.Size`, a tensor's shape) copies a sequence that the memo lets a
+    /// pickle pass again and again: the VM bounds it so that cannot multiply memory.
+    pub(crate) fn cells(&self) -> usize {
+        self.cells
+    }
+
     /// Every storage the pickle loaded, in order of appearance.
     pub(crate) fn storages(&self) -> impl Iterator<Item = &StorageRef> {
         self.nodes.iter().filter_map(|n| match n {
@@ -128,6 +145,22 @@ impl Arena {
             Node::Tuple(items) | Node::List(items) => Some(items),
             _ => None,
         }
+    }
+
+    /// The work of listing a dict: one per entry plus the bytes of its keys' text (0 if not a
+    /// dict). Costs nothing to compute: no key text is built.
+    pub(crate) fn dict_cost(&self, value: &Value) -> usize {
+        let Some(Node::Dict(entries)) = self.get(value) else {
+            return 0;
+        };
+        entries
+            .iter()
+            .map(|(k, _)| match k {
+                Value::Str(s) => 1 + s.len(),
+                Value::Int(_) => 1 + 20,
+                _ => 1,
+            })
+            .fold(0, usize::saturating_add)
     }
 
     /// A dict's entries with repeated keys collapsed as Python would: first position, last value.

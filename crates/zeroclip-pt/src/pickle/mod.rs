@@ -15,6 +15,16 @@ use std::rc::Rc;
 
 mod input;
 
+/// Values the graph may hold per byte of pickle (see [`Arena::cells`]), plus a floor for tiny
+/// pickles, and at most [`MAX_CELLS`] in all. PyTorch's pickles store about one value per byte;
+/// a pickle that makes an allowlisted constructor copy one shared sequence many times is refused
+/// once it passes this, before its copies take more than a few hundred megabytes.
+const CELLS_PER_BYTE: usize = 16;
+const MIN_CELLS: usize = 1 << 16;
+/// The absolute bound on [`Arena::cells`]: 16 Mi values (a legacy file's pickle runs over the
+/// whole mapped file, so the relative bound alone would grow with the tensor data).
+pub(crate) const MAX_CELLS: usize = 1 << 24;
+
 /// The result of one pickle: its object graph and the root object.
 pub(crate) struct Unpickled {
     pub arena: Arena,
@@ -139,7 +149,20 @@ impl Vm<'_> {
     }
 
     fn run(&mut self) -> Result<Value, Fault> {
+        let max_cells = self
+            .input
+            .data
+            .len()
+            .saturating_mul(CELLS_PER_BYTE)
+            .saturating_add(MIN_CELLS)
+            .min(MAX_CELLS);
         loop {
+            if self.arena.cells() > max_cells {
+                return Err(self.fault(&format!(
+                    "object graph too large for a pickle of {} bytes (over {max_cells} values)",
+                    self.input.data.len()
+                )));
+            }
             let op = self.input.u8()?;
             match op {
                 b'.' => return self.pop(),
