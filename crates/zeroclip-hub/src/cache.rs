@@ -48,7 +48,7 @@ pub fn sha256_reader(mut reader: impl Read) -> std::io::Result<String> {
 
 /// Lowercase hex of the SHA-256 of the file at `path`, read in a stream (checkpoints are GBs).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = zeroclip_fs::open_regular(path).map_err(|e| Error::io(path, e))?;
     sha256_reader(file).map_err(|e| Error::io(path, e))
 }
 

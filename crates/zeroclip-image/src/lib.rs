@@ -36,6 +36,10 @@ pub const OPENAI_STD: [f32; 3] = [
     0.26130258f64 as f32,
     0.27577711f64 as f32,
 ];
+/// The largest image file read: 1 GiB holds an uncompressed RGB image of 350 megapixels, twice
+/// what [`PILLOW_MAX_PIXELS`] lets any decoder produce.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// Pillow's decompression-bomb error threshold: `2 * Image.MAX_IMAGE_PIXELS`.
 pub const PILLOW_MAX_PIXELS: u64 = 178_956_970;
 
@@ -161,10 +165,11 @@ impl Preprocess {
         Ok(self.normalize(&img))
     }
 
-    /// Reads and preprocesses the file at `path`.
+    /// Reads and preprocesses the file at `path`: a regular file of at most [`MAX_FILE_BYTES`]
+    /// (a FIFO or device is refused at once, unread).
     pub fn preprocess_path(&self, path: &Path) -> Result<Vec<f32>> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = zeroclip_fs::read_capped(path, MAX_FILE_BYTES).map_err(|source| Error::Io {
             input: name.clone(),
             source,
         })?;

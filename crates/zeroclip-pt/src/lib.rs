@@ -63,7 +63,8 @@ pub fn read(path: &Path) -> Result<Checkpoint, Error> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    // A FIFO or device is refused here: mapping it would block or fail obscurely.
+    let file = zeroclip_fs::open_regular(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len < 4 {
         return Err(Error::Truncated {

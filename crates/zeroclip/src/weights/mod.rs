@@ -137,7 +137,7 @@ pub fn read_tensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = zeroclip_fs::open_regular(path).map_err(io)?;
     let mut head = [0u8; 9];
     let n = std::io::Read::read(&mut &file, &mut head).map_err(io)?;
     // safetensors: an 8-byte little-endian header length, then the JSON header.
@@ -290,12 +290,16 @@ fn first_file(dir: &Path, names: &[&str]) -> Result<PathBuf> {
         })
 }
 
+/// The largest `config.json` / `open_clip_config.json` read: real ones are a few kilobytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// A JSON file, parsed.
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        zeroclip_fs::read_text_capped(path, MAX_CONFIG_BYTES).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     serde_json::from_str(&text).map_err(|e| Error::Config {
         source_name: path.display().to_string(),
         reason: e.to_string(),

@@ -49,14 +49,20 @@ impl LabelSet {
     }
 }
 
+/// The largest labels file read: 16 MiB is a million labels of 16 characters, far more than a
+/// classifier of any use holds.
+pub const MAX_LABELS_FILE_BYTES: u64 = 16 << 20;
+
 /// Labels from a text file: one label per line; surrounding whitespace is dropped and blank
 /// lines are skipped. A line that is not UTF-8 is an error naming its line and column.
+///
+/// The file must be a regular file of at most [`MAX_LABELS_FILE_BYTES`].
 pub fn read_labels_file(path: &Path) -> Result<Vec<String>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = zeroclip_fs::read_capped(path, MAX_LABELS_FILE_BYTES).map_err(io)?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(parse_labels(&text)),
         Err(e) => {
