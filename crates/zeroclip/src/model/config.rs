@@ -58,6 +58,9 @@ pub struct ClipConfig {
 
 pub use zeroclip_image::{OPENAI_MEAN, OPENAI_STD};
 
+/// The smallest per-channel std a configuration may give (see [`ClipConfig::validate`]).
+pub(crate) const MIN_STD: f32 = 1e-3;
+
 impl ClipConfig {
     /// The architecture of one of OpenAI's released models (the values `build_model` derives
     /// from its checkpoint). `None` for an unknown name.
@@ -227,6 +230,17 @@ impl ClipConfig {
             }
         };
         heads_fit("text", self.text_width, self.text_heads)?;
+        // `ToTensor` gives pixel values in [0, 1]: their per-channel mean lies in [0, 1], and a
+        // std near 0 (or not a number) turns every input into infinities and the scores into NaN.
+        let mean_ok = self.mean.iter().all(|m| (0.0..=1.0).contains(m));
+        let std_ok = self.std.iter().all(|s| (MIN_STD..=1.0).contains(s));
+        if !mean_ok || !std_ok {
+            return bad(format!(
+                "pixel normalization mean {:?} / std {:?} cannot be right: for pixel values in \
+                 [0, 1] each mean must lie in [0, 1] and each std in [{MIN_STD}, 1]",
+                self.mean, self.std
+            ));
+        }
         if self.embed_dim == 0 || self.context_length == 0 || self.vocab_size == 0 {
             return bad("embed_dim, context_length and vocab_size must be positive".into());
         }
@@ -281,6 +295,42 @@ mod tests {
             assert_eq!(cfg.text_heads * 64, cfg.text_width, "{name}");
         }
         assert!(ClipConfig::preset("ViT-H/14").is_none());
+    }
+
+    #[test]
+    fn normalization_that_cannot_be_right_is_refused() {
+        let good = ClipConfig::preset("ViT-B/32").unwrap();
+        let zero_std = ClipConfig {
+            std: [0.0; 3],
+            ..good.clone()
+        };
+        let huge_mean = ClipConfig {
+            mean: [1e30, 0.4, 0.4],
+            ..good.clone()
+        };
+        let nan_std = ClipConfig {
+            std: [f32::NAN, 0.2, 0.2],
+            ..good.clone()
+        };
+        for cfg in [zero_std, huge_mean, nan_std] {
+            let err = cfg
+                .validate("preprocessor_config.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("preprocessor_config.json") && err.contains("std"),
+                "{err}"
+            );
+        }
+        // Identity normalization (mean 0, std 1) and the 0.5 / 0.5 of many models are fine.
+        for (mean, std) in [([0.0; 3], [1.0; 3]), ([0.5; 3], [0.5; 3])] {
+            let cfg = ClipConfig {
+                mean,
+                std,
+                ..good.clone()
+            };
+            cfg.validate("t").unwrap();
+        }
     }
 
     #[test]

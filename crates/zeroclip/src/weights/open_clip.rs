@@ -143,7 +143,10 @@ pub fn parse_config(j: &Value, source_name: &str) -> Result<ClipConfig> {
         _ => int(vision, "image_size", 224)?,
     };
     let width = int(vision, "width", 768)?;
-    let head_width = int(vision, "head_width", 64)?.max(1);
+    let head_width = int(vision, "head_width", 64)?;
+    if head_width == 0 {
+        return Err(bad("`head_width` must be positive".into()));
+    }
     let vision_cfg = match vision.get("layers") {
         Some(Value::Array(a)) => {
             let mut layers = [0usize; 4];
@@ -156,11 +159,22 @@ pub fn parse_config(j: &Value, source_name: &str) -> Result<ClipConfig> {
                     .ok_or_else(|| bad(format!("ResNet layers {a:?}")))?
                     as usize;
             }
+            if !(width * 32).is_multiple_of(head_width) {
+                return Err(bad(format!(
+                    "attention pool width {} is not a multiple of `head_width` {head_width}",
+                    width * 32
+                )));
+            }
             VisionConfig::ResNet {
                 layers,
                 width,
                 heads: width * 32 / head_width,
             }
+        }
+        _ if !width.is_multiple_of(head_width) => {
+            return Err(bad(format!(
+                "vision `width` {width} is not a multiple of `head_width` {head_width}"
+            )))
         }
         _ => VisionConfig::ViT {
             width,
@@ -222,5 +236,15 @@ mod tests {
         let j = json!({"model_cfg": {"embed_dim": 512, "vision_cfg": {"patch_size": 32},
             "text_cfg": {"pool_type": "argmax", "mlp_ratio": 4}}});
         assert_eq!(parse_config(&j, "t").unwrap().activation, Activation::Gelu);
+    }
+
+    #[test]
+    fn head_width_that_cannot_split_the_width_is_refused_not_clamped() {
+        for (head_width, needle) in [(0, "must be positive"), (100, "not a multiple")] {
+            let j = json!({"model_cfg": {"embed_dim": 512,
+                "vision_cfg": {"width": 768, "head_width": head_width}, "text_cfg": {}}});
+            let err = parse_config(&j, "t").unwrap_err().to_string();
+            assert!(err.contains("head_width") && err.contains(needle), "{err}");
+        }
     }
 }
