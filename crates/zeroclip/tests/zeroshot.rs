@@ -279,12 +279,11 @@ fn cache_entries_are_what_the_classifier_reads() {
     let key = zeroclip::zeroshot::CacheKey {
         model: "m".into(),
         templates: t.list().unwrap(),
-        label: "dog".into(),
         context_length: 77,
         truncate: false,
     };
     let planted = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0];
-    cache.put(&key, &planted).unwrap();
+    cache.put(&key, &[("dog", &planted)]).unwrap();
     let model = Fake::new("m");
     let clf = ZeroShotClassifier::with_options(&model, labels(&["dog"]), &t, &opts).unwrap();
     assert_eq!(model.text_calls.get(), 0);
@@ -292,6 +291,37 @@ fn cache_entries_are_what_the_classifier_reads() {
         clf.class_embeddings().to_vec2::<f32>().unwrap(),
         vec![planted.to_vec()]
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_run_stores_its_labels_in_one_file_not_one_per_label() {
+    let dir = temp_dir("few-files");
+    let opts = ClassifierOptions {
+        cache: Some(LabelCache::new(&dir)),
+        ..Default::default()
+    };
+    let names: Vec<String> = (0..300).map(|i| format!("class {i}")).collect();
+    let model = Fake::new("m");
+    ZeroShotClassifier::with_options(&model, names.clone(), &Templates::default(), &opts).unwrap();
+    let mut files = 0;
+    let mut todo = vec![dir.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else {
+                files += 1;
+            }
+        }
+    }
+    assert_eq!(files, 1);
+    let model = Fake::new("m");
+    let again =
+        ZeroShotClassifier::with_options(&model, names, &Templates::default(), &opts).unwrap();
+    assert_eq!(again.cache_stats().hits, 300);
+    assert_eq!(model.text_calls.get(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,10 @@
 //! the server shares.
 
 use super::cache::{CacheKey, LabelCache};
+
+/// Labels computed between two writes to the label cache: a pack per 4,096 labels keeps the
+/// files few while a long run that is interrupted keeps most of its work.
+const LABELS_PER_PACK: usize = 4096;
 use super::encoder::ZeroShotModel;
 use super::scoring::{self, Prediction};
 use super::templates::{fill, Templates};
@@ -97,35 +101,41 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
             return Err(Error::NoLabels);
         }
         let templates = templates.list()?;
-        let keys = match &options.cache {
-            Some(cache) => {
-                let model_id = match model.weights_file() {
+        let key = match &options.cache {
+            Some(cache) => Some(CacheKey {
+                model: match model.weights_file() {
                     Some(file) => cache.checkpoint_sha256(file)?,
                     None => model.identity()?,
-                };
-                let context_length = model.context_length();
-                labels
-                    .iter()
-                    .map(|label| CacheKey {
-                        model: model_id.clone(),
-                        templates: templates.clone(),
-                        label: label.clone(),
-                        context_length,
-                        truncate: options.truncate,
-                    })
-                    .collect()
-            }
-            None => Vec::new(),
+                },
+                templates: templates.clone(),
+                context_length: model.context_length(),
+                truncate: options.truncate,
+            }),
+            None => None,
         };
         let mut stats = CacheStats::default();
-        let mut rows: Vec<Option<Vec<f32>>> = match &options.cache {
-            Some(cache) => keys.iter().map(|k| cache.get(k)).collect(),
-            None => vec![None; labels.len()],
+        let mut rows: Vec<Option<Vec<f32>>> = match (&options.cache, &key) {
+            (Some(cache), Some(key)) => cache.get(key, &labels),
+            _ => vec![None; labels.len()],
         };
         stats.hits = rows.iter().filter(|r| r.is_some()).count();
         let missing: Vec<usize> = (0..labels.len()).filter(|&i| rows[i].is_none()).collect();
         stats.misses = missing.len();
 
+        // Computed rows are stored a pack at a time: an interrupted run keeps what it stored.
+        let mut unstored: Vec<usize> = Vec::new();
+        let mut store = |unstored: &mut Vec<usize>, rows: &[Option<Vec<f32>>]| {
+            if let (Some(cache), Some(key)) = (&options.cache, &key) {
+                let entries: Vec<(&str, &[f32])> = unstored
+                    .iter()
+                    .filter_map(|&i| Some((labels[i].as_str(), rows[i].as_deref()?)))
+                    .collect();
+                if cache.put(key, &entries).is_err() {
+                    stats.write_errors += entries.len();
+                }
+            }
+            unstored.clear();
+        };
         let per_chunk = (options.text_batch_size / templates.len()).max(1);
         let mut done = 0;
         for chunk in missing.chunks(per_chunk) {
@@ -133,15 +143,15 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
             let chunk_labels: Vec<&str> = chunk.iter().map(|&i| labels[i].as_str()).collect();
             let embeddings = encode_classes(&model, &chunk_labels, &templates, options.truncate)?;
             for (&i, emb) in chunk.iter().zip(embeddings) {
-                if let Some(cache) = &options.cache {
-                    if cache.put(&keys[i], &emb).is_err() {
-                        stats.write_errors += 1;
-                    }
-                }
                 rows[i] = Some(emb);
+                unstored.push(i);
+            }
+            if unstored.len() >= LABELS_PER_PACK {
+                store(&mut unstored, &rows);
             }
             done += chunk.len();
         }
+        store(&mut unstored, &rows);
         if !missing.is_empty() {
             progress(done, missing.len());
         }

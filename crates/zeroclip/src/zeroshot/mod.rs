@@ -29,16 +29,18 @@
 
 mod cache;
 mod classifier;
+mod digest;
 mod encoder;
 mod labels;
+mod pack;
 pub mod scoring;
 mod templates;
 
-pub(crate) use cache::hex;
 pub use cache::{CacheKey, LabelCache};
 pub use classifier::{
     ensemble, normalize, stack_pixels, CacheStats, ClassifierOptions, ZeroShotClassifier,
 };
+pub(crate) use digest::hex;
 pub use encoder::ZeroShotModel;
 pub use labels::{parse_labels, read_labels_file, validate_labels, LabelSet};
 pub use scoring::Prediction;
