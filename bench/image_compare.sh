@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of image decode + preprocess: zeroclip-image vs Pillow + torchvision.
 # Inputs: a photo-like 4000x3000 JPEG made here (upscaled scikit-image photo plus grain, so it
-# decodes like a camera file), the smooth 4000x3000 fixture JPEG, and ../shared/fixtures/CLIP.png
+# decodes like a camera file), the smooth 4000x3000 fixture JPEG, and assets/CLIP.png
 # when present. Run from the repository root: bench/image_compare.sh [--runs N] [--batch K]
 # The two sides alternate for ROUNDS rounds (default 3), so load from other processes on a shared
 # machine falls on both alike; compare the medians within a round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-/work/venv/bin/python}
+PY=$(scripts/ref_python.sh numpy scikit-image)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" - "$tmp/photo_4000x3000.jpg" <<'PYEOF'
@@ -21,7 +21,7 @@ a += np.random.default_rng(0).integers(-6, 7, size=a.shape, dtype=np.int16)
 Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(sys.argv[1], quality=90)
 PYEOF
 files=("$tmp/photo_4000x3000.jpg" tests/fixtures/image/inputs/large_4000x3000.jpg)
-[ -f ../shared/fixtures/CLIP.png ] && files+=(../shared/fixtures/CLIP.png)
+[ -f assets/CLIP.png ] && files+=(assets/CLIP.png)
 # cargo runs benches from the crate's directory: pass absolute paths.
 files=($(realpath "${files[@]}"))
 ls -l "${files[@]}" | awk '{print $5, $9}'

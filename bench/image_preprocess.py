@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the reference decode + preprocess (Pillow + torchvision, clip's _transform(224)).
 
-Usage: /work/venv/bin/python bench/image_preprocess.py [--runs N] [--batch K] FILE...
+Usage: "$(scripts/ref_python.sh)" bench/image_preprocess.py [--runs N] [--batch K] FILE...
 Prints the median wall time of `preprocess(Image.open(f))` (decode, resize, crop, ToTensor,
 Normalize) over N runs, and the throughput over K images processed one after another, as the
 reference does (clip has no batch preprocessing).

@@ -9,10 +9,11 @@
 #    shared inputs in bench/out/model/ (git-ignored; kept between runs; delete it to rebuild);
 # 3. measures (bench/model_run.py), prints the table and rewrites the generated block of the
 #    section in docs/PERFORMANCE.md. Raw results: bench/out/model/results.json.
-# Environment: PY (default /work/venv/bin/python), RUSTFLAGS (passed to cargo and recorded).
+# Environment: ZEROCLIP_REF_PYTHON (the reference interpreter; default: scripts/ref_python.sh
+# makes .venv-ref), RUSTFLAGS (passed to cargo and recorded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-/work/venv/bin/python}
+PY=$(scripts/ref_python.sh numpy onnx onnxruntime)
 export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 RAYON_NUM_THREADS=2 CANDLE_NUM_THREADS=2
 cargo build --release -q -p zeroclip-cli
 cargo build --release -q -p zeroclip --example bench_model

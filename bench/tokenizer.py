@@ -4,7 +4,7 @@
 Run from the repository root (builds the Rust side in release mode first):
 
     cargo build --release -p zeroclip-tokenizer --example tokenize_bench
-    /work/venv/bin/python bench/tokenizer.py
+    "$(scripts/ref_python.sh)" bench/tokenizer.py
 
 The corpus is the 5,000 ImageNet prompts of the tokenizer fixture (1,000 class names through
 5 templates each). Both sides are pinned to CPU 0 and measured twice: a cold pass (a fresh

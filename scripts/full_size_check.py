@@ -17,8 +17,8 @@ random ResNets — if zeroclip is no farther from float64 than the fp32 referenc
 
 Usage (from the repository root):
 
-    /work/venv/bin/python scripts/full_size_check.py --models ViT-B/32 RN50 [--out /tmp/zeroclip-full]
-    /work/venv/bin/python scripts/full_size_check.py            # all 9 (hours on 2 cores; ~3 GB RAM for RN50x64)
+    "$(scripts/ref_python.sh numpy safetensors)" scripts/full_size_check.py --models ViT-B/32 RN50 [--out /tmp/zeroclip-full]
+    "$(scripts/ref_python.sh numpy safetensors)" scripts/full_size_check.py            # all 9 (hours on 2 cores; ~3 GB RAM for RN50x64)
 
 Checkpoints are deleted after each model unless `--keep`. Results are printed as a Markdown table
 for docs/FIDELITY.md.

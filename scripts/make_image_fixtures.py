@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Make the image-preprocessing fixtures in tests/fixtures/image/ from the reference.
 
-Run with /work/venv/bin/python (openai-clip, torch, torchvision, Pillow, numpy, scikit-image,
-scikit-learn). For every input image it stores the file itself under inputs/, and the reference's
+Run with "$(scripts/ref_python.sh numpy scikit-image scikit-learn)" (openai-clip, torch,
+torchvision, Pillow, numpy, scikit-image, scikit-learn). For every input image it stores the file itself under inputs/, and the reference's
 uint8 crop -- clip's `_transform(n)` up to and including `convert("RGB")`, i.e.
 Resize(n, BICUBIC) -> CenterCrop(n) -> RGB, on the image as `Image.open` gives it -- as an RGB PNG
 under expected/. For a few inputs it also stores the full normalized float32 tensor

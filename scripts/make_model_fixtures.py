@@ -5,7 +5,7 @@ Every checkpoint here has tiny random weights; every expected output is computed
 (OpenAI's `clip` package, or `open_clip` / `transformers` for their own formats, cross-checked against
 `clip.model.CLIP`) in fp32 on the CPU. Run from anywhere:
 
-    /work/venv/bin/python scripts/make_model_fixtures.py
+    "$(scripts/ref_python.sh numpy safetensors open_clip_torch transformers)" scripts/make_model_fixtures.py
 
 Fixtures (each `<name>.expected.safetensors` holds the fixed inputs and expected outputs):
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make the PyTorch-file fixtures of `crates/zeroclip-pt` (tests/fixtures/pt/).
 
-Run from the repository root:  /work/venv/bin/python scripts/make_pt_fixtures.py
+Run from the repository root:  "$(scripts/ref_python.sh)" scripts/make_pt_fixtures.py
 
 Every fixture is written by real PyTorch (torch.save / torch.jit.save), or rewritten from such a
 file where the layout we must read is one current PyTorch no longer writes (PyTorch 1.7

@@ -3,7 +3,7 @@
 
 Run from the repository root with the reference venv:
 
-    /work/venv/bin/python scripts/make_tokenizer_fixtures.py
+    "$(scripts/ref_python.sh open_clip_torch)" scripts/make_tokenizer_fixtures.py
 
 It writes two things, both only ever produced by this script:
 

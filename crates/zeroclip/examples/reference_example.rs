@@ -1,15 +1,13 @@
 //! The reference example of OpenAI's CLIP README, line for line in Rust:
 //! `cargo run --release -p zeroclip --example reference_example -- [MODEL] [IMAGE]`
-//! (defaults: `ViT-B/32` and `../shared/fixtures/CLIP.png`).
+//! (defaults: `ViT-B/32` and `assets/CLIP.png`).
 
 use candle_core::{Device, D};
 
 fn main() -> zeroclip::Result<()> {
     let mut args = std::env::args().skip(1);
     let model_name = args.next().unwrap_or_else(|| "ViT-B/32".into());
-    let image_path = args
-        .next()
-        .unwrap_or_else(|| "../shared/fixtures/CLIP.png".into());
+    let image_path = args.next().unwrap_or_else(|| "assets/CLIP.png".into());
 
     let device = Device::Cpu;
     let (model, preprocess) = zeroclip::load(&model_name, &device)?;
