@@ -5,6 +5,8 @@
 //! standard output (`zeroclip tokenize ... | head -1`) ends the run quietly with 0, as ripgrep
 //! does: the reader has all it wanted.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod inputs;
 mod output;

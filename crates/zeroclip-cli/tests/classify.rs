@@ -330,7 +330,8 @@ fn label_cache_hit_and_invalidation() {
     };
     let first = run(&[], &LABELS);
     assert_eq!(cache_use(&first), (0, 3));
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+    // The three labels' embeddings are one file.
+    assert_eq!(packs(&dir).len(), 1);
     let second = run(&[], &LABELS);
     assert_eq!(cache_use(&second), (3, 0));
     assert_eq!(json(&first), json(&second));
@@ -359,13 +360,13 @@ fn label_cache_hit_and_invalidation() {
     assert_eq!(cache_use(&run(&["--model", &o], &LABELS)), (3, 0));
 
     // --no-cache neither reads nor writes.
-    let before = std::fs::read_dir(&dir).unwrap().count();
+    let before = packs(&dir);
     let out = classify(
         &[&png, "--no-cache", "-v", "--labels", "fresh label"],
         &cache,
     );
     assert_eq!(cache_use(&out), (0, 1));
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
+    assert_eq!(packs(&dir), before);
     let _ = std::fs::remove_dir_all(&cache);
 }
 
@@ -386,18 +387,15 @@ fn a_cache_hit_reads_the_cached_embeddings() {
     ];
     args.extend(LABELS);
     let first = json(&classify(&args, &cache));
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&c)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    // Swap two entries' payloads (embedding only; each file keeps its own key).
-    let a = std::fs::read(&entries[0]).unwrap();
-    let b = std::fs::read(&entries[1]).unwrap();
-    let (ka, ea) = a.split_at(a.len() - 32 * 4);
-    let (kb, eb) = b.split_at(b.len() - 32 * 4);
-    std::fs::write(&entries[0], [ka, eb].concat()).unwrap();
-    std::fs::write(&entries[1], [kb, ea].concat()).unwrap();
+    // Swap the names of two labels of equal length in the cache's one pack file, so each gets
+    // the other's embedding.
+    let pack = packs(Path::new(&c)).pop().expect("a pack file");
+    let bytes = std::fs::read(&pack).unwrap();
+    let swapped = replace_all(&bytes, b"a dog", b"#####");
+    let swapped = replace_all(&swapped, b"a cat", b"a dog");
+    let swapped = replace_all(&swapped, b"#####", b"a cat");
+    assert_ne!(swapped, bytes);
+    std::fs::write(&pack, swapped).unwrap();
     let second = json(&classify(&args, &cache));
     let (s1, s2) = (scores(&first[0]), scores(&second[0]));
     let score_of = |s: &[(String, f32)], l: &str| s.iter().find(|p| p.0 == l).unwrap().1;
@@ -407,6 +405,39 @@ fn a_cache_hit_reads_the_cached_embeddings() {
         .count();
     assert_eq!(moved, 2, "{s1:?} vs {s2:?}");
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The label cache's pack files under `dir`, sorted.
+fn packs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "pack") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `bytes` with every `from` replaced by `to` (of the same length).
+fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Copies a Hugging Face checkpoint directory, rewriting `model.safetensors` with metadata in

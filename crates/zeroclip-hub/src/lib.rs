@@ -5,6 +5,8 @@
 //!
 //! Names are matched before paths, in the reference's order (`if name in _MODELS` comes first).
 
+#![forbid(unsafe_code)]
+
 mod cache;
 mod download;
 mod error;
@@ -63,9 +65,19 @@ pub enum Source {
     /// A file or directory the caller named.
     LocalPath,
     /// One of the 9 OpenAI models, verified against `sha256`.
-    OpenAi { name: String, sha256: String },
+    OpenAi {
+        /// The model name, e.g. `ViT-B/32`.
+        name: String,
+        /// The SHA-256 its URL carries (hex).
+        sha256: String,
+    },
     /// A Hugging Face Hub repo; the path is its snapshot directory.
-    HuggingFace { repo: String, revision: String },
+    HuggingFace {
+        /// The repo id.
+        repo: String,
+        /// The revision (branch, tag or commit), if one was given.
+        revision: String,
+    },
 }
 
 /// A checkpoint on local disk, ready to load.

@@ -7,6 +7,8 @@
 //! `convert` its mode conversions), then [`Preprocess::preprocess_bytes`] divides by 255 and
 //! normalizes in f32, as torchvision does.
 
+#![forbid(unsafe_code)]
+
 mod convert;
 mod crop;
 mod decode;

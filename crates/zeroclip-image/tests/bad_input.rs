@@ -276,3 +276,37 @@ fn exif_orientation_is_opt_in() {
     let b = rotated.crop_rgb8(&bytes, "exif").unwrap();
     assert_ne!(a.data, b.data);
 }
+
+/// `path` read on a thread: the answer must come (a blocking open would hang the test, not fail it).
+#[cfg(unix)]
+fn preprocess_path_answers(path: &Path) -> zeroclip_image::Result<Vec<f32>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || tx.send(Preprocess::default().preprocess_path(&p)).unwrap());
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("reading the path never returned")
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_and_fifos_are_refused_unread_and_the_batch_goes_on() {
+    // /dev/zero was read until memory ran out; a FIFO blocked the batch forever.
+    let err = preprocess_path_answers(Path::new("/dev/zero")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("/dev/zero"), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let fifo = std::env::temp_dir().join(format!("zeroclip-image-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    let err = preprocess_path_answers(&fifo).unwrap_err();
+    assert!(err.to_string().contains("a FIFO"), "{err}");
+    let good = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/model/tiny.png"
+    ));
+    let results = Preprocess::default().preprocess_batch(&[fifo.clone(), good.to_path_buf()]);
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(results[0].is_err());
+    assert_eq!(results[1].as_ref().unwrap().len(), 3 * 224 * 224);
+}

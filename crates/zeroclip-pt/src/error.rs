@@ -8,26 +8,46 @@ pub enum Error {
     /// The file could not be opened or mapped.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     /// The file is not a PyTorch checkpoint this reader understands, or its contents are inconsistent.
     #[error("{path}: {reason}")]
-    Format { path: PathBuf, reason: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The file ends (or a zip entry or pickle ends) before the structure it announced.
     #[error("{path}: truncated: {what}")]
-    Truncated { path: PathBuf, what: String },
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What ends early.
+        what: String,
+    },
     /// The pickle names a Python global outside the allowlist; nothing is imported or executed.
     #[error("{path}: refusing pickle global `{module}.{name}`: not a known tensor reconstructor")]
     UnsupportedGlobal {
+        /// The file.
         path: PathBuf,
+        /// The global's module, e.g. `os`.
         module: String,
+        /// The global's name, e.g. `system`.
         name: String,
     },
     /// A storage of a dtype this reader has no [`crate::DType`] for (complex, quantized, ...).
     #[error("{path}: unsupported storage type `{storage}`")]
-    UnsupportedDType { path: PathBuf, storage: String },
+    UnsupportedDType {
+        /// The file.
+        path: PathBuf,
+        /// The storage class, e.g. `ComplexFloatStorage`.
+        storage: String,
+    },
 }
 
 /// A failure found while decoding bytes, before the file path is attached.

@@ -41,7 +41,9 @@ pub enum Kind {
 /// The tensors of one checkpoint file, in the order the file lists them.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
+    /// The layout the file had.
     pub kind: Kind,
+    /// The tensors, in the order the file lists them.
     pub tensors: Vec<TensorRecord>,
 }
 

@@ -16,15 +16,25 @@ const MAX_EXPANDED_BYTES: usize = 1 << 30;
 /// Element type of a tensor, as its PyTorch storage class names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE half precision.
     F16,
+    /// bfloat16.
     BF16,
+    /// IEEE single precision.
     F32,
+    /// IEEE double precision.
     F64,
+    /// Signed 64-bit integer.
     I64,
+    /// Signed 32-bit integer.
     I32,
+    /// Signed 16-bit integer.
     I16,
+    /// Signed 8-bit integer.
     I8,
+    /// Unsigned 8-bit integer.
     U8,
+    /// Boolean, one byte each.
     Bool,
 }
 
@@ -91,7 +101,9 @@ impl Storage {
 pub struct TensorRecord {
     /// Name as a `state_dict` would have it, e.g. `visual.conv1.weight`.
     pub name: String,
+    /// Element type.
     pub dtype: DType,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
     strides: Vec<usize>,
     offset: usize,

@@ -141,3 +141,25 @@ fn missing_storage_entry_is_named() {
     assert!(matches!(err, Error::Format { .. }), "{err:?}");
     assert!(err.to_string().contains("state_zip/data/0"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn fifo_or_device_as_checkpoint_is_refused_without_blocking() {
+    let fifo = scratch("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()));
+    for path in [fifo.clone(), "/dev/zero".into()] {
+        // On a thread: the open of a FIFO blocked forever before, which would hang the test.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || tx.send(read(&p).map(|_| ())).unwrap());
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading the path never returned");
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    std::fs::remove_file(&fifo).unwrap();
+}

@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// Rows of embeddings, one per input, not normalized.
-pub type Embeddings = Vec<Vec<f32>>;
+pub use crate::model::Embeddings;
 
 /// What a request asks the model for.
 pub enum Work {

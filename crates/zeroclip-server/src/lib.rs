@@ -4,6 +4,11 @@
 //! [`app`] builds the router from an [`AppState`]; [`serve`] runs it on a listener until a
 //! shutdown signal, then finishes the requests in flight.
 
+#![forbid(unsafe_code)]
+// The request, error and batching types are being reworked for issue 14 on another branch; their
+// fields get their docs when that settles, so this crate does not yet deny undocumented items.
+#![allow(missing_docs)]
+
 pub mod api;
 pub mod batcher;
 pub mod cache;

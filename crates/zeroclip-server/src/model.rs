@@ -1,11 +1,13 @@
 //! The server's one seam with the `zeroclip` model: loading, the two towers on plain `Vec`s, and
 //! tokenizing texts. Templates and scoring are the library's `zeroshot` module's.
 
-use crate::batcher::Embeddings;
 use crate::error::ApiError;
 use candle_core::{DType, Device, Tensor};
 use zeroclip::image::Preprocess;
 use zeroclip::model::Clip;
+
+/// Rows of embeddings, one per input, not normalized.
+pub type Embeddings = Vec<Vec<f32>>;
 
 /// What responses and `/readyz` say about the model.
 #[derive(Debug, Clone)]

@@ -13,6 +13,8 @@
 //! The vocabulary (`data/bpe_simple_vocab_16e6.txt.gz`, MIT, © OpenAI; see
 //! `data/LICENSE-openai-clip.txt`) is compiled into the library.
 
+#![forbid(unsafe_code)]
+
 mod batch;
 mod bpe;
 mod clean;
@@ -45,13 +47,19 @@ pub enum Error {
     /// `text` is the input shortened to at most 60 characters.
     #[error("input {text:?} is too long for context length {context_length}: {tokens} tokens")]
     TooLong {
+        /// The text, shortened to at most 60 characters.
         text: String,
+        /// Its token count, start and end tokens included.
         tokens: usize,
+        /// The context length it had to fit.
         context_length: usize,
     },
     /// A context length of 0 holds not even `<|endoftext|>`.
     #[error("context length must be at least 1, got {context_length}")]
-    InvalidContextLength { context_length: usize },
+    InvalidContextLength {
+        /// The length asked for.
+        context_length: usize,
+    },
 }
 
 /// Result alias of this crate.

@@ -9,27 +9,51 @@ pub enum Error {
     // --- weights: loading and checkpoint structure ---
     /// A tensor the model needs is absent from the checkpoint.
     #[error("checkpoint is missing tensor `{name}`")]
-    MissingTensor { name: String },
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+    },
     /// The checkpoint has a tensor the model does not use.
     #[error("checkpoint has unexpected tensor `{name}`")]
-    UnexpectedTensor { name: String },
+    UnexpectedTensor {
+        /// The tensor's name.
+        name: String,
+    },
     /// A tensor has a different shape than the model expects.
     #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
     ShapeMismatch {
+        /// The tensor's name.
         name: String,
+        /// The shape the model needs.
         expected: Vec<usize>,
+        /// The shape found.
         got: Vec<usize>,
     },
     /// A checkpoint file could not be parsed.
     #[error("cannot read checkpoint {path}: {reason}")]
-    Checkpoint { path: PathBuf, reason: String },
+    Checkpoint {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A model configuration (`config.json`, `open_clip_config.json`, or one given in code) is
     /// invalid or describes an architecture the model does not implement.
     #[error("model configuration {source_name}: {reason}")]
-    Config { source_name: String, reason: String },
+    Config {
+        /// Where the configuration came from (a file name, or what was inferred from).
+        source_name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A model input (pixels or token ids) has the wrong shape, type or values.
     #[error("invalid {input}: {reason}")]
-    ModelInput { input: String, reason: String },
+    ModelInput {
+        /// The input concerned.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     // --- zero-shot classification ---
     /// A classifier was asked for with no labels.
@@ -40,12 +64,20 @@ pub enum Error {
     NoTemplates,
     /// A prompt template is not a valid `str.format` pattern with one class-name field.
     #[error("template {template:?}: {reason}")]
-    Template { template: String, reason: String },
+    Template {
+        /// The template.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A built-in label set or template set name is not known.
     #[error("unknown {kind} {name:?}; known: {known}")]
     UnknownName {
+        /// What kind of name, e.g. `label set`.
         kind: &'static str,
+        /// The name as given.
         name: String,
+        /// The names that are known.
         known: String,
     },
     /// A user's label breaks the label rules (empty, given twice); see
@@ -55,8 +87,10 @@ pub enum Error {
     /// A label's prompts could not be encoded (for example, too long for the context).
     #[error("label {:?}: {source}", zeroclip_tokenizer::shorten(.label, zeroclip_tokenizer::MESSAGE_CHARS))]
     Label {
+        /// The label.
         label: String,
         #[source]
+        /// The tokenizer's error.
         source: Box<Error>,
     },
 
@@ -104,8 +138,10 @@ pub enum Error {
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
 }

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod error;
 pub mod eval;
 pub mod model;
+mod tensors;
 pub mod weights;
 pub mod zeroshot;
 

@@ -98,3 +98,15 @@ fn damaged_module_pickles_are_faults_not_panics() {
         }
     }
 }
+
+#[test]
+fn claimed_lengths_past_the_input_are_truncation_before_any_allocation() {
+    // BINBYTES8 / BINUNICODE8 claiming 2^62 bytes, BINUNICODE claiming 4 GiB, in a 20-byte pickle.
+    for p in [
+        &b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x40."[..],
+        b"\x80\x04\x8d\x00\x00\x00\x00\x00\x00\x00\x40.",
+        b"\x80\x02X\xff\xff\xff\xffab.",
+    ] {
+        assert!(matches!(run(p), Err(Fault::Truncated(_))), "{p:?}");
+    }
+}

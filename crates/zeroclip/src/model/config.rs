@@ -18,9 +18,13 @@ pub enum Activation {
 pub enum VisionConfig {
     /// `VisionTransformer`: patch embedding, class token, transformer, `ln_post`, `proj`.
     ViT {
+        /// Transformer width.
         width: usize,
+        /// Residual blocks.
         layers: usize,
+        /// Attention heads.
         heads: usize,
+        /// Side of a square patch, in pixels.
         patch_size: usize,
     },
     /// `ModifiedResNet`: 3-conv stem, anti-aliased Bottlenecks, `AttentionPool2d`.
@@ -41,18 +45,25 @@ pub struct ClipConfig {
     pub embed_dim: usize,
     /// Side of the square input image.
     pub image_resolution: usize,
+    /// The image tower.
     pub vision: VisionConfig,
     /// Token positions the text transformer accepts (77 for every OpenAI model).
     pub context_length: usize,
+    /// Token ids the text tower embeds (49,408 for every OpenAI model).
     pub vocab_size: usize,
+    /// Text transformer width.
     pub text_width: usize,
+    /// Text transformer attention heads.
     pub text_heads: usize,
+    /// Text transformer residual blocks.
     pub text_layers: usize,
+    /// The MLP activation of both transformers.
     pub activation: Activation,
     /// Epsilon of every LayerNorm (1e-5 in the reference).
     pub layer_norm_eps: f32,
     /// Per-channel normalization the model was trained with (OpenAI's unless a config says else).
     pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by, after the mean is subtracted.
     pub std: [f32; 3],
 }
 

@@ -82,7 +82,7 @@ impl ConvAffine {
         }
         let weight = if matches!(weight.device(), Device::Cpu) {
             let product = if k == 3 && stride == 1 {
-                let w = crate::weights::to_f32(weight)?;
+                let w = crate::tensors::to_f32(weight)?;
                 Product::Winograd(gemm::with_f32(&w, |v| {
                     super::winograd::Winograd3x3::new(v, c_out, c_in)
                 })?)

@@ -25,11 +25,11 @@ use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::epilogue::finish;
+pub use super::epilogue::{Epilogue, NR};
 use super::microkernel::{wide_available, Kernel, Tile, TileEpi, MR_WIDE};
 use super::ops::contiguous_f32;
 
-/// Columns per packed panel (two 8-float AVX registers).
-pub const NR: usize = 16;
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
 const MR: usize = 6;
 /// `k` per block: a panel's slice is `KC × NR` floats = 16 KiB, half of L1.
@@ -182,20 +182,6 @@ impl PackedMatrix {
     }
 }
 
-/// What happens to each finished output: `acc·scale[j] + shift[j]`, then `+ residual[i, j]`,
-/// then `max(0, ·)` or QuickGELU. `None` skips a step (no scale is not a multiplication by one).
-#[derive(Clone, Copy, Default)]
-pub struct Epilogue<'a> {
-    pub scale: Option<&'a [f32]>,
-    pub shift: Option<&'a [f32]>,
-    /// Laid out like `C` (same row stride).
-    pub residual: Option<&'a [f32]>,
-    pub relu: bool,
-    /// [`super::ops::quick_gelu_value`] last, on the finished tile while it is in L1 (the MLP's
-    /// `c_fc`), instead of a pass over the whole activation and a buffer for its result.
-    pub quick_gelu: bool,
-}
-
 /// `C[i, j] = epilogue(Σ_k A[i, k] · B[k, j])` for `A` `[m, k]` with row stride `lda` and `C`
 /// `[m, n]` with row stride `ldc`, on up to `threads` rayon workers.
 #[allow(clippy::too_many_arguments)]
@@ -238,7 +224,7 @@ pub fn matmul(
         let (mb, nc) = (t / n_chunks, t % n_chunks);
         let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
         let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
-        // Safety: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
+        // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
         unsafe { block(kernel, wide, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
     };
     let tasks = m_blocks * n_chunks;
@@ -300,7 +286,10 @@ pub fn linear(
 /// A destination pointer shared by parallel tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 pub(super) struct SendPtr(pub(super) *mut f32);
+// SAFETY: the pointer is only dereferenced by tasks that write disjoint parts of a buffer that
+// outlives them (see each use); sending or sharing the address itself is harmless.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
     pub(super) fn get(self) -> *mut f32 {
@@ -309,6 +298,13 @@ impl SendPtr {
 }
 
 /// One task: rows `rows` of `C` × the columns of `panels`.
+///
+/// # Safety
+///
+/// `c` must be valid for reads and writes of `C` (`a`'s rows × `b.n` columns, rows `ldc`
+/// apart) for the rows and panels given, and no other thread may touch that rectangle
+/// meanwhile; `rows` must lie within `a`'s rows and `panels` within `b`'s; `kernel` must be one
+/// this CPU runs, and `wide` only where AVX-512 is available.
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
     kernel: Kernel,
@@ -324,132 +320,112 @@ unsafe fn block(
 ) {
     let (k, n) = (b.k, b.n);
     let mut edge = [0f32; MR * NR];
-    for k0 in (0..k.max(1)).step_by(KC) {
-        let kc = KC.min(k - k0);
-        let last = k0 + kc >= k;
-        let tile = |r0: usize, col0: usize, b: [*const f32; 2]| Tile {
-            kc,
-            a: a.as_ptr().add(r0 * lda + k0),
-            lda,
-            b,
-            c: c.add(r0 * ldc + col0),
-            ldc,
-            accumulate: k0 > 0,
-        };
-        // A tile of full panels `width` columns wide: on the last `k` block the epilogue is
-        // applied in registers before the store, and QuickGELU on the stored tile.
-        let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b| {
-            let t = tile(r0, col0, b);
-            let te = last.then(|| TileEpi {
-                scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
-                shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
-                residual: (epi.residual)
-                    .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
-                relu: epi.relu,
-            });
-            kernel.run(r, &t, te.as_ref());
-            if last && epi.quick_gelu {
-                activate(t.c, r, width, ldc);
-            }
-        };
-        let mut p = panels.start;
-        while p < panels.end {
-            let col0 = p * NR;
-            #[cfg(target_arch = "x86_64")]
-            if wide && p + 1 < panels.end && (p + 2) * NR <= n {
-                // Two full panels side by side: 12 rows × 32 columns per step in AVX-512.
-                let bs = [
-                    b.panel_slice(p, k0, kc).as_ptr(),
-                    b.panel_slice(p + 1, k0, kc).as_ptr(),
-                ];
-                for r0 in rows.clone().step_by(MR_WIDE) {
-                    full(
-                        Kernel::Avx512,
-                        r0,
-                        MR_WIDE.min(rows.end - r0),
-                        col0,
-                        2 * NR,
-                        bs,
-                    );
+    // SAFETY: every tile addressed below lies in the rows and panels the caller vouches for
+    // (the last, partial panel goes through the full-width `edge` scratch tile).
+    unsafe {
+        for k0 in (0..k.max(1)).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let last = k0 + kc >= k;
+            let tile = |r0: usize, col0: usize, b: [*const f32; 2]| Tile {
+                kc,
+                a: a.as_ptr().add(r0 * lda + k0),
+                lda,
+                b,
+                c: c.add(r0 * ldc + col0),
+                ldc,
+                accumulate: k0 > 0,
+            };
+            // A tile of full panels `width` columns wide: on the last `k` block the epilogue is
+            // applied in registers before the store, and QuickGELU on the stored tile.
+            let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b| {
+                let t = tile(r0, col0, b);
+                let te = last.then(|| TileEpi {
+                    scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                    shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
+                    residual: (epi.residual)
+                        .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
+                    relu: epi.relu,
+                });
+                kernel.run(r, &t, te.as_ref());
+                if last && epi.quick_gelu {
+                    activate(t.c, r, width, ldc);
                 }
-                p += 2;
-                continue;
-            }
-            let bp = b.panel_slice(p, k0, kc).as_ptr();
-            let bs = [bp, bp.wrapping_add(8)];
-            let cols = NR.min(n - col0);
-            for r0 in rows.clone().step_by(MR) {
-                let r = MR.min(rows.end - r0);
-                if cols == NR {
-                    full(kernel, r0, r, col0, NR, bs);
+            };
+            let mut p = panels.start;
+            while p < panels.end {
+                let col0 = p * NR;
+                #[cfg(target_arch = "x86_64")]
+                if wide && p + 1 < panels.end && (p + 2) * NR <= n {
+                    // Two full panels side by side: 12 rows × 32 columns per step in AVX-512.
+                    let bs = [
+                        b.panel_slice(p, k0, kc).as_ptr(),
+                        b.panel_slice(p + 1, k0, kc).as_ptr(),
+                    ];
+                    for r0 in rows.clone().step_by(MR_WIDE) {
+                        full(
+                            Kernel::Avx512,
+                            r0,
+                            MR_WIDE.min(rows.end - r0),
+                            col0,
+                            2 * NR,
+                            bs,
+                        );
+                    }
+                    p += 2;
                     continue;
                 }
-                // Last, partial panel: compute into a full-width scratch tile.
-                let cp = c.add(r0 * ldc + col0);
-                for i in 0..r {
-                    for j in 0..cols {
-                        edge[i * NR + j] = *cp.add(i * ldc + j);
+                let bp = b.panel_slice(p, k0, kc).as_ptr();
+                let bs = [bp, bp.wrapping_add(8)];
+                let cols = NR.min(n - col0);
+                for r0 in rows.clone().step_by(MR) {
+                    let r = MR.min(rows.end - r0);
+                    if cols == NR {
+                        full(kernel, r0, r, col0, NR, bs);
+                        continue;
                     }
-                }
-                let t = Tile {
-                    c: edge.as_mut_ptr(),
-                    ldc: NR,
-                    ..tile(r0, col0, bs)
-                };
-                kernel.run(r, &t, None);
-                for i in 0..r {
-                    for j in 0..cols {
-                        *cp.add(i * ldc + j) = edge[i * NR + j];
-                    }
-                }
-                if last {
+                    // Last, partial panel: compute into a full-width scratch tile.
+                    let cp = c.add(r0 * ldc + col0);
                     for i in 0..r {
-                        let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
-                        let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
-                        finish(row, col0, res, epi);
+                        for j in 0..cols {
+                            edge[i * NR + j] = *cp.add(i * ldc + j);
+                        }
+                    }
+                    let t = Tile {
+                        c: edge.as_mut_ptr(),
+                        ldc: NR,
+                        ..tile(r0, col0, bs)
+                    };
+                    kernel.run(r, &t, None);
+                    for i in 0..r {
+                        for j in 0..cols {
+                            *cp.add(i * ldc + j) = edge[i * NR + j];
+                        }
+                    }
+                    if last {
+                        for i in 0..r {
+                            let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
+                            let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
+                            finish(row, col0, res, epi);
+                        }
                     }
                 }
+                p += 1;
             }
-            p += 1;
-        }
-    }
-}
-
-/// The epilogue over one finished row segment starting at column `col0`.
-#[inline]
-pub(super) fn finish(row: &mut [f32], col0: usize, residual: Option<&[f32]>, epi: &Epilogue) {
-    let cols = row.len();
-    if let Some(s) = epi.scale {
-        for (v, s) in row.iter_mut().zip(&s[col0..col0 + cols]) {
-            *v *= s;
-        }
-    }
-    if let Some(s) = epi.shift {
-        for (v, s) in row.iter_mut().zip(&s[col0..col0 + cols]) {
-            *v += s;
-        }
-    }
-    if let Some(res) = residual {
-        for (v, r) in row.iter_mut().zip(res) {
-            *v += r;
-        }
-    }
-    if epi.relu {
-        for v in row.iter_mut() {
-            *v = v.max(0.0);
-        }
-    }
-    if epi.quick_gelu {
-        for v in row.iter_mut() {
-            *v = super::ops::quick_gelu_value(*v);
         }
     }
 }
 
 /// QuickGELU over `rows` × `cols` of a finished tile at `c` (row stride `ldc`).
+///
+/// # Safety
+///
+/// `c` must be valid for reads and writes of `rows` rows of `cols` floats, `ldc` apart, that no
+/// one else accesses meanwhile.
 unsafe fn activate(c: *mut f32, rows: usize, cols: usize, ldc: usize) {
     for i in 0..rows {
-        for v in std::slice::from_raw_parts_mut(c.add(i * ldc), cols) {
+        // SAFETY: row `i` of the tile, inside what the caller vouches for.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+        for v in row {
             *v = super::ops::quick_gelu_value(*v);
         }
     }
@@ -543,6 +519,7 @@ mod tests {
                 let tasks = m.div_ceil(MC);
                 for t in 0..tasks {
                     let rows = t * MC..(t * MC + MC).min(m);
+                    // SAFETY: one task at a time, each inside `c`; the kernel was checked above.
                     unsafe {
                         block(
                             kernel,

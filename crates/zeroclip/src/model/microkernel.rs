@@ -4,7 +4,7 @@
 //! the AVX2 + FMA one (6 rows × one panel as two 8-column halves), so they cannot drift apart; a
 //! portable kernel runs the same loops on other CPUs. Which one runs is decided at run time.
 
-use super::gemm::{finish, Epilogue, NR};
+use super::epilogue::{finish, Epilogue, NR};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
@@ -73,22 +73,34 @@ impl Kernel {
     }
 
     /// `C[0..r, cols] (+)= A[0..r, 0..kc] · B` for `r` up to 12 (AVX-512) or 6 rows.
+    ///
+    /// # Safety
+    ///
+    /// As for the kernels: `t` and `epi` must point at memory valid for `r` rows of the tile
+    /// (see `kernel_portable`), and `self` must be a kernel this CPU runs ([`Kernel::detect`],
+    /// or [`Kernel::Avx512`] only where [`wide_available`]).
     #[inline]
     pub(super) unsafe fn run(self, r: usize, t: &Tile, epi: Option<&TileEpi>) {
         macro_rules! arms {
             ($f:ident; $($n:literal),*) => {
                 match r {
                     $($n => $f::<$n>(t, epi),)*
-                    _ => $f::<1>(t, epi),
+                    1 => $f::<1>(t, epi),
+                    // The drivers never ask for 0 rows or more than the kernel's height.
+                    _ => unreachable!("micro-kernel called for {r} rows"),
                 }
             };
         }
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => arms!(kernel_avx512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2Fma => arms!(kernel_avx2; 6, 5, 4, 3, 2),
-            Kernel::Portable => arms!(kernel_portable; 6, 5, 4, 3, 2),
+        // SAFETY: the caller upholds the kernels' contract for `r` rows, and `self` names a
+        // kernel whose features this CPU has.
+        unsafe {
+            match self {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512 => arms!(kernel_avx512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2Fma => arms!(kernel_avx2; 6, 5, 4, 3, 2),
+                Kernel::Portable => arms!(kernel_portable; 6, 5, 4, 3, 2),
+            }
         }
     }
 }
@@ -100,70 +112,79 @@ impl Kernel {
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
      $mul:ident, $add:ident, $max:ident, $store:ident, $lanes:expr) => {
+        /// The SIMD kernel for these target features.
+        ///
+        /// # Safety
+        ///
+        /// See `kernel_portable`; the CPU must also have these features.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
         unsafe fn $name<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
             use std::arch::x86_64::*;
-            let Tile {
-                kc,
-                a,
-                lda,
-                b,
-                c,
-                ldc,
-                accumulate,
-            } = *t;
-            let mut lo = [$zero(); R];
-            let mut hi = [$zero(); R];
-            if accumulate {
+            // SAFETY: every load and store below stays inside the rows and columns the caller
+            // vouches for (the function's contract); the target features are enabled.
+            unsafe {
+                let Tile {
+                    kc,
+                    a,
+                    lda,
+                    b,
+                    c,
+                    ldc,
+                    accumulate,
+                } = *t;
+                let mut lo = [$zero(); R];
+                let mut hi = [$zero(); R];
+                if accumulate {
+                    for i in 0..R {
+                        lo[i] = $load(c.add(i * ldc));
+                        hi[i] = $load(c.add(i * ldc + $lanes));
+                    }
+                }
+                for p in 0..kc {
+                    let b0 = $load(b[0].add(p * NR));
+                    let b1 = $load(b[1].add(p * NR));
+                    for i in 0..R {
+                        let av = $splat(*a.add(i * lda + p));
+                        lo[i] = $fma(av, b0, lo[i]);
+                        hi[i] = $fma(av, b1, hi[i]);
+                    }
+                }
+                if let Some(e) = epi {
+                    // The same operations, in the same order, as `finish`.
+                    if !e.scale.is_null() {
+                        let (s0, s1) = ($load(e.scale), $load(e.scale.add($lanes)));
+                        for i in 0..R {
+                            lo[i] = $mul(lo[i], s0);
+                            hi[i] = $mul(hi[i], s1);
+                        }
+                    }
+                    if !e.shift.is_null() {
+                        let (s0, s1) = ($load(e.shift), $load(e.shift.add($lanes)));
+                        for i in 0..R {
+                            lo[i] = $add(lo[i], s0);
+                            hi[i] = $add(hi[i], s1);
+                        }
+                    }
+                    if !e.residual.is_null() {
+                        for i in 0..R {
+                            let r = e.residual.add(i * ldc);
+                            lo[i] = $add(lo[i], $load(r));
+                            hi[i] = $add(hi[i], $load(r.add($lanes)));
+                        }
+                    }
+                    if e.relu {
+                        let zero = $zero();
+                        for i in 0..R {
+                            lo[i] = $max(lo[i], zero);
+                            hi[i] = $max(hi[i], zero);
+                        }
+                    }
+                }
                 for i in 0..R {
-                    lo[i] = $load(c.add(i * ldc));
-                    hi[i] = $load(c.add(i * ldc + $lanes));
+                    $store(c.add(i * ldc), lo[i]);
+                    $store(c.add(i * ldc + $lanes), hi[i]);
                 }
-            }
-            for p in 0..kc {
-                let b0 = $load(b[0].add(p * NR));
-                let b1 = $load(b[1].add(p * NR));
-                for i in 0..R {
-                    let av = $splat(*a.add(i * lda + p));
-                    lo[i] = $fma(av, b0, lo[i]);
-                    hi[i] = $fma(av, b1, hi[i]);
-                }
-            }
-            if let Some(e) = epi {
-                // The same operations, in the same order, as `finish`.
-                if !e.scale.is_null() {
-                    let (s0, s1) = ($load(e.scale), $load(e.scale.add($lanes)));
-                    for i in 0..R {
-                        lo[i] = $mul(lo[i], s0);
-                        hi[i] = $mul(hi[i], s1);
-                    }
-                }
-                if !e.shift.is_null() {
-                    let (s0, s1) = ($load(e.shift), $load(e.shift.add($lanes)));
-                    for i in 0..R {
-                        lo[i] = $add(lo[i], s0);
-                        hi[i] = $add(hi[i], s1);
-                    }
-                }
-                if !e.residual.is_null() {
-                    for i in 0..R {
-                        let r = e.residual.add(i * ldc);
-                        lo[i] = $add(lo[i], $load(r));
-                        hi[i] = $add(hi[i], $load(r.add($lanes)));
-                    }
-                }
-                if e.relu {
-                    let zero = $zero();
-                    for i in 0..R {
-                        lo[i] = $max(lo[i], zero);
-                        hi[i] = $max(hi[i], zero);
-                    }
-                }
-            }
-            for i in 0..R {
-                $store(c.add(i * ldc), lo[i]);
-                $store(c.add(i * ldc + $lanes), hi[i]);
             }
         }
     };
@@ -196,6 +217,14 @@ simd_kernel!(
     NR
 );
 
+/// The kernel without SIMD: the same loops on any CPU.
+///
+/// # Safety
+///
+/// `t.a` must be readable for `R` rows (`t.lda` apart) of `t.kc` floats; `t.b[0]` and `t.b[1]`
+/// for `t.kc` steps of `NR` floats (the halves or panels this kernel reads); `t.c` readable and
+/// writable for `R` rows (`t.ldc` apart) of the tile's columns; the non-null pointers of `epi`
+/// readable for the tile's columns (the residual for `R` rows `t.ldc` apart).
 unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
     let Tile {
         kc,
@@ -207,41 +236,46 @@ unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
         accumulate,
     } = *t;
     let mut acc = [[0f32; NR]; R];
-    if accumulate {
-        for (i, row) in acc.iter_mut().enumerate() {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = *c.add(i * ldc + j);
+    // SAFETY: every pointer read or written below stays inside the rows and columns the
+    // caller vouches for (the function's contract).
+    unsafe {
+        if accumulate {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = *c.add(i * ldc + j);
+                }
             }
         }
-    }
-    for p in 0..kc {
-        let bp = std::slice::from_raw_parts(b[0].add(p * NR), NR);
-        for (i, row) in acc.iter_mut().enumerate() {
-            let av = *a.add(i * lda + p);
-            for (v, &bv) in row.iter_mut().zip(bp) {
-                *v += av * bv;
+        for p in 0..kc {
+            let bp = std::slice::from_raw_parts(b[0].add(p * NR), NR);
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = *a.add(i * lda + p);
+                for (v, &bv) in row.iter_mut().zip(bp) {
+                    *v += av * bv;
+                }
             }
         }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, v) in row.iter().enumerate() {
-            *c.add(i * ldc + j) = *v;
+        for (i, row) in acc.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                *c.add(i * ldc + j) = *v;
+            }
         }
-    }
-    if let Some(e) = epi {
-        let opt = |p: *const f32, len| (!p.is_null()).then(|| std::slice::from_raw_parts(p, len));
-        let whole = Epilogue {
-            scale: opt(e.scale, NR),
-            shift: opt(e.shift, NR),
-            residual: None,
-            relu: e.relu,
-            quick_gelu: false, // applied by `block` after the kernel
-        };
-        for i in 0..R {
-            let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
-            let res = (!e.residual.is_null())
-                .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));
-            finish(row, 0, res, &whole);
+        if let Some(e) = epi {
+            let opt =
+                |p: *const f32, len| (!p.is_null()).then(|| std::slice::from_raw_parts(p, len));
+            let whole = Epilogue {
+                scale: opt(e.scale, NR),
+                shift: opt(e.shift, NR),
+                residual: None,
+                relu: e.relu,
+                quick_gelu: false, // applied by `block` after the kernel
+            };
+            for i in 0..R {
+                let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
+                let res = (!e.residual.is_null())
+                    .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));
+                finish(row, 0, res, &whole);
+            }
         }
     }
 }

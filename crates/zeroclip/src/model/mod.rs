@@ -7,6 +7,7 @@
 
 pub mod config;
 mod conv;
+mod epilogue;
 mod fused;
 pub mod gemm;
 mod microkernel;
@@ -20,7 +21,7 @@ mod winograd;
 pub use config::{Activation, ClipConfig, VisionConfig};
 
 use crate::error::{Error, Result};
-use crate::weights::{self, TensorStore, Vb};
+use crate::tensors::{TensorStore, Vb};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -36,7 +37,7 @@ enum Visual {
 
 /// What the weights came from, for [`Clip::checksum`].
 #[derive(Clone, Debug)]
-enum Origin {
+pub(crate) enum Origin {
     Files(Vec<PathBuf>),
     /// Built by [`Clip::from_tensors`]: the digest taken then, so no tensor is kept for it.
     Tensors {
@@ -58,20 +59,6 @@ pub struct Clip {
 }
 
 impl Clip {
-    /// Loads a checkpoint file (OpenAI `.pt`, `torch.save` state dict, safetensors) or a
-    /// Hugging Face / open_clip directory; see [`crate::weights`].
-    pub fn load(path: &Path, device: &Device) -> Result<Clip> {
-        let loaded = weights::load(path, device)?;
-        let renamer = loaded.format;
-        Self::build(
-            loaded.tensors,
-            loaded.config,
-            device,
-            Origin::Files(loaded.files),
-        )
-        .map_err(|e| renamer.source_names(e))
-    }
-
     /// Builds the model from tensors under OpenAI's names (any float dtype, any device), strictly:
     /// a missing, unexpected or misshapen tensor is an error naming it.
     pub fn from_tensors(
@@ -90,7 +77,7 @@ impl Clip {
         Self::build(converted, cfg, device, Origin::Tensors { digest })
     }
 
-    fn build(
+    pub(crate) fn build(
         tensors: HashMap<String, Tensor>,
         config: ClipConfig,
         device: &Device,
@@ -205,10 +192,12 @@ impl Clip {
         self.logit_scale_parameter
     }
 
+    /// The architecture and preprocessing parameters.
     pub fn config(&self) -> &ClipConfig {
         &self.config
     }
 
+    /// The device the weights are on.
     pub fn device(&self) -> &Device {
         &self.device
     }

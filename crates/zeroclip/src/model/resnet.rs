@@ -15,7 +15,7 @@ use super::conv;
 use super::gemm;
 use super::transformer::Linear;
 use crate::error::Result;
-use crate::weights::Vb;
+use crate::tensors::Vb;
 use candle_core::{Module, Tensor, D};
 
 /// The reference's `nn.BatchNorm2d` epsilon.

@@ -11,7 +11,7 @@
 use super::config::ClipConfig;
 use super::transformer::{LayerNorm, Transformer};
 use crate::error::{Error, Result};
-use crate::weights::Vb;
+use crate::tensors::Vb;
 use candle_core::{DType, Device, Module, Tensor};
 
 /// Token ids of a batch on the host, validated, with each row's pooling position.

@@ -8,7 +8,7 @@
 use super::config::Activation;
 use super::{fused, gemm, ops};
 use crate::error::Result;
-use crate::weights::Vb;
+use crate::tensors::Vb;
 use candle_core::{DType, Device, Module, Tensor, D};
 
 /// `nn.Linear`: `x @ weight.T + bias`. On the CPU the weight is packed once at load for
@@ -124,6 +124,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Takes `weight` and `bias` of width `dim` from `vb`.
     pub fn new(vb: &Vb, dim: usize, eps: f32) -> Result<Self> {
         Ok(LayerNorm {
             weight: vb.get(&[dim], "weight")?,
@@ -148,6 +149,7 @@ pub struct MultiheadAttention {
 }
 
 impl MultiheadAttention {
+    /// Takes `in_proj_weight`/`in_proj_bias` and `out_proj` of width `width` from `vb`.
     pub fn new(vb: &Vb, width: usize, heads: usize) -> Result<Self> {
         let in_proj = Linear::from_parts(
             vb.get_stored(&[3 * width, width], "in_proj_weight")?,
@@ -211,6 +213,7 @@ pub struct ResidualAttentionBlock {
 }
 
 impl ResidualAttentionBlock {
+    /// Takes `ln_1`, `attn`, `ln_2` and `mlp.c_fc`/`mlp.c_proj` (4× wide) from `vb`.
     pub fn new(vb: &Vb, width: usize, heads: usize, act: Activation, eps: f32) -> Result<Self> {
         let mlp = vb.pp("mlp");
         Ok(ResidualAttentionBlock {
@@ -275,6 +278,7 @@ pub struct Transformer {
 }
 
 impl Transformer {
+    /// Takes `layers` blocks from `vb`'s `resblocks.{i}`.
     pub fn new(
         vb: &Vb,
         width: usize,

@@ -8,9 +8,11 @@
 use super::config::ClipConfig;
 use super::transformer::{LayerNorm, Linear, Transformer};
 use crate::error::Result;
-use crate::weights::Vb;
+use crate::tensors::Vb;
 use candle_core::{Module, Tensor};
 
+/// `clip.model.VisionTransformer`: patch embedding, class token, positional embedding, `ln_pre`,
+/// the transformer, `ln_post` on the class token, and `proj`.
 #[derive(Clone, Debug)]
 pub struct VisionTransformer {
     /// `conv1.weight` as a `[width, 3·p·p]` linear map.

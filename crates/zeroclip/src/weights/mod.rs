@@ -7,6 +7,8 @@
 //! safetensors files are memory-mapped. fp16 tensors are kept as fp16 (half the memory): a
 //! layer widens one when it takes it, and a GEMM weight is packed straight from it; every other
 //! float type is widened to f32 once, here.
+//! [`Clip::load`] is defined here: the readers build the model from what they loaded, so the model
+//! never depends on them.
 //!
 //! What [`load`] accepts:
 //! - a directory with `open_clip_config.json` (open_clip; weights `open_clip_model.safetensors`
@@ -19,12 +21,11 @@
 pub mod hf;
 pub mod open_clip;
 pub mod openai_pt;
-mod store;
-
-pub use store::{TensorStore, Vb, IGNORED_KEYS};
+pub use crate::tensors::{TensorStore, Vb, IGNORED_KEYS};
 
 use crate::error::{Error, Result};
-use crate::model::ClipConfig;
+use crate::model::{Clip, ClipConfig, Origin};
+use crate::tensors::load_tensor;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,9 +55,11 @@ impl Format {
 
 /// A checkpoint read and renamed, ready for [`crate::Clip::from_tensors`].
 pub struct Loaded {
+    /// The naming the checkpoint came in.
     pub format: Format,
     /// Tensors on the target device, under canonical names: f32, or fp16 as stored.
     pub tensors: HashMap<String, Tensor>,
+    /// The architecture, from the configuration file or the shapes.
     pub config: ClipConfig,
     /// The files read (weights first), for checksums.
     pub files: Vec<PathBuf>,
@@ -192,90 +195,20 @@ fn read_safetensors(
     Ok(out)
 }
 
-/// A tensor from little-endian row-major bytes: fp16 kept as fp16 (half the memory until a layer
-/// takes it, widening it then — [`store::Vb::get`] — or packing a GEMM weight straight from it),
-/// every other type widened to f32 in one pass.
-pub(crate) fn load_tensor(
-    elem: DType,
-    shape: &[usize],
-    bytes: &[u8],
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    if elem == DType::F16 {
-        let numel: usize = shape.iter().product();
-        if bytes.len() != 2 * numel {
-            candle_core::bail!("{} bytes do not hold {numel} F16 elements", bytes.len());
-        }
-        // SAFETY: every bit pattern is a valid f16; `align_to` only yields the aligned middle.
-        let (head, aligned, _) = unsafe { bytes.align_to::<half::f16>() };
-        let halves: Vec<half::f16> = if cfg!(target_endian = "little") && head.is_empty() {
-            aligned.to_vec()
-        } else {
-            bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
-                .collect()
-        };
-        return Tensor::from_vec(halves, shape, device);
+impl Clip {
+    /// Loads a checkpoint file (OpenAI `.pt`, `torch.save` state dict, safetensors) or a
+    /// Hugging Face / open_clip directory; see [`crate::weights`].
+    pub fn load(path: &Path, device: &Device) -> Result<Clip> {
+        let loaded = load(path, device)?;
+        let renamer = loaded.format;
+        Clip::build(
+            loaded.tensors,
+            loaded.config,
+            device,
+            Origin::Files(loaded.files),
+        )
+        .map_err(|e| renamer.source_names(e))
     }
-    fn conv<const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
-        bytes
-            .chunks_exact(N)
-            .map(|c| f(c.try_into().expect("chunks_exact yields N bytes")))
-            .collect()
-    }
-    let data: Vec<f32> = match elem {
-        DType::F16 => unreachable!("kept as f16 above"),
-        DType::BF16 => conv(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
-        DType::F32 => conv(bytes, f32::from_le_bytes),
-        DType::F64 => conv(bytes, |b| f64::from_le_bytes(b) as f32),
-        DType::I64 => conv(bytes, |b| i64::from_le_bytes(b) as f32),
-        DType::I32 => conv(bytes, |b| i32::from_le_bytes(b) as f32),
-        DType::I16 => conv(bytes, |b| i16::from_le_bytes(b) as f32),
-        DType::I8 => conv(bytes, |b: [u8; 1]| b[0] as i8 as f32),
-        DType::U8 | DType::Bool => conv(bytes, |b: [u8; 1]| b[0] as f32),
-    };
-    let numel: usize = shape.iter().product();
-    if data.len() != numel {
-        candle_core::bail!(
-            "{} bytes do not hold {numel} {elem:?} elements",
-            bytes.len()
-        );
-    }
-    Tensor::from_vec(data, shape, device)
-}
-
-/// fp16 values widened to f32, in parallel blocks, each converted with half's slice conversion
-/// (F16C, eight values per instruction, where the CPU has it). OpenAI's files are fp16, so this
-/// is ~150 million values for ViT-B/32; one value at a time on one thread it was about 40% of the
-/// load time.
-pub(crate) fn widen_f16(halves: &[half::f16]) -> Vec<f32> {
-    use half::slice::HalfFloatSliceExt;
-    use rayon::prelude::*;
-    const BLOCK: usize = 1 << 16;
-    let mut out = vec![0f32; halves.len()];
-    out.par_chunks_mut(BLOCK)
-        .zip(halves.par_chunks(BLOCK))
-        .for_each(|(dst, src)| src.convert_to_f32_slice(dst));
-    out
-}
-
-/// `t` as f32: fp16 CPU tensors through [`widen_f16`], anything else through candle.
-pub(crate) fn to_f32(t: Tensor) -> candle_core::Result<Tensor> {
-    if t.dtype() == candle_core::DType::F32 {
-        return Ok(t);
-    }
-    if t.dtype() == candle_core::DType::F16 && matches!(t.device(), Device::Cpu) {
-        let t = t.contiguous()?;
-        let (storage, layout) = t.storage_and_layout();
-        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F16(v)), Some((a, b))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            let wide = widen_f16(&v[a..b]);
-            return Tensor::from_vec(wide, t.dims(), &Device::Cpu);
-        }
-    }
-    t.to_dtype(candle_core::DType::F32)
 }
 
 /// The first of `names` that exists in `dir`.
@@ -317,4 +250,38 @@ fn triple(v: Option<&serde_json::Value>) -> Option<[f32; 3]> {
         *o = x.as_f64()? as f32;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_over_the_cap_are_refused_unparsed() {
+        let path = std::env::temp_dir().join(format!("zeroclip-cfg-{}.json", std::process::id()));
+        let mut big = b"{\"pad\": \"".to_vec();
+        big.resize(MAX_CONFIG_BYTES as usize + 1, b'x');
+        std::fs::write(&path, &big).unwrap();
+        let err = read_json(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.to_string().contains("over the limit"), "{err}");
+    }
+
+    #[test]
+    fn safetensors_header_claiming_100_mb_is_refused_before_reading_it() {
+        // An 8-byte header length just over safetensors' 100 MB cap, then the start of a header,
+        // in a 17-byte file: refused by the length alone.
+        let path =
+            std::env::temp_dir().join(format!("zeroclip-st-{}.safetensors", std::process::id()));
+        let mut bytes = 100_000_001u64.to_le_bytes().to_vec();
+        bytes.extend(b"{\"a\":{}}");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_tensors(&path, &Device::Cpu).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("zeroclip-st-") && msg.to_lowercase().contains("header"),
+            "{msg}"
+        );
+    }
 }

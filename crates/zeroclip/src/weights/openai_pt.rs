@@ -7,8 +7,8 @@
 //! ones, including the `input_resolution` / `context_length` / `vocab_size` entries that
 //! `build_model` deletes (see [`super::IGNORED_KEYS`]).
 
-use super::load_tensor;
 use crate::error::{Error, Result};
+use crate::tensors::load_tensor;
 use candle_core::{Device, Tensor};
 use std::path::Path;
 

@@ -172,7 +172,7 @@ impl LabelCache {
     }
 
     /// The key's readable packs (path and entries), oldest first.
-    fn read_packs(&self, key: &CacheKey) -> Vec<(PathBuf, Vec<(String, Vec<f32>)>)> {
+    fn read_packs(&self, key: &CacheKey) -> Vec<(PathBuf, Entries)> {
         let expected = key.encoded();
         let mut packs = list_packs(&self.key_dir(key));
         // Oldest first, so a label stored again later wins; names start with the write time.
@@ -264,6 +264,9 @@ impl LabelCache {
         Ok(())
     }
 }
+
+/// One pack's labels and embeddings.
+type Entries = Vec<(String, Vec<f32>)>;
 
 struct PackFile {
     path: PathBuf,

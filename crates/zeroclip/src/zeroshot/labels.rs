@@ -122,6 +122,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn labels_files_over_the_cap_are_refused() {
+        let path = std::env::temp_dir().join(format!("zeroclip-labels-{}.txt", std::process::id()));
+        let line = "a label of some length\n";
+        let n = MAX_LABELS_FILE_BYTES as usize / line.len() + 1;
+        std::fs::write(&path, line.repeat(n)).unwrap();
+        let err = read_labels_file(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.to_string().contains("over the limit"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_as_labels_file_is_refused_unread() {
+        // /dev/zero grew to gigabytes before "out of memory".
+        let err = read_labels_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
     fn builtin_sets_have_their_sizes_and_known_entries() {
         let imagenet = LabelSet::ImageNet.labels();
         assert_eq!(imagenet.len(), 1000);

@@ -19,6 +19,7 @@ pub struct TensorStore {
 }
 
 impl TensorStore {
+    /// A store of `tensors`, under canonical (OpenAI) names.
     pub fn new(tensors: HashMap<String, Tensor>) -> Self {
         TensorStore {
             tensors: RefCell::new(tensors),
