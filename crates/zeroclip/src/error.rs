@@ -83,7 +83,12 @@ pub enum Error {
     /// A user's label breaks the label rules (empty, given twice); see
     /// [`crate::zeroshot::validate_labels`].
     #[error("label {:?}: {reason}", zeroclip_tokenizer::shorten(.label, zeroclip_tokenizer::MESSAGE_CHARS))]
-    InvalidLabel { label: String, reason: String },
+    InvalidLabel {
+        /// The label.
+        label: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
     /// A label's prompts could not be encoded (for example, too long for the context).
     #[error("label {:?}: {source}", zeroclip_tokenizer::shorten(.label, zeroclip_tokenizer::MESSAGE_CHARS))]
     Label {
@@ -98,24 +103,43 @@ pub enum Error {
     /// A true class index is not one of the classes.
     #[error("image {index}: class index {target} is out of range for {classes} classes")]
     TargetOutOfRange {
+        /// The image's position in the set.
         index: usize,
+        /// Its class index.
         target: usize,
+        /// How many classes there are.
         classes: usize,
     },
     /// A labelled image set (folder, manifest, class-names file) is invalid.
     #[error("{path}: {reason}")]
-    Dataset { path: PathBuf, reason: String },
+    Dataset {
+        /// The folder or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An adapter cannot be built from the support images given.
     #[error("cannot build an adapter: {reason}")]
-    AdapterFit { reason: String },
+    AdapterFit {
+        /// Why not.
+        reason: String,
+    },
     /// An adapter file is not a valid zeroclip adapter.
     #[error("adapter {path}: {reason}")]
-    AdapterFile { path: PathBuf, reason: String },
+    AdapterFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An adapter was built for another model, other labels or other templates.
     #[error("adapter was built for {what} {adapter}, not {classifier}")]
     AdapterMismatch {
+        /// What differs: the model, the labels or the templates.
         what: &'static str,
+        /// What the adapter was built for.
         adapter: String,
+        /// What the classifier has.
         classifier: String,
     },
 

@@ -28,9 +28,17 @@ use crate::Result;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Method {
     /// Class prototypes mixed with the text classifier with weight `mix` (λ).
-    Prototype { mix: f64 },
+    Prototype {
+        /// λ: the prototypes' weight, the text classifier's being `1 - λ`.
+        mix: f64,
+    },
     /// Tip-Adapter's cache model.
-    TipAdapter { alpha: f64, beta: f64 },
+    TipAdapter {
+        /// α: the cache model's weight added to the zero-shot logits.
+        alpha: f64,
+        /// β: the sharpness of the affinities to the support images.
+        beta: f64,
+    },
 }
 
 impl Method {
