@@ -20,6 +20,10 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The largest adapter file read: 1 GiB holds the support features of a million images at
+/// width 256, far beyond any few-shot adapter.
+pub const MAX_ADAPTER_BYTES: u64 = 1 << 30;
+
 impl Adapter {
     fn tensor_names(&self) -> (&'static str, &'static str) {
         match self.method {
@@ -78,12 +82,14 @@ impl Adapter {
             .map_err(|e| bad(path, format!("cannot write: {e}")))
     }
 
-    /// Reads an adapter written by [`Adapter::save`].
+    /// Reads an adapter written by [`Adapter::save`]: a regular file of at most
+    /// [`MAX_ADAPTER_BYTES`].
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            zeroclip_fs::read_capped(path, MAX_ADAPTER_BYTES).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e.to_string()))?;
         let (_, header) =
             SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;

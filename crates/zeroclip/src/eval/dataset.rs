@@ -86,7 +86,7 @@ impl Dataset {
     /// A manifest CSV of `path,label` rows (an optional `path,label` header; paths relative to the
     /// manifest's directory), each label a name in `classes` or a class index.
     pub fn manifest(path: &Path, classes: Vec<String>) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        let text = zeroclip_fs::read_text_capped(path, MAX_LIST_BYTES).map_err(io_err(path))?;
         let base = path.parent().unwrap_or(Path::new(""));
         let mut images = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -125,10 +125,13 @@ pub struct ClassNames {
     entries: Vec<(Option<String>, String)>,
 }
 
+/// The largest manifest or class-names file read (a regular file; a FIFO or device is refused).
+pub const MAX_LIST_BYTES: u64 = 256 << 20;
+
 /// Reads a class-names file: one class per line, either `folder<TAB>name` or just the name (then
 /// the lines are the classes in sorted-folder order, as CLIP_benchmark's class-name lists).
 pub fn read_class_names(path: &Path) -> Result<ClassNames> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let text = zeroclip_fs::read_text_capped(path, MAX_LIST_BYTES).map_err(io_err(path))?;
     let entries = text
         .lines()
         .filter(|l| !l.trim().is_empty())
