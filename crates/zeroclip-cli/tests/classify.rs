@@ -478,7 +478,10 @@ fn label_rules_and_messages_match_the_server() {
             &[&png, "--labels-file", &bad_utf8],
             "line 3 is not valid UTF-8 (bad byte at column 3)",
         ),
-        (&[&png, "--labels-file", &dir], "Is a directory"),
+        (
+            &[&png, "--labels-file", &dir],
+            "not a regular file (a directory)",
+        ),
         (&[&png, "--labels", "a dog", &long], "xxx…"),
     ];
     for (args, says) in cases {
