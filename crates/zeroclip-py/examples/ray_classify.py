@@ -13,6 +13,7 @@ pass ``--address auto``; see docs/SCALING.md.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import ray
@@ -35,13 +36,19 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--embedding", action="store_true", help="add each image's embedding")
     ap.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    ap.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    ap.add_argument(
+        "--num-cpus",
+        type=int,
+        help="CPUs of the local Ray (default: all, and at least one more than the actors reserve, "
+        "so the read stage is never starved)",
+    )
     args = ap.parse_args()
 
     if args.address:
         ray.init(address=args.address)
     else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+        cpus = args.num_cpus or max(os.cpu_count() or 1, args.concurrency * args.threads + 1)
+        ray.init(num_cpus=cpus, include_dashboard=False)
     start = time.perf_counter()
     ds = ray.data.read_binary_files(args.images, include_paths=True)
     ds = ds.map_batches(
