@@ -6,18 +6,17 @@ use zeroclip_hub::{cache_dir, default_cache_dir, hf_cache_dir, HubOptions, CACHE
 
 #[test]
 fn environment_and_option_choose_the_cache() {
-    // This binary runs no other test, so no thread reads the environment meanwhile.
-    std::env::set_var("HOME", "/home/someone");
+    // This binary runs no other test, so no thread reads the environment meanwhile. The home
+    // folder is made up: only the paths derived from it matter.
+    let home = std::env::temp_dir().join("zeroclip-made-up-home");
+    std::env::set_var("HOME", &home);
     std::env::remove_var(CACHE_ENV);
-    assert_eq!(
-        default_cache_dir(),
-        PathBuf::from("/home/someone/.cache/clip")
-    );
+    assert_eq!(default_cache_dir(), home.join(".cache/clip"));
 
     std::env::set_var(CACHE_ENV, "");
     assert_eq!(
         default_cache_dir(),
-        PathBuf::from("/home/someone/.cache/clip"),
+        home.join(".cache/clip"),
         "an empty variable counts as unset"
     );
 
@@ -43,7 +42,7 @@ fn environment_and_option_choose_the_cache() {
     std::env::remove_var("HF_HOME");
     assert_eq!(
         hf_cache_dir(&HubOptions::default()),
-        PathBuf::from("/home/someone/.cache/huggingface/hub")
+        home.join(".cache/huggingface/hub")
     );
     std::env::set_var("HF_HOME", "/hf");
     assert_eq!(
