@@ -4,12 +4,12 @@
 //! `classify --adapter` and `eval --adapter`.
 
 use super::classify::{build_classifier, ModelArgs};
+use super::embed::encode_images;
 use super::labelled::{run_images, DatasetArgs, PromptArgs};
 use crate::Outcome;
 use anyhow::Context;
 use std::path::PathBuf;
 use zeroclip::adapter::{fit, FitInput, FitOptions, MethodKind};
-use zeroclip::zeroshot::stack_pixels;
 use zeroclip::{ClassifierOptions, ZeroShotModel};
 
 /// Arguments of `zeroclip adapt`.
@@ -46,20 +46,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let classifier = build_classifier(&model, dataset.classes.clone(), &templates, &options)?;
     let resolution = preprocess.resolution as usize;
-    let device = model.device().clone();
     let paths: Vec<PathBuf> = dataset.images.iter().map(|(p, _)| p.clone()).collect();
     let results = run_images(
         &paths,
         &preprocess,
         args.model.batch_size as usize,
         "support images",
-        |good| {
-            let pixels = stack_pixels(good, resolution, &device)?;
-            let features = model.encode_image(&pixels)?;
-            Ok(features
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec2::<f32>()?)
-        },
+        |good| encode_images(&model, good, resolution, false),
     );
     let mut features = Vec::new();
     let mut targets = Vec::new();

@@ -229,7 +229,8 @@ fn embed_texts(model: &zeroclip::Clip, texts: &[String], args: &Args) -> anyhow:
     Ok(rows)
 }
 
-fn encode_images(
+/// Image embeddings `[n][embed]` of preprocessed images, unit rows if `normalized`.
+pub(crate) fn encode_images(
     model: &zeroclip::Clip,
     images: &[Vec<f32>],
     resolution: usize,

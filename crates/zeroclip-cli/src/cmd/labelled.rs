@@ -104,12 +104,12 @@ impl PromptArgs {
 
 /// Runs every image of `paths` through `infer` in batches of `batch_size` (the library's batch
 /// pipeline) with a progress bar, and returns, per path, its output or why it failed.
-pub fn run_images<T: Send>(
+pub fn run_images<T: Send, E: std::fmt::Display>(
     paths: &[PathBuf],
     preprocess: &zeroclip::image::Preprocess,
     batch_size: usize,
     message: &'static str,
-    infer: impl FnMut(&[Vec<f32>]) -> zeroclip::Result<Vec<T>> + Send,
+    infer: impl FnMut(&[Vec<f32>]) -> Result<Vec<T>, E> + Send,
 ) -> Vec<Result<T, String>> {
     let sources: Vec<ImageSource> = paths.iter().cloned().map(ImageSource::Path).collect();
     let bar = progress_bar(sources.len());
