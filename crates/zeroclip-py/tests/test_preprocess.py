@@ -84,7 +84,7 @@ def test_modes_without_a_native_path_follow_pillow(mode, preprocess_224):
     except ValueError:
         pytest.skip(f"Pillow cannot convert to {mode}")
     n = 224
-    tw, th = (268, 224)  # torchvision: short side 224, long int(224 * 300 / 250)
+    tw, th = int(n * 300 / 250), n  # torchvision's Resize(n): the short side becomes n
     ref = img.resize((tw, th), Image.BICUBIC) if mode not in ("P", "1") else img
     left, top = round((tw - n) / 2.0), round((th - n) / 2.0)
     try:

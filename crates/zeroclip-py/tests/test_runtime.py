@@ -4,6 +4,7 @@ thread count can change, and a process forked after use does not hang."""
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 import time
 
@@ -39,24 +40,34 @@ def test_bad_thread_counts(bad):
 
 
 def test_the_gil_is_released_during_work(model):
-    """A Python thread keeps running while another encodes a large batch."""
-    pixels = np.repeat(read_safetensors(MODELS / "rn_jit.expected.safetensors")["pixels"], 64, 0)
-    done = threading.Event()
-    ticks = 0
+    """Another Python thread runs while an encode is in native code.
+
+    With a switch interval far longer than the test, a thread gives the GIL up only where it
+    blocks or where native code releases it. Had the encode kept the GIL, this thread could run
+    only before the worker set `inside` or after it set `done`, never in between.
+    """
+    pixels = np.repeat(read_safetensors(MODELS / "rn_jit.expected.safetensors")["pixels"], 16, 0)
+    state = {"inside": False, "done": False, "seen_inside": False}
 
     def encode():
-        for _ in range(3):
-            model.encode_image(pixels)
-        done.set()
+        state["inside"] = True
+        model.encode_image(pixels)
+        state["done"] = True
 
-    worker = threading.Thread(target=encode)
-    worker.start()
-    while not done.is_set():
-        ticks += 1
-        time.sleep(0.001)
-    worker.join()
-    # With the GIL held for the whole encode, this loop would get at most a tick per call.
-    assert ticks > 10, ticks
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        worker = threading.Thread(target=encode)
+        worker.start()
+        while worker.is_alive():
+            if state["inside"] and not state["done"]:
+                state["seen_inside"] = True
+            time.sleep(0.0001)  # blocks, so the worker gets the GIL
+        worker.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert state["done"]
+    assert state["seen_inside"], "the GIL was held for the whole encode"
 
 
 def _child(conn, path):
