@@ -32,6 +32,7 @@ struct Args {
     warmup: usize,
     runs: usize,
     threads: usize,
+    precision: zeroclip::Precision,
     dump: Option<PathBuf>,
 }
 
@@ -50,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: 2,
         runs: 5,
         threads: 2,
+        precision: zeroclip::Precision::Fp32,
         dump: None,
     };
     let num = |v: Option<String>, flag: &str| -> Result<usize, String> {
@@ -67,6 +69,13 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => a.warmup = num(it.next(), "--warmup")?,
             "--runs" => a.runs = num(it.next(), "--runs")?,
             "--threads" => a.threads = num(it.next(), "--threads")?,
+            "--precision" => {
+                a.precision = it
+                    .next()
+                    .ok_or("--precision needs a value")?
+                    .parse()
+                    .map_err(|e| format!("--precision: {e}"))?
+            }
             "--batch" => {
                 a.batches.clear();
                 while it.peek().is_some_and(|v| !v.starts_with("--")) {
@@ -200,6 +209,11 @@ fn run(a: Args) -> Result<(), BoxErr> {
         "task": a.task,
         "version": env!("CARGO_PKG_VERSION"),
         "threads": candle_core::utils::get_num_threads(),
+        "precision": a.precision.name(),
+        "kernel": match a.precision {
+            zeroclip::Precision::Bf16 => zeroclip::model::gemm::kernel_name_bf16(),
+            _ => zeroclip::model::gemm::kernel_name(),
+        },
     });
     let with = |extra: serde_json::Value| {
         let mut v = base.clone();
@@ -210,11 +224,12 @@ fn run(a: Args) -> Result<(), BoxErr> {
     };
 
     if a.task == "matmul" {
-        return matmul_shapes(a.runs.max(1), &base);
+        return matmul_shapes(a.runs.max(1), a.precision, &base);
     }
     let (rss_before, _) = rss_mb();
     let t0 = Instant::now();
-    let clip = Clip::load(&a.model, &Device::Cpu)?;
+    let options = zeroclip::LoadOptions::with_precision(a.precision);
+    let clip = Clip::load_with(&a.model, &Device::Cpu, &options)?;
     let load_s = t0.elapsed().as_secs_f64();
     match a.task.as_str() {
         "load" => {
@@ -279,7 +294,11 @@ fn run(a: Args) -> Result<(), BoxErr> {
 
 /// The Linear layers of ViT-B/32: zeroclip's GEMM with the weight packed at load (what the model
 /// does), against candle's matmul reading the weight `w [n, k]` transposed as stored.
-fn matmul_shapes(runs: usize, base: &serde_json::Value) -> Result<(), BoxErr> {
+fn matmul_shapes(
+    runs: usize,
+    precision: zeroclip::Precision,
+    base: &serde_json::Value,
+) -> Result<(), BoxErr> {
     let shapes = [
         ("in_proj b16", 800, 768, 2304),
         ("out_proj b16", 800, 768, 768),
@@ -295,10 +314,11 @@ fn matmul_shapes(runs: usize, base: &serde_json::Value) -> Result<(), BoxErr> {
         let w = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
         let flops = 2.0 * (m * k * n) as f64;
         let stored = time_calls(2, runs, || Ok(x.matmul(&w.t()?)?))?;
-        let packed = zeroclip::model::gemm::PackedMatrix::from_transposed(
+        let packed = zeroclip::model::gemm::PackedMatrix::from_transposed_as(
             &w.flatten_all()?.to_vec1::<f32>()?,
             n,
             k,
+            precision.into(),
         );
         let a = x.flatten_all()?.to_vec1::<f32>()?;
         let mut c = vec![0f32; m * n];

@@ -16,7 +16,7 @@ pub mod weights;
 pub mod zeroshot;
 
 pub use error::{Error, Result};
-pub use model::{Clip, ClipConfig};
+pub use model::{Clip, ClipConfig, LoadOptions, Precision, UnknownPrecision};
 pub use zeroclip_hub as hub;
 pub use zeroclip_image as image;
 pub use zeroclip_pt as pt;
@@ -35,8 +35,17 @@ pub const CONTEXT_LENGTH: usize = 77;
 /// the cache), a Hugging Face Hub id, or a local file or directory; returns the model and its
 /// preprocessing (resolution, mean and std from the checkpoint).
 pub fn load(name_or_path: &str, device: &Device) -> Result<(Clip, image::Preprocess)> {
+    load_with(name_or_path, device, &LoadOptions::default())
+}
+
+/// [`load`] with `options` (the precision of the linear layers).
+pub fn load_with(
+    name_or_path: &str,
+    device: &Device,
+    options: &LoadOptions,
+) -> Result<(Clip, image::Preprocess)> {
     let resolved = hub::resolve(name_or_path, &hub::HubOptions::default())?;
-    let model = Clip::load(&resolved.path, device)?;
+    let model = Clip::load_with(&resolved.path, device, options)?;
     let preprocess = preprocess_for(model.config());
     Ok((model, preprocess))
 }

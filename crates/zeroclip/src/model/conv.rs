@@ -92,7 +92,7 @@ impl ConvAffine {
                     .permute((0, 2, 3, 1))?
                     .contiguous()?
                     .reshape((c_out, k * k * c_in))?;
-                Product::Im2col(PackedMatrix::from_tensor_transposed(&w)?)
+                Product::Im2col(PackedMatrix::from_tensor_transposed(&w, gemm::Format::F32)?)
             };
             let values = |t: &Tensor| gemm::with_f32(t, |v| v.into());
             Weight::Cpu {

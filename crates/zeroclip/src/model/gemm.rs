@@ -13,7 +13,9 @@
 //! which halves the loads per multiply-add against the AVX2 + FMA kernel's 6 × 16 and measured
 //! 1.3-1.5× its speed on this AMD EPYC (Zen 4) even though both reach the same FMA peak; the
 //! AVX2 kernel takes single panels and CPUs without AVX-512, a portable one CPUs without AVX2.
-//! Packing `A` as well (BLIS-style) was tried and measured slower on the ResNet's shapes.
+//! The AVX2 kernel packs `A` as well (BLIS-style) when a task spans many panels, where the copy
+//! pays for itself; on the ResNet's narrow shapes, and for the AVX-512 kernel, it measured slower.
+//! Each kernel call prefetches the `C` rows of the next call (docs/PERFORMANCE.md).
 //!
 //! Arithmetic: each output is a sum of fused multiply-adds over `k` in increasing order within a
 //! [`KC`] block, blocks added in order — the same in the AVX-512 and AVX2 kernels and for any
@@ -25,10 +27,13 @@ use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
+use super::bf16;
 use super::epilogue::finish;
 pub use super::epilogue::{Epilogue, NR};
-use super::microkernel::{wide_available, Kernel, Tile, TileEpi, MR_WIDE};
+pub use super::microkernel::KERNEL_ENV;
+use super::microkernel::{Kernel, Tile, TileEpi, MR_WIDE};
 use super::ops::contiguous_f32;
+use crate::tensors::Precision;
 
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
 const MR: usize = 6;
@@ -36,12 +41,37 @@ const MR: usize = 6;
 const KC: usize = 256;
 /// Rows of `A` per task: `MC × KC` floats = 120 KiB, resident in L2.
 const MC: usize = 120;
+/// Panels a task of the 6-row kernel must span before it packs `A` (see `block`).
+const PACK_A_MIN_PANELS: usize = 32;
+
+/// How a [`PackedMatrix`] stores its values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// f32, as given.
+    #[default]
+    F32,
+    /// Rounded to bf16 and stored as slots of two consecutive `k` (see [`super::bf16`]); the
+    /// left-hand side is rounded to bf16 for the product too, which accumulates in f32.
+    Bf16,
+}
+
+impl From<Precision> for Format {
+    fn from(p: Precision) -> Format {
+        match p {
+            Precision::Fp32 => Format::F32,
+            Precision::Bf16 => Format::Bf16,
+        }
+    }
+}
 
 /// A `[k, n]` right-hand matrix laid out for [`matmul`].
 #[derive(Clone)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
+    format: Format,
+    /// `k` as the kernels count it: values for f32, slots (pairs) for bf16.
+    steps: usize,
     data: Arc<Buffer>,
 }
 
@@ -78,20 +108,26 @@ impl PackedMatrix {
     /// Packs `B = wᵀ` for `w` `[n, k]` row-major (an `nn.Linear` weight `[out, in]`, or a
     /// convolution weight flattened to `[out, in·kh·kw]`).
     pub fn from_transposed(w: &[f32], n: usize, k: usize) -> Self {
-        Self::from_transposed_with(w, n, k, |src, dst| dst.copy_from_slice(src))
+        Self::from_transposed_as(w, n, k, Format::F32)
+    }
+
+    /// [`Self::from_transposed`] in `format`.
+    pub fn from_transposed_as(w: &[f32], n: usize, k: usize, format: Format) -> Self {
+        Self::from_transposed_with(w, n, k, format, |src, dst| dst.copy_from_slice(src))
     }
 
     /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
     /// fp16; this skips an f32 copy of the whole weight).
-    pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize) -> Self {
+    pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize, format: Format) -> Self {
         use half::slice::HalfFloatSliceExt;
-        Self::from_transposed_with(w, n, k, |src, dst| src.convert_to_f32_slice(dst))
+        Self::from_transposed_with(w, n, k, format, |src, dst| src.convert_to_f32_slice(dst))
     }
 
     fn from_transposed_with<T: Sync>(
         w: &[T],
         n: usize,
         k: usize,
+        format: Format,
         widen: impl Fn(&[T], &mut [f32]) + Sync,
     ) -> Self {
         assert_eq!(
@@ -100,23 +136,31 @@ impl PackedMatrix {
             "weight of {} values for [{n}, {k}]",
             w.len()
         );
-        Self::build(k, n, |rows, p, cols, panel| {
-            // The panel's weight rows widened whole into scratch, then transposed in 16×16
-            // blocks: contiguous reads and writes on both sides.
-            rows.resize(cols * k, 0.0);
-            for j in 0..cols {
-                widen(&w[(p * NR + j) * k..][..k], &mut rows[j * k..(j + 1) * k]);
+        let steps = steps_of(k, format);
+        Self::build(k, n, format, |rows, p, cols, panel| {
+            // The panel's weight rows widened whole into scratch (and rounded into slots for
+            // bf16), then transposed: contiguous reads and writes on both sides.
+            let len = k + steps;
+            rows.resize(cols * len, 0.0);
+            for (j, row) in rows.chunks_exact_mut(len).enumerate() {
+                let (wide, packed) = row.split_at_mut(k);
+                widen(&w[(p * NR + j) * k..][..k], wide);
+                match format {
+                    Format::F32 => {}
+                    Format::Bf16 => bf16::pack_row(wide, packed),
+                }
             }
+            let from = if format == Format::F32 { 0 } else { k };
             for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 for (j, d) in dst.iter_mut().enumerate().take(cols) {
-                    *d = rows[j * k + kk];
+                    *d = rows[j * len + from + kk];
                 }
             }
         })
     }
 
-    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16.
-    pub fn from_tensor_transposed(w: &Tensor) -> candle_core::Result<Self> {
+    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format`.
+    pub fn from_tensor_transposed(w: &Tensor, format: Format) -> candle_core::Result<Self> {
         let (n, k) = w.dims2()?;
         if w.dtype() == candle_core::DType::F16 {
             let w = w.contiguous()?;
@@ -124,11 +168,11 @@ impl PackedMatrix {
             if let (Storage::Cpu(candle_core::CpuStorage::F16(v)), Some((a, b))) =
                 (&*storage, layout.contiguous_offsets())
             {
-                return Ok(Self::from_transposed_f16(&v[a..b], n, k));
+                return Ok(Self::from_transposed_f16(&v[a..b], n, k, format));
             }
         }
         let w = w.to_dtype(candle_core::DType::F32)?;
-        with_f32(&w, |v| Self::from_transposed(v, n, k))
+        with_f32(&w, |v| Self::from_transposed_as(v, n, k, format))
     }
 
     /// Packs `B` `[k, n]` row-major (the tests' second way to build the same matrix).
@@ -140,25 +184,28 @@ impl PackedMatrix {
             "matrix of {} values for [{k}, {n}]",
             b.len()
         );
-        Self::build(k, n, |_, p, cols, panel| {
+        Self::build(k, n, Format::F32, |_, p, cols, panel| {
             for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 dst[..cols].copy_from_slice(&b[kk * n + p * NR..][..cols]);
             }
         })
     }
 
-    /// `fill(scratch, p, cols, panel)` writes panel `p` (`cols` valid columns) as `[k][NR]`.
+    /// `fill(scratch, p, cols, panel)` writes panel `p` (`cols` valid columns) as
+    /// `[steps][NR]`.
     fn build(
         k: usize,
         n: usize,
+        format: Format,
         fill: impl Fn(&mut Vec<f32>, usize, usize, &mut [f32]) + Sync,
     ) -> Self {
+        let steps = steps_of(k, format);
         let panels = n.div_ceil(NR);
-        let len = panels * k * NR;
+        let len = panels * steps * NR;
         let mut data = Buffer::zeroed(len);
-        if k > 0 {
+        if steps > 0 {
             data.as_mut_slice()
-                .par_chunks_mut(k * NR)
+                .par_chunks_mut(steps * NR)
                 .enumerate()
                 .for_each_init(Vec::new, |scratch, (p, panel)| {
                     fill(scratch, p, NR.min(n - p * NR), panel)
@@ -167,6 +214,8 @@ impl PackedMatrix {
         PackedMatrix {
             k,
             n,
+            format,
+            steps,
             data: Arc::new(data),
         }
     }
@@ -176,9 +225,22 @@ impl PackedMatrix {
         self.n
     }
 
-    /// Rows `k0..k0 + kc` of panel `p`, `[kc][NR]`.
+    /// How the values are stored.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Steps `k0..k0 + kc` of panel `p`, `[kc][NR]`.
     fn panel_slice(&self, p: usize, k0: usize, kc: usize) -> &[f32] {
-        &self.data.as_slice()[(p * self.k + k0) * NR..][..kc * NR]
+        &self.data.as_slice()[(p * self.steps + k0) * NR..][..kc * NR]
+    }
+}
+
+/// `k` as the kernels of `format` step through it.
+fn steps_of(k: usize, format: Format) -> usize {
+    match format {
+        Format::F32 => k,
+        Format::Bf16 => k.div_ceil(2),
     }
 }
 
@@ -208,7 +270,16 @@ pub fn matmul(
         assert!(v.len() >= n, "epilogue vector shorter than {n}");
     }
     let panels = n.div_ceil(NR);
-    let wide = Kernel::detect() != Kernel::Portable && wide_available();
+    let kernels = kernels_for(Kernel::selected(), b.format);
+    // A bf16 product takes `A` rounded into slots, once per call.
+    let slots;
+    let (a, lda) = match b.format {
+        Format::F32 => (a, lda),
+        Format::Bf16 => {
+            slots = a_as_slots(a, lda, m, k, threads);
+            (&slots[..], b.steps)
+        }
+    };
     let m_blocks = m.div_ceil(MC);
     // Equal row blocks (whole micro-tiles of either kernel), so no task is a small remainder.
     let mc = m.div_ceil(m_blocks).div_ceil(MR_WIDE) * MR_WIDE;
@@ -219,13 +290,12 @@ pub fn matmul(
     let per_chunk = panels.div_ceil(n_chunks).next_multiple_of(2);
     let n_chunks = panels.div_ceil(per_chunk);
     let c_ptr = SendPtr(c.as_mut_ptr());
-    let kernel = Kernel::detect();
     let task = |t: usize| {
         let (mb, nc) = (t / n_chunks, t % n_chunks);
         let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
         let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
         // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
-        unsafe { block(kernel, wide, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
+        unsafe { block(kernels, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
     };
     let tasks = m_blocks * n_chunks;
     if threads > 1 && tasks > 1 {
@@ -233,6 +303,57 @@ pub fn matmul(
     } else {
         (0..tasks).for_each(task);
     }
+}
+
+/// The instruction set the products run with: `avx512`, `avx2` or `portable` (see
+/// [`KERNEL_ENV`]).
+pub fn kernel_name() -> &'static str {
+    Kernel::selected().name()
+}
+
+/// The instruction set the bf16 products run with (their wide kernel where there is one).
+pub fn kernel_name_bf16() -> &'static str {
+    let k = kernels_for(Kernel::selected(), Format::Bf16);
+    k.wide.unwrap_or(k.narrow).name()
+}
+
+/// The kernels of a product: one for single panels, and one for pairs of full panels where
+/// the CPU has a wider one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Kernels {
+    narrow: Kernel,
+    wide: Option<Kernel>,
+}
+
+/// The kernels for `format` when the f32 products use `selected`.
+fn kernels_for(selected: Kernel, format: Format) -> Kernels {
+    let (narrow, wide) = match (selected, format) {
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512, Format::F32) => (Kernel::Avx2Fma, Some(Kernel::Avx512)),
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512, Format::Bf16) => (
+            Kernel::Bf16Avx2,
+            bf16::native().then_some(Kernel::Bf16Avx512),
+        ),
+        #[cfg(target_arch = "x86_64")]
+        (_, Format::Bf16) if selected != Kernel::Portable => (Kernel::Bf16Avx2, None),
+        (_, Format::Bf16) => (Kernel::Bf16Portable, None),
+        (other, Format::F32) => (other, None),
+    };
+    Kernels { narrow, wide }
+}
+
+/// `A` `[m, k]` (rows `lda` apart) rounded into bf16 slots, `[m, k.div_ceil(2)]`.
+fn a_as_slots(a: &[f32], lda: usize, m: usize, k: usize, threads: usize) -> Vec<f32> {
+    let steps = k.div_ceil(2);
+    let mut out = vec![0f32; m * steps];
+    let row = |(i, dst): (usize, &mut [f32])| bf16::pack_row(&a[i * lda..][..k], dst);
+    if threads > 1 && m * k >= 1 << 16 {
+        out.par_chunks_mut(steps.max(1)).enumerate().for_each(row);
+    } else {
+        out.chunks_mut(steps.max(1)).enumerate().for_each(row);
+    }
+    out
 }
 
 /// Calls `f` with the values of a CPU f32 tensor (copied first if not contiguous).
@@ -304,11 +425,11 @@ impl SendPtr {
 /// `c` must be valid for reads and writes of `C` (`a`'s rows × `b.n` columns, rows `ldc`
 /// apart) for the rows and panels given, and no other thread may touch that rectangle
 /// meanwhile; `rows` must lie within `a`'s rows and `panels` within `b`'s; `kernel` must be one
-/// this CPU runs, and `wide` only where AVX-512 is available.
+/// this CPU runs (see [`kernels_for`]); `a` and `lda` count `b`'s steps (bf16 slots for a bf16
+/// `b`).
 #[allow(clippy::too_many_arguments)]
 unsafe fn block(
-    kernel: Kernel,
-    wide: bool,
+    kernels: Kernels,
     a: &[f32],
     lda: usize,
     b: &PackedMatrix,
@@ -318,18 +439,46 @@ unsafe fn block(
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
 ) {
-    let (k, n) = (b.k, b.n);
+    let (k, n) = (b.steps, b.n);
+    let Kernels {
+        narrow: kernel,
+        wide,
+    } = kernels;
     let mut edge = [0f32; MR * NR];
+    // The 6-row kernel broadcasts `A` from six rows at once; over many panels, copying each
+    // block of `A` into `[kc][MR]` tiles first (one stream instead of six) pays for the copy.
+    let pack = wide.is_none() && panels.len() >= PACK_A_MIN_PANELS;
+    let mut packed: Vec<f32> = Vec::new();
     // SAFETY: every tile addressed below lies in the rows and panels the caller vouches for
     // (the last, partial panel goes through the full-width `edge` scratch tile).
     unsafe {
         for k0 in (0..k.max(1)).step_by(KC) {
             let kc = KC.min(k - k0);
             let last = k0 + kc >= k;
+            if pack {
+                let tiles = rows.len().div_ceil(MR);
+                packed.clear();
+                packed.resize(tiles * kc * MR, 0.0);
+                for (t, dst) in packed.chunks_exact_mut(kc * MR).enumerate() {
+                    let r0 = rows.start + t * MR;
+                    for i in 0..MR.min(rows.end - r0) {
+                        let src = &a[(r0 + i) * lda + k0..][..kc];
+                        for (p, v) in src.iter().enumerate() {
+                            dst[p * MR + i] = *v;
+                        }
+                    }
+                }
+            }
+            let packed_ptr = packed.as_ptr();
             let tile = |r0: usize, col0: usize, b: [*const f32; 2]| Tile {
                 kc,
-                a: a.as_ptr().add(r0 * lda + k0),
-                lda,
+                a: if pack {
+                    packed_ptr.add((r0 - rows.start) / MR * kc * MR)
+                } else {
+                    a.as_ptr().add(r0 * lda + k0)
+                },
+                lda: if pack { 1 } else { lda },
+                ak: if pack { MR } else { 1 },
                 b,
                 c: c.add(r0 * ldc + col0),
                 ldc,
@@ -355,21 +504,14 @@ unsafe fn block(
             while p < panels.end {
                 let col0 = p * NR;
                 #[cfg(target_arch = "x86_64")]
-                if wide && p + 1 < panels.end && (p + 2) * NR <= n {
+                if let Some(wide) = wide.filter(|_| p + 1 < panels.end && (p + 2) * NR <= n) {
                     // Two full panels side by side: 12 rows × 32 columns per step in AVX-512.
                     let bs = [
                         b.panel_slice(p, k0, kc).as_ptr(),
                         b.panel_slice(p + 1, k0, kc).as_ptr(),
                     ];
                     for r0 in rows.clone().step_by(MR_WIDE) {
-                        full(
-                            Kernel::Avx512,
-                            r0,
-                            MR_WIDE.min(rows.end - r0),
-                            col0,
-                            2 * NR,
-                            bs,
-                        );
+                        full(wide, r0, MR_WIDE.min(rows.end - r0), col0, 2 * NR, bs);
                     }
                     p += 2;
                     continue;
@@ -480,18 +622,34 @@ mod tests {
         out
     }
 
-    fn check(kernel: Kernel, wide: bool, m: usize, k: usize, n: usize, threads: usize) {
+    fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads: usize) {
         let a = rand(m * k, 1);
         let bt = rand(n * k, 2); // [n, k], B = btᵀ
         let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
-        let packed = PackedMatrix::from_transposed(&bt, n, k);
-        let mut b_rows = vec![0f32; k * n];
-        for j in 0..n {
-            for kk in 0..k {
-                b_rows[kk * n + j] = bt[j * k + kk];
+        // The operands as the product sees them.
+        let seen = |v: &[f32]| -> Vec<f32> {
+            match format {
+                Format::F32 => v.to_vec(),
+                Format::Bf16 => v.iter().map(|&x| bf16::widen(bf16::round(x))).collect(),
             }
+        };
+        let (a_seen, bt_seen) = (seen(&a), seen(&bt));
+        let packed = PackedMatrix::from_transposed_as(&bt, n, k, format);
+        let mut matrices = vec![packed];
+        if format == Format::F32 {
+            let mut b_rows = vec![0f32; k * n];
+            for j in 0..n {
+                for kk in 0..k {
+                    b_rows[kk * n + j] = bt[j * k + kk];
+                }
+            }
+            matrices.push(PackedMatrix::from_rows(&b_rows, k, n));
         }
-        let packed_rows = PackedMatrix::from_rows(&b_rows, k, n);
+        // `A` as the kernels read it.
+        let (a_in, lda_in) = match format {
+            Format::F32 => (a.clone(), k),
+            Format::Bf16 => (a_as_slots(&a, k, m, k, 1), k.div_ceil(2)),
+        };
         let epis = [
             Epilogue::default(),
             Epilogue {
@@ -512,8 +670,8 @@ mod tests {
             },
         ];
         for (e, epi) in epis.iter().enumerate() {
-            let want = naive(&a, m, k, &bt, n, epi);
-            for b in [&packed, &packed_rows] {
+            let want = naive(&a_seen, m, k, &bt_seen, n, epi);
+            for b in &matrices {
                 let mut c = vec![f32::NAN; m * n];
                 // Same loops as `matmul`, forcing the kernel under test.
                 let tasks = m.div_ceil(MC);
@@ -522,10 +680,9 @@ mod tests {
                     // SAFETY: one task at a time, each inside `c`; the kernel was checked above.
                     unsafe {
                         block(
-                            kernel,
-                            wide,
-                            &a,
-                            k,
+                            kernels,
+                            &a_in,
+                            lda_in,
                             b,
                             c.as_mut_ptr(),
                             n,
@@ -539,10 +696,10 @@ mod tests {
                 for (i, (g, w)) in c.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= tol,
-                        "{kernel:?} wide {wide} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
+                        "{kernels:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
                     );
                 }
-                if kernel == Kernel::detect() {
+                if kernels == kernels_for(Kernel::selected(), format) {
                     let mut c2 = vec![f32::NAN; m * n];
                     matmul(&a, k, m, b, &mut c2, n, epi, threads);
                     assert_eq!(c, c2, "tasks and kernel width change nothing: {m}x{k}x{n}");
@@ -553,14 +710,13 @@ mod tests {
 
     #[test]
     fn matches_a_naive_product_on_every_edge() {
-        let mut kernels = vec![(Kernel::Portable, false)];
-        if Kernel::detect() != Kernel::Portable {
-            kernels.push((Kernel::detect(), false));
-            if wide_available() {
-                kernels.push((Kernel::detect(), true));
-            }
-        }
-        for (kernel, wide) in kernels {
+        // Every kernel this CPU runs, whichever `matmul` picks, in both formats.
+        let formats = [Format::F32, Format::Bf16];
+        let all = formats.into_iter().flat_map(|f| {
+            let each = Kernel::supported().into_iter();
+            each.map(move |s| (kernels_for(s, f), f))
+        });
+        for (kernels, format) in all {
             for (m, k, n) in [
                 (1, 1, 1),
                 (5, 3, 17),
@@ -572,8 +728,9 @@ mod tests {
                 (250, 64, 70),
                 (600, 40, 20),
                 (30, 70, 100),
+                (19, 530, 520),
             ] {
-                check(kernel, wide, m, k, n, 2);
+                check(kernels, format, m, k, n, 2);
             }
         }
     }

@@ -2,33 +2,32 @@
 //! `KC` block, with the epilogue applied in registers on the last block. One macro body serves the
 //! AVX-512 kernel (12 rows × two 16-column panels, 24 of the 32 vector registers accumulate) and
 //! the AVX2 + FMA one (6 rows × one panel as two 8-column halves), so they cannot drift apart; a
-//! portable kernel runs the same loops on other CPUs. Which one runs is decided at run time.
+//! portable kernel runs the same loops on other CPUs. Which one runs is decided at run time: the
+//! widest the CPU has, or the narrower one [`KERNEL_ENV`] asks for.
 
+use super::bf16::unslot;
+#[cfg(target_arch = "x86_64")]
+use super::bf16::{dot256, dot512};
 use super::epilogue::{finish, Epilogue, NR};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
 
-/// Whether this CPU runs the AVX-512 kernel on pairs of panels.
-pub(super) fn wide_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+/// The environment variable that restricts the kernels to an instruction set: `avx512`, `avx2`
+/// or `portable` (case-insensitive). Unset, the widest the CPU runs is used. It lets one machine
+/// measure and test the code paths of the CPUs it is not.
+pub const KERNEL_ENV: &str = "ZEROCLIP_KERNEL";
 
 /// One micro-kernel call: a tile of `C` over one `k` block.
 #[derive(Clone, Copy)]
 pub(super) struct Tile {
     /// `k` of this block.
     pub(super) kc: usize,
-    /// `A`'s first row at the block's first `k`; rows `lda` apart.
+    /// `A`'s first row at the block's first `k`; rows `lda` apart, consecutive `k` of a row
+    /// `ak` apart (1 where `A` is read in place, the tile's height where it was packed).
     pub(super) a: *const f32,
     pub(super) lda: usize,
+    pub(super) ak: usize,
     /// The two column halves' `[kc][NR]` panel slices: two panels for AVX-512, a panel and its
     /// column 8 otherwise (the portable kernel reads the whole panel from `b[0]`).
     pub(super) b: [*const f32; 2],
@@ -57,19 +56,70 @@ pub(super) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
     Portable,
+    /// bf16 slots (see [`super::bf16`]), 12 rows × two panels with `vdpbf16ps`.
+    #[cfg(target_arch = "x86_64")]
+    Bf16Avx512,
+    /// bf16 slots on 6 rows × one panel, widened to f32 for AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    Bf16Avx2,
+    /// bf16 slots without SIMD.
+    Bf16Portable,
 }
 
 impl Kernel {
-    pub(super) fn detect() -> Self {
+    /// Every kernel this CPU runs, widest first (the portable one always).
+    pub(super) fn supported() -> Vec<Kernel> {
+        let mut all = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Kernel::Avx2Fma;
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
+                all.push(Kernel::Avx512);
+            }
+            if avx2 {
+                all.push(Kernel::Avx2Fma);
             }
         }
-        Kernel::Portable
+        all.push(Kernel::Portable);
+        all
+    }
+
+    /// The kernel the products use: the widest this CPU runs, or the one [`KERNEL_ENV`] asks
+    /// for. A name this CPU cannot run, or an unknown one, is reported once on standard error
+    /// and the widest supported kernel no wider than the request is used.
+    pub(super) fn selected() -> Kernel {
+        static SELECTED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let supported = Self::supported();
+            let Ok(request) = std::env::var(KERNEL_ENV) else {
+                return supported[0];
+            };
+            let (kernel, problem) = choose(&request, &supported);
+            if let Some(problem) = problem {
+                eprintln!(
+                    "zeroclip: {KERNEL_ENV}={request:?}: {problem}; using {}",
+                    kernel.name()
+                );
+            }
+            kernel
+        })
+    }
+
+    /// The kernel's name as [`KERNEL_ENV`] spells it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => "avx512",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => "avx2",
+            Kernel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Bf16Avx512 => "avx512-bf16",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Bf16Avx2 => "avx2 (bf16 widened)",
+            Kernel::Bf16Portable => "portable (bf16)",
+        }
     }
 
     /// `C[0..r, cols] (+)= A[0..r, 0..kc] · B` for `r` up to 12 (AVX-512) or 6 rows.
@@ -77,8 +127,8 @@ impl Kernel {
     /// # Safety
     ///
     /// As for the kernels: `t` and `epi` must point at memory valid for `r` rows of the tile
-    /// (see `kernel_portable`), and `self` must be a kernel this CPU runs ([`Kernel::detect`],
-    /// or [`Kernel::Avx512`] only where [`wide_available`]).
+    /// (see `kernel_portable`), and `self` must be a kernel this CPU runs (one of
+    /// [`Kernel::supported`]).
     #[inline]
     pub(super) unsafe fn run(self, r: usize, t: &Tile, epi: Option<&TileEpi>) {
         macro_rules! arms {
@@ -100,9 +150,35 @@ impl Kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Avx2Fma => arms!(kernel_avx2; 6, 5, 4, 3, 2),
                 Kernel::Portable => arms!(kernel_portable; 6, 5, 4, 3, 2),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Bf16Avx512 => {
+                    arms!(kernel_bf16_avx512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
+                }
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Bf16Avx2 => arms!(kernel_bf16_avx2; 6, 5, 4, 3, 2),
+                Kernel::Bf16Portable => arms!(kernel_bf16_portable; 6, 5, 4, 3, 2),
             }
         }
     }
+}
+
+/// The kernel for a [`KERNEL_ENV`] value among `supported` (widest first), and why the request
+/// was not honoured as given, if it was not.
+fn choose(request: &str, supported: &[Kernel]) -> (Kernel, Option<String>) {
+    const ORDER: [&str; 3] = ["avx512", "avx2", "portable"];
+    let wanted = request.trim().to_ascii_lowercase();
+    let Some(rank) = ORDER.iter().position(|n| *n == wanted) else {
+        let problem = format!("unknown kernel (expected one of {})", ORDER.join(", "));
+        return (supported[0], Some(problem));
+    };
+    let rank_of = |k: &Kernel| ORDER.iter().position(|n| *n == k.name()).unwrap_or(0);
+    // `supported` always ends with the portable kernel, the narrowest.
+    let kernel = *supported
+        .iter()
+        .find(|k| rank_of(k) >= rank)
+        .unwrap_or(&Kernel::Portable);
+    let problem = (rank_of(&kernel) != rank).then(|| "this CPU cannot run it".to_string());
+    (kernel, problem)
 }
 
 /// Defines a SIMD micro-kernel `C[0..R, 0..2·lanes] (+)= A[0..R, 0..kc] · B` whose two column
@@ -128,11 +204,27 @@ macro_rules! simd_kernel {
                     kc,
                     a,
                     lda,
+                    ak,
                     b,
                     c,
                     ldc,
                     accumulate,
                 } = *t;
+                // The driver's next call is usually the next `R` rows of the same columns:
+                // fetch them now, and this tile's residual, so the loads that start and end
+                // that call find `C` in cache instead of waiting on memory.
+                for i in 0..R {
+                    let next = c.wrapping_add((R + i) * ldc) as *const i8;
+                    _mm_prefetch::<_MM_HINT_T0>(next);
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * $lanes - 4));
+                }
+                if let Some(e) = epi.filter(|e| !e.residual.is_null()) {
+                    for i in 0..R {
+                        let r = e.residual.wrapping_add(i * ldc) as *const i8;
+                        _mm_prefetch::<_MM_HINT_T0>(r);
+                        _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(8 * $lanes - 4));
+                    }
+                }
                 let mut lo = [$zero(); R];
                 let mut hi = [$zero(); R];
                 if accumulate {
@@ -145,7 +237,7 @@ macro_rules! simd_kernel {
                     let b0 = $load(b[0].add(p * NR));
                     let b1 = $load(b[1].add(p * NR));
                     for i in 0..R {
-                        let av = $splat(*a.add(i * lda + p));
+                        let av = $splat(*a.add(i * lda + p * ak));
                         lo[i] = $fma(av, b0, lo[i]);
                         hi[i] = $fma(av, b1, hi[i]);
                     }
@@ -217,7 +309,58 @@ simd_kernel!(
     NR
 );
 
+simd_kernel!(
+    kernel_bf16_avx512,
+    "avx512f,avx512bf16",
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    dot512,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps,
+    NR
+);
+simd_kernel!(
+    kernel_bf16_avx2,
+    "avx2,fma",
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    dot256,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    8
+);
+
 /// The kernel without SIMD: the same loops on any CPU.
+///
+/// # Safety
+///
+/// See [`kernel_with`].
+unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
+    // SAFETY: the caller upholds `kernel_with`'s contract.
+    unsafe { kernel_with::<R>(t, epi, |acc, a, b| acc + a * b) }
+}
+
+/// [`kernel_portable`] on bf16 slots: exact products added odd `k` first, as `vdpbf16ps` does.
+///
+/// # Safety
+///
+/// See [`kernel_with`].
+unsafe fn kernel_bf16_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
+    let dot = |acc: f32, a: f32, b: f32| {
+        let ((ae, ao), (be, bo)) = (unslot(a), unslot(b));
+        acc + ao * bo + ae * be
+    };
+    // SAFETY: the caller upholds `kernel_with`'s contract.
+    unsafe { kernel_with::<R>(t, epi, dot) }
+}
+
+/// The portable loops, `madd(acc, a, b)` adding one step's product.
 ///
 /// # Safety
 ///
@@ -225,11 +368,16 @@ simd_kernel!(
 /// for `t.kc` steps of `NR` floats (the halves or panels this kernel reads); `t.c` readable and
 /// writable for `R` rows (`t.ldc` apart) of the tile's columns; the non-null pointers of `epi`
 /// readable for the tile's columns (the residual for `R` rows `t.ldc` apart).
-unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
+unsafe fn kernel_with<const R: usize>(
+    t: &Tile,
+    epi: Option<&TileEpi>,
+    madd: impl Fn(f32, f32, f32) -> f32,
+) {
     let Tile {
         kc,
         a,
         lda,
+        ak,
         b,
         c,
         ldc,
@@ -249,9 +397,9 @@ unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
         for p in 0..kc {
             let bp = std::slice::from_raw_parts(b[0].add(p * NR), NR);
             for (i, row) in acc.iter_mut().enumerate() {
-                let av = *a.add(i * lda + p);
+                let av = *a.add(i * lda + p * ak);
                 for (v, &bv) in row.iter_mut().zip(bp) {
-                    *v += av * bv;
+                    *v = madd(*v, av, bv);
                 }
             }
         }
@@ -277,5 +425,28 @@ unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
                 finish(row, 0, res, &whole);
             }
         }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_honoured_or_narrowed_never_widened() {
+        let all = [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable];
+        assert_eq!(choose("avx2", &all), (Kernel::Avx2Fma, None));
+        assert_eq!(choose(" AVX512 ", &all), (Kernel::Avx512, None));
+        assert_eq!(choose("portable", &all), (Kernel::Portable, None));
+        let avx2_only = [Kernel::Avx2Fma, Kernel::Portable];
+        let (k, problem) = choose("avx512", &avx2_only);
+        assert_eq!(k, Kernel::Avx2Fma);
+        assert!(problem.unwrap().contains("cannot run"));
+        let (k, problem) = choose("avx2", &[Kernel::Portable]);
+        assert_eq!(k, Kernel::Portable);
+        assert!(problem.is_some());
+        let (k, problem) = choose("sse9", &all);
+        assert_eq!(k, Kernel::Avx512);
+        assert!(problem.unwrap().contains("avx512, avx2, portable"));
     }
 }

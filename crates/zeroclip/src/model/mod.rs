@@ -5,6 +5,7 @@
 //! `encode_image` / `encode_text` return unnormalized embeddings; `forward` L2-normalizes them
 //! and scales the cosine similarities by `logit_scale.exp()`.
 
+mod bf16;
 pub mod config;
 mod conv;
 mod epilogue;
@@ -21,6 +22,7 @@ mod winograd;
 pub use config::{Activation, ClipConfig, VisionConfig};
 
 use crate::error::{Error, Result};
+pub use crate::tensors::{Precision, UnknownPrecision};
 use crate::tensors::{TensorStore, Vb};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
@@ -56,6 +58,22 @@ pub struct Clip {
     device: Device,
     origin: Origin,
     checksum: OnceLock<String>,
+    precision: Precision,
+}
+
+/// How to build a model beyond what its checkpoint says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// The arithmetic of the linear layers; fp32 (the reference's) by default.
+    pub precision: Precision,
+}
+
+impl LoadOptions {
+    /// The defaults, in `precision`.
+    pub fn with_precision(precision: Precision) -> Self {
+        LoadOptions { precision }
+    }
 }
 
 impl Clip {
@@ -66,6 +84,16 @@ impl Clip {
         cfg: ClipConfig,
         device: &Device,
     ) -> Result<Clip> {
+        Self::from_tensors_with(tensors, cfg, device, &LoadOptions::default())
+    }
+
+    /// [`Self::from_tensors`] with `options`.
+    pub fn from_tensors_with(
+        tensors: HashMap<String, Tensor>,
+        cfg: ClipConfig,
+        device: &Device,
+        options: &LoadOptions,
+    ) -> Result<Clip> {
         let mut converted = HashMap::with_capacity(tensors.len());
         for (name, t) in tensors {
             let t = t.to_device(device)?.to_dtype(DType::F32)?;
@@ -74,7 +102,7 @@ impl Clip {
         // Hashed now, while the tensors exist anyway: keeping them for a later hash would hold
         // a second copy of every weight the layers pack.
         let digest = tensors_digest(&converted)?;
-        Self::build(converted, cfg, device, Origin::Tensors { digest })
+        Self::build(converted, cfg, device, Origin::Tensors { digest }, options)
     }
 
     pub(crate) fn build(
@@ -82,9 +110,10 @@ impl Clip {
         config: ClipConfig,
         device: &Device,
         origin: Origin,
+        options: &LoadOptions,
     ) -> Result<Clip> {
         config.validate("model configuration")?;
-        let store = TensorStore::new(tensors);
+        let store = TensorStore::new(tensors).with_precision(options.precision);
         let vb: Vb = store.root();
         let visual = match &config.vision {
             VisionConfig::ViT {
@@ -124,7 +153,13 @@ impl Clip {
             device: device.clone(),
             origin,
             checksum: OnceLock::new(),
+            precision: options.precision,
         })
+    }
+
+    /// The precision the model was built in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// `[n, 3, r, r]` pixels (normalized as by the model's preprocessing) → `[n, embed_dim]`

@@ -36,15 +36,20 @@ impl Linear {
         Ok(Linear::from_parts(
             vb.get_stored(&[out_dim, in_dim], "weight")?,
             Some(vb.get(&[out_dim], "bias")?),
+            vb.precision().into(),
         )?)
     }
 
     /// From tensors already checked by the caller (`[out, in]`, `[out]`); the weight may be
-    /// fp16 (packed straight from it on the CPU, widened elsewhere).
-    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+    /// fp16 (packed straight from it on the CPU in `format`, widened to f32 elsewhere).
+    pub fn from_parts(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        format: gemm::Format,
+    ) -> candle_core::Result<Self> {
         let on_cpu = matches!(weight.device(), Device::Cpu);
         let weight = if on_cpu {
-            let matrix = gemm::PackedMatrix::from_tensor_transposed(&weight)?;
+            let matrix = gemm::PackedMatrix::from_tensor_transposed(&weight, format)?;
             let bias = match &bias {
                 Some(b) => Some(gemm::with_f32(&b.to_dtype(DType::F32)?, |v| v.into())?),
                 None => None,
@@ -154,6 +159,7 @@ impl MultiheadAttention {
         let in_proj = Linear::from_parts(
             vb.get_stored(&[3 * width, width], "in_proj_weight")?,
             Some(vb.get(&[3 * width], "in_proj_bias")?),
+            vb.precision().into(),
         )?;
         Ok(MultiheadAttention {
             in_proj,

@@ -42,7 +42,11 @@ impl VisionTransformer {
         let eps = cfg.layer_norm_eps;
         let conv = vb.get_stored(&[width, 3, p, p], "conv1.weight")?;
         Ok(VisionTransformer {
-            patch_embed: Linear::from_parts(conv.reshape((width, 3 * p * p))?, None)?,
+            patch_embed: Linear::from_parts(
+                conv.reshape((width, 3 * p * p))?,
+                None,
+                super::gemm::Format::F32, // the patch embedding stays fp32 at any precision
+            )?,
             class_embedding: vb.get(&[width], "class_embedding")?,
             positional_embedding: vb.get(&[grid * grid + 1, width], "positional_embedding")?,
             ln_pre: LayerNorm::new(&vb.pp("ln_pre"), width, eps)?,

@@ -6,7 +6,9 @@
 //! `weights/` builds the [`crate::Clip`], so `model/` never imports `weights/`.
 
 mod dtype;
+mod precision;
 mod store;
 
 pub(crate) use dtype::{load_tensor, to_f32};
+pub use precision::{Precision, UnknownPrecision};
 pub use store::{TensorStore, Vb, IGNORED_KEYS};

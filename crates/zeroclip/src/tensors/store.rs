@@ -2,6 +2,7 @@
 //! expected shape, and after building, every tensor in the checkpoint must have been asked for —
 //! `load_state_dict(strict=True)` in the reference. Names are the canonical (OpenAI) ones.
 
+use super::Precision;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::cell::RefCell;
@@ -16,6 +17,7 @@ pub const IGNORED_KEYS: [&str; 3] = ["input_resolution", "context_length", "voca
 /// instead of keeping both until loading ends.
 pub struct TensorStore {
     tensors: RefCell<HashMap<String, Tensor>>,
+    precision: Precision,
 }
 
 impl TensorStore {
@@ -23,7 +25,13 @@ impl TensorStore {
     pub fn new(tensors: HashMap<String, Tensor>) -> Self {
         TensorStore {
             tensors: RefCell::new(tensors),
+            precision: Precision::default(),
         }
+    }
+
+    /// The same store, for layers built in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        TensorStore { precision, ..self }
     }
 
     /// A view with no name prefix.
@@ -66,6 +74,11 @@ impl<'a> Vb<'a> {
             store: self.store,
             prefix: self.path(name),
         }
+    }
+
+    /// The precision the layers' matrix products are built in.
+    pub fn precision(&self) -> Precision {
+        self.store.precision
     }
 
     /// The full name of `name` under this prefix.

@@ -24,7 +24,7 @@ pub mod openai_pt;
 pub use crate::tensors::{TensorStore, Vb, IGNORED_KEYS};
 
 use crate::error::{Error, Result};
-use crate::model::{Clip, ClipConfig, Origin};
+use crate::model::{Clip, ClipConfig, LoadOptions, Origin};
 use crate::tensors::load_tensor;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -199,6 +199,11 @@ impl Clip {
     /// Loads a checkpoint file (OpenAI `.pt`, `torch.save` state dict, safetensors) or a
     /// Hugging Face / open_clip directory; see [`crate::weights`].
     pub fn load(path: &Path, device: &Device) -> Result<Clip> {
+        Self::load_with(path, device, &LoadOptions::default())
+    }
+
+    /// [`Self::load`] with `options` (the precision of the linear layers).
+    pub fn load_with(path: &Path, device: &Device, options: &LoadOptions) -> Result<Clip> {
         let loaded = load(path, device)?;
         let renamer = loaded.format;
         Clip::build(
@@ -206,6 +211,7 @@ impl Clip {
             loaded.config,
             device,
             Origin::Files(loaded.files),
+            options,
         )
         .map_err(|e| renamer.source_names(e))
     }

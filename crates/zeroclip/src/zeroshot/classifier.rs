@@ -103,9 +103,15 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
         let templates = templates.list()?;
         let key = match &options.cache {
             Some(cache) => Some(CacheKey {
-                model: match model.weights_file() {
-                    Some(file) => cache.checkpoint_sha256(file)?,
-                    None => model.identity()?,
+                model: {
+                    let id = match model.weights_file() {
+                        Some(file) => cache.checkpoint_sha256(file)?,
+                        None => model.identity()?,
+                    };
+                    match model.precision() {
+                        crate::Precision::Fp32 => id,
+                        other => format!("{id}+{other}"),
+                    }
                 },
                 templates: templates.clone(),
                 context_length: model.context_length(),

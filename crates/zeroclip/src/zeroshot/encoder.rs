@@ -17,6 +17,12 @@ pub trait ZeroShotModel {
     /// A string that changes whenever the weights do (the checkpoint's SHA-256); part of
     /// every label-cache key.
     fn identity(&self) -> Result<String>;
+
+    /// The precision of the model's linear layers (part of the label cache's key: the same
+    /// weights give other text embeddings in bf16).
+    fn precision(&self) -> crate::Precision {
+        crate::Precision::Fp32
+    }
     /// The single checkpoint file the model was loaded from, if any: the label cache then
     /// remembers its digest (see [`crate::zeroshot::LabelCache::checkpoint_sha256`]) instead of
     /// asking [`Self::identity`] to hash it on every run.
@@ -43,6 +49,9 @@ macro_rules! forward_impl {
             }
             fn identity(&self) -> Result<String> {
                 (**self).identity()
+            }
+            fn precision(&self) -> crate::Precision {
+                (**self).precision()
             }
             fn weights_file(&self) -> Option<&std::path::Path> {
                 (**self).weights_file()
@@ -81,6 +90,10 @@ impl ZeroShotModel for crate::Clip {
 
     fn identity(&self) -> Result<String> {
         self.checksum()
+    }
+
+    fn precision(&self) -> crate::Precision {
+        crate::Clip::precision(self)
     }
 
     fn weights_file(&self) -> Option<&std::path::Path> {
