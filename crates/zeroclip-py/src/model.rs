@@ -112,12 +112,16 @@ impl Model {
     /// Loads a model name, Hugging Face Hub id, or local checkpoint file or directory; the nine
     /// OpenAI names are downloaded into (or found in) `download_root`, else the shared cache.
     #[staticmethod]
-    #[pyo3(signature = (name_or_path, download_root=None))]
+    #[pyo3(signature = (name_or_path, download_root=None, precision="fp32"))]
     fn load(
         py: Python<'_>,
         name_or_path: String,
         download_root: Option<PathBuf>,
+        precision: &str,
     ) -> PyResult<(Model, Preprocess)> {
+        let precision: zeroclip::Precision = precision
+            .parse()
+            .map_err(|e: zeroclip::UnknownPrecision| Kind::InvalidInput.err(e.to_string()))?;
         let clip = runtime::run(py, || -> zeroclip::Result<Clip> {
             let options = zeroclip::hub::HubOptions {
                 cache_dir: download_root,
@@ -125,7 +129,8 @@ impl Model {
                 ..Default::default()
             };
             let resolved = zeroclip::hub::resolve(&name_or_path, &options)?;
-            Clip::load(&resolved.path, &Device::Cpu)
+            let load = zeroclip::LoadOptions::with_precision(precision);
+            Clip::load_with(&resolved.path, &Device::Cpu, &load)
         })?
         .py_err()?;
         let preprocess = zeroclip::preprocess_for(clip.config());
@@ -135,6 +140,11 @@ impl Model {
             },
             Preprocess { inner: preprocess },
         ))
+    }
+
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.clip.precision().name()
     }
 
     #[getter]

@@ -182,3 +182,32 @@ def test_exception_hierarchy():
 def test_help_is_useful():
     doc = zeroclip.load.__doc__ or ""
     assert "available_models" in doc and "download_root" in doc and "jit" in doc
+
+
+def _cosines(a, b):
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("name,path", [FORMATS[1], FORMATS[2]])
+def test_bf16_is_close_to_the_reference_and_survives_pickling(name, path):
+    import pickle
+
+    model, _ = zeroclip.load(str(MODELS / path), precision="bf16")
+    assert model.precision == "bf16"
+    exp = read_safetensors(MODELS / f"{name}.expected.safetensors")
+    image = model.encode_image(exp["pixels"])
+    text = model.encode_text(exp["input_ids"])
+    for got, want in [(image, exp["image_embeds"]), (text, exp["text_embeds"])]:
+        assert _cosines(got, want).min() >= 0.9995
+        assert not np.array_equal(got, want)
+    again = pickle.loads(pickle.dumps(model))
+    assert again.precision == "bf16"
+    np.testing.assert_array_equal(again.encode_image(exp["pixels"]), image)
+
+
+def test_an_unknown_precision_is_an_invalid_input():
+    with pytest.raises(zeroclip.InvalidInputError, match="int4"):
+        zeroclip.load(str(MODELS / "vit_zip.pt"), precision="int4")
+    model, _ = zeroclip.load(str(MODELS / "vit_zip.pt"))
+    assert model.precision == "fp32"

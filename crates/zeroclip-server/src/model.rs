@@ -46,8 +46,16 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads a model by name (`ViT-B/32`) or checkpoint path, on the CPU.
     pub fn load(name_or_path: &str) -> Result<Self, Box<zeroclip::Error>> {
+        Self::load_with(name_or_path, &zeroclip::LoadOptions::default())
+    }
+
+    /// [`Self::load`] with `options` (the precision of the linear layers).
+    pub fn load_with(
+        name_or_path: &str,
+        options: &zeroclip::LoadOptions,
+    ) -> Result<Self, Box<zeroclip::Error>> {
         let device = Device::Cpu;
-        let (clip, preprocess) = zeroclip::load(name_or_path, &device)?;
+        let (clip, preprocess) = zeroclip::load_with(name_or_path, &device, options)?;
         Self::from_parts(name_or_path, clip, preprocess, device)
     }
 

@@ -14,6 +14,9 @@ pub struct Args {
     /// Model name (e.g. ViT-B/32) or checkpoint path.
     #[arg(long, default_value = "ViT-B/32")]
     model: String,
+    /// Arithmetic of the transformer's linear layers: fp32 (the reference's) or bf16.
+    #[arg(long, default_value = "fp32", value_name = "fp32|bf16")]
+    precision: zeroclip::Precision,
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
@@ -97,7 +100,8 @@ fn connection_cap(asked: u64) -> u64 {
 
 /// Runs `zeroclip serve`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let model = LoadedModel::load(&args.model)
+    let options = zeroclip::LoadOptions::with_precision(args.precision);
+    let model = LoadedModel::load_with(&args.model, &options)
         .with_context(|| format!("cannot load model {}", args.model))?;
     let config = ServerConfig {
         limits: Limits {

@@ -155,6 +155,11 @@ class CLIP:
         self.visual = Visual(native.input_resolution)
 
     @property
+    def precision(self) -> str:
+        """The arithmetic of the linear layers: ``"fp32"`` (the reference's) or ``"bf16"``."""
+        return self._native.precision
+
+    @property
     def context_length(self) -> int:
         """The text context length (77 for every OpenAI model)."""
         return self._native.context_length
@@ -230,7 +235,7 @@ class CLIP:
 
     def __reduce__(self) -> Any:
         # Pickled as the checkpoint to load again (Ray tasks, multiprocessing with spawn).
-        return (_model_from, (self.name,))
+        return (_model_from, (self.name, self.precision))
 
     def __repr__(self) -> str:
         return (
@@ -244,6 +249,7 @@ def load(
     device: Any = "cpu",
     jit: bool = False,
     download_root: PathLike | None = None,
+    precision: str = "fp32",
 ) -> Tuple[CLIP, Preprocess]:
     """Loads a CLIP model and its preprocessing, as ``clip.load``.
 
@@ -256,6 +262,11 @@ def load(
     ``device`` must be the CPU (``"cpu"`` or ``torch.device("cpu")``). ``jit`` is accepted and
     ignored: there is no TorchScript here, and both settings give the same numbers.
 
+    ``precision`` is ``"fp32"`` (the reference's arithmetic, the default) or ``"bf16"``: the
+    transformer's linear layers keep bf16 weights and multiply bf16 operands with fp32 sums —
+    half the weight memory, and about twice the speed on CPUs with AVX-512 BF16 (slower than
+    fp32 elsewhere); embeddings stay within a cosine of 0.9995 of fp32 on the tested models.
+
     Returns ``(model, preprocess)``. Raises :class:`FileNotFoundError` for a missing path and
     :class:`zeroclip.ModelLoadError` for anything that is not a loadable checkpoint.
     """
@@ -264,9 +275,9 @@ def load(
     del jit
     path = os.fspath(name)
     root = None if download_root is None else os.fspath(download_root)
-    native, pre = _native.Model.load(path, root)
+    native, pre = _native.Model.load(path, root, precision)
     return CLIP(native, pre, path), Preprocess(pre)
 
 
-def _model_from(name: str) -> CLIP:
-    return load(name)[0]
+def _model_from(name: str, precision: str = "fp32") -> CLIP:
+    return load(name, precision=precision)[0]

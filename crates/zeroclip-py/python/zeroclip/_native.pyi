@@ -49,8 +49,10 @@ class Preprocess:
 class Model:
     @staticmethod
     def load(
-        name_or_path: str, download_root: Optional[str] = None
+        name_or_path: str, download_root: Optional[str] = None, precision: str = "fp32"
     ) -> Tuple["Model", Preprocess]: ...
+    @property
+    def precision(self) -> str: ...
     @property
     def input_resolution(self) -> int: ...
     @property
