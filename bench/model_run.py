@@ -10,6 +10,8 @@ with the ratios against the issue's targets, saves bench/out/model/results.json 
 generated block of the `## Model (issue 6)` section of docs/PERFORMANCE.md.
 """
 
+from __future__ import annotations
+
 import argparse
 import datetime
 import importlib.metadata as md
@@ -53,10 +55,10 @@ def sh(cmd: str) -> str:
         return ""
 
 
-def measure(cmd: list) -> list:
-    """Runs one measurement process; returns its JSON records."""
+def measure(cmd: list, env: dict | None = None) -> list:
+    """Runs one measurement process (in `env`, default ENV); returns its JSON records."""
     log(" ".join(str(c) for c in cmd))
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV,
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env or ENV,
                           cwd=ROOT / "bench")
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
@@ -68,11 +70,12 @@ def measure(cmd: list) -> list:
     return records
 
 
-def run_process(cmd: list, stdout_path: Path) -> dict:
-    """Wall time and peak RSS (the child's ru_maxrss) of one process."""
+def run_process(cmd: list, stdout_path: Path, env: dict | None = None) -> dict:
+    """Wall time and peak RSS (the child's ru_maxrss) of one process (in `env`, default ENV)."""
     with open(stdout_path, "w") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.PIPE,
+                                env=env or ENV, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace")

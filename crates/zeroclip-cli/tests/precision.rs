@@ -107,5 +107,8 @@ fn an_unknown_precision_is_a_usage_error() {
     let out = embed("vit_zip.pt", "avx2", &["--precision", "int4", &png]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("int4") && stderr.contains("fp32, bf16"), "{stderr}");
+    assert!(
+        stderr.contains("int4") && stderr.contains("fp32, bf16"),
+        "{stderr}"
+    );
 }

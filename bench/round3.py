@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Speed round 3 (issue 11), one x86 class per run: the image towers of PyTorch, ONNX Runtime
+and zeroclip (fp32 and `--precision bf16`) side by side, and the whole pipeline — `zeroclip
+classify DIR` against its own image tower and against the reference doing the same
+(bench/reference_classify_dir.py: PIL, batches of 16) — on 640x480 and 4000x3000 JPEGs.
+
+    bench/run.sh --isa native|avx2 [--quick] [--rounds N] [--no-doc] [--note TEXT]
+
+`--isa avx2` restricts every framework that can be restricted to AVX2 + FMA, so the AVX2 class is
+measured on an AVX-512 machine: zeroclip with ZEROCLIP_KERNEL=avx2, PyTorch with
+ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and DNNL_MAX_CPU_ISA=AVX2. ONNX Runtime
+has no such switch (MLAS picks its kernels from CPUID): its cells are marked unrestricted.
+Rounds alternate the contenders; each cell keeps its best round (the median of its timed calls).
+The pipeline's rate is marginal: (large - small) images over the difference of the median wall
+times of whole processes, so loading cancels out. Results: bench/out/model/round3_<isa>.json and
+the `## Speed round 3 (issue 11)` section of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import model_common as mc
+import model_run as mr
+
+ISA_ENV = {
+    "native": {},
+    "avx2": {
+        "zeroclip": {"ZEROCLIP_KERNEL": "avx2"},
+        "pytorch": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                    "DNNL_MAX_CPU_ISA": "AVX2"},
+    },
+}
+UNRESTRICTED = {"avx2": {"onnxruntime"}}
+TOWERS = [("ViT-B-32", 1), ("ViT-B-32", 16), ("RN50", 16)]
+SIZES = [(640, 480), (4000, 3000)]
+LABELS = ["a diagram", "a dog", "a cat", "a car", "a tree", "a person", "a building", "food"]
+SECTION = "## Speed round 3 (issue 11)"
+
+
+def env_for(isa: str, framework: str) -> dict:
+    return dict(mr.ENV, **ISA_ENV[isa].get(framework, {}))
+
+
+def make_dir(directory: Path, size: tuple, count: int) -> None:
+    """`count` JPEGs of `size` made from the repository's photo fixtures (varied per file)."""
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = sorted((mr.ROOT / "tests" / "fixtures" / "image" / "inputs").glob("photo_*.jpg"))
+    for i in range(count):
+        path = directory / f"img{i:04d}.jpg"
+        if path.exists():
+            continue
+        with Image.open(sources[i % len(sources)]) as im:
+            im = im.convert("RGB").resize(size, Image.BICUBIC)
+            if i // len(sources) % 2:
+                im = im.transpose(Image.FLIP_LEFT_RIGHT)
+            im.rotate(i % 7, expand=False).save(path, quality=90 - i % 10)
+
+
+def towers(isa: str, rounds: int, quick: bool) -> list:
+    px = mr.OUT / f"pixels_{mc.RES}x16.f32"
+    rec = []
+    for rnd in range(rounds):
+        mr.log(f"towers: round {rnd + 1} of {rounds}")
+        for model, batch in TOWERS:
+            runs, warm = (("3", "1") if quick else ("12", "2")) if batch == 1 else (("2", "1") if quick else ("5", "1"))
+            common = ["--batch", str(batch), "--warmup", warm, "--runs", runs]
+            for fw, script in (("pytorch", "model_torch.py"), ("onnxruntime", "model_ort.py")):
+                for r in mr.measure([mr.PY, script, "image", "--model", model] + common, env_for(isa, fw)):
+                    rec.append({**r, "precision": "fp32"})
+            for precision in ("fp32", "bf16"):
+                dump = mr.OUT / "round3" / isa / precision
+                rec += mr.measure([mr.BENCH_BIN, "image", "--model", mr.OUT / f"{model}.pt", "--pixels", px,
+                                   "--threads", mr.THREADS, "--precision", precision, "--dump", dump] + common,
+                                  env_for(isa, "zeroclip"))
+    return rec
+
+
+def pipelines(isa: str, rounds: int, quick: bool) -> dict:
+    small, large = (8, 24) if quick else (16, 64)
+    ckpt = mr.OUT / "ViT-B-32.pt"
+    out = {}
+    for w, h in SIZES:
+        dirs = {}
+        for n in (small, large):
+            dirs[n] = mr.OUT / "round3" / f"jpeg{w}x{h}_{n}"
+            make_dir(dirs[n], (w, h), n)
+        contenders = {
+            "zeroclip": (lambda d: [mr.CLI_BIN, "classify", d, "--labels", *LABELS, "--model", ckpt,
+                                    "--threads", mr.THREADS, "--batch-size", "16", "--no-cache",
+                                    "--format", "jsonl"], "zeroclip"),
+            "zeroclip_bf16": (lambda d: [mr.CLI_BIN, "classify", d, "--labels", *LABELS, "--model", ckpt,
+                                         "--threads", mr.THREADS, "--batch-size", "16", "--no-cache",
+                                         "--format", "jsonl", "--precision", "bf16"], "zeroclip"),
+            "reference": (lambda d: [mr.PY, mr.ROOT / "bench" / "reference_classify_dir.py", d, ckpt, *LABELS],
+                          "pytorch"),
+        }
+        walls = {name: {small: [], large: []} for name in contenders}
+        for rnd in range(rounds):
+            for name, (cmd, fw) in contenders.items():
+                for n, d in dirs.items():
+                    if rnd == 0:
+                        mr.run_process(cmd(d), mr.OUT / "round3" / "stdout.txt", env_for(isa, fw))  # page cache
+                    r = mr.run_process(cmd(d), mr.OUT / "round3" / "stdout.txt", env_for(isa, fw))
+                    walls[name][n].append(r["wall_s"])
+                    mr.log(f"  {w}x{h} {name} {n} images: {r['wall_s']:.2f} s")
+        out[f"{w}x{h}"] = {
+            name: {"small": small, "large": large, "walls": v,
+                   "marginal_images_per_s": (large - small)
+                   / max(statistics.median(v[large]) - statistics.median(v[small]), 1e-9)}
+            for name, v in walls.items()
+        }
+    return out
+
+
+def cosines(isa: str) -> dict:
+    res = {}
+    for model in ("ViT-B-32", "RN50"):
+        name = f"zeroclip_{model}_image_b16.f32"
+        a, b = (mr.OUT / "round3" / isa / p / name for p in ("fp32", "bf16"))
+        if a.exists() and b.exists():
+            x, y = (np.fromfile(p, "<f4").reshape(16, -1).astype(np.float64) for p in (a, b))
+            c = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+            res[model] = float(c.min())
+    return res
+
+
+def render(res: dict) -> str:
+    isa, m, rec = res["isa"], res["machine"], res["records"]
+
+    def rate(fw, precision, model, batch):
+        found = [r["items_per_s"] for r in rec if r["framework"] == fw and r.get("precision", "fp32") == precision
+                 and r["model"] == model and r.get("batch") == batch]
+        return max(found) if found else None
+
+    def fmt(v, nd=1):
+        return "—" if v is None else f"{v:.{nd}f}"
+
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    def verdict(r, target):
+        return "—" if r is None else ("**met**" if r >= target else "not met")
+
+    kernels = sorted({r.get("kernel", "?") for r in rec if r["framework"] == "zeroclip"})
+    unrestricted = UNRESTRICTED.get(isa, set())
+    lines = [f"<!-- round3:{isa}:begin (written by bench/run.sh --isa {isa}) -->", ""]
+    lines.append(f"**{isa}** — run {res['started']} → {res['finished']} UTC{' (--quick)' if res['quick'] else ''}, "
+                 f"load average {res['load_before']} before, {res['load_after']} after"
+                 + (f"; {res['note']}" if res["note"] else "") + ".")
+    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores; SIMD flags: {', '.join(m['simd_flags'])}. "
+                 f"ISA used: `{isa}` (zeroclip kernels: {', '.join(kernels)}"
+                 + ("; ONNX Runtime unrestricted: it has no switch" if unrestricted else "") + "). "
+                 f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; 2 threads each; best of {res['rounds']} "
+                 "rounds of the median call.")
+    lines.append("")
+    ort_note = " (unrestricted)" if "onnxruntime" in unrestricted else ""
+    lines.append(f"| images/s | PyTorch | ONNX Runtime{ort_note} | zeroclip fp32 | zeroclip bf16 | "
+                 "fp32 ÷ ORT | bf16 ÷ ORT | fp32 ÷ PyTorch | targets |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for model, batch in TOWERS:
+        pt, ox = rate("pytorch", "fp32", model, batch), rate("onnxruntime", "fp32", model, batch)
+        zf, zb = rate("zeroclip", "fp32", model, batch), rate("zeroclip", "bf16", model, batch)
+        targets = [f"fp32 ≥ 1.0× ORT: {verdict(ratio(zf, ox), 1.0)}"]
+        if model == "RN50":
+            targets.append(f"fp32 ≥ 1.5× PyTorch: {verdict(ratio(zf, pt), 1.5)}")
+        else:
+            targets.append(f"bf16 ≥ 1.5× ORT: {verdict(ratio(zb, ox), 1.5)}")
+        lines.append(f"| {model} image, batch {batch} | {fmt(pt)} | {fmt(ox)} | {fmt(zf)} | {fmt(zb)} | "
+                     f"{fmt(ratio(zf, ox), 2)}× | {fmt(ratio(zb, ox), 2)}× | {fmt(ratio(zf, pt), 2)}× | "
+                     f"{'; '.join(targets)} |")
+    lines.append("")
+    cos = res.get("cosines") or {}
+    if cos:
+        lines.append("bf16 against fp32, image embeddings of the 16 bench inputs (random full-size weights), "
+                     "smallest cosine: " + ", ".join(f"{k} {v:.6f}" for k, v in cos.items()) + " (target ≥ 0.9995).")
+        lines.append("")
+    pipes = res.get("pipelines") or {}
+    if pipes:
+        tower = rate("zeroclip", "fp32", "ViT-B-32", 16)
+        tower_bf16 = rate("zeroclip", "bf16", "ViT-B-32", 16)
+        lines.append("Whole pipeline, ViT-B/32, 8 labels, batches of 16, marginal images/s:")
+        lines.append("")
+        lines.append("| JPEGs | `classify DIR` fp32 | ÷ own tower (batch 16) | reference script | fp32 ÷ reference | "
+                     "`classify DIR` bf16 | bf16 ÷ own bf16 tower | targets |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for size, p in pipes.items():
+            zc, ref, zb = (p[k]["marginal_images_per_s"] for k in ("zeroclip", "reference", "zeroclip_bf16"))
+            rt, rr = ratio(zc, tower), ratio(zc, ref)
+            lines.append(f"| {size} ({p['zeroclip']['small']} → {p['zeroclip']['large']} images) | {fmt(zc)} | "
+                         f"{fmt(rt, 2)} | {fmt(ref)} | {fmt(rr, 2)}× | {fmt(zb)} | {fmt(ratio(zb, tower_bf16), 2)} | "
+                         f"≥ 0.9 of tower: {verdict(rt, 0.9)}; ≥ 1.5× reference: {verdict(rr, 1.5)} |")
+        lines.append("")
+    lines.append(f"<!-- round3:{isa}:end -->")
+    return "\n".join(lines)
+
+
+def write_doc(block: str, isa: str) -> None:
+    doc = mr.DOC
+    text = doc.read_text()
+    begin, end = f"<!-- round3:{isa}:begin", f"<!-- round3:{isa}:end -->"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    elif SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        at = len(text) if nxt < 0 else nxt + 1
+        text = text[:at].rstrip("\n") + f"\n\n{block}\n\n" + text[at:]
+    else:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+    doc.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--isa", choices=sorted(ISA_ENV), required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--no-pipeline", action="store_true", help="towers only")
+    ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    res = {"isa": args.isa, "machine": mr.machine(), "quick": args.quick, "rounds": args.rounds,
+           "note": args.note, "load_before": mr.loadavg(),
+           "started": started.isoformat(timespec="seconds")}
+    res["records"] = towers(args.isa, args.rounds, args.quick)
+    res["cosines"] = cosines(args.isa)
+    if not args.no_pipeline:
+        res["pipelines"] = pipelines(args.isa, args.rounds, args.quick)
+    res["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    res["load_after"] = mr.loadavg()
+    (mr.OUT / f"round3_{args.isa}.json").write_text(json.dumps(res, indent=1))
+    block = render(res)
+    print(block)
+    if not args.no_doc:
+        write_doc(block, args.isa)
+        mr.log(f"wrote {mr.DOC.relative_to(mr.ROOT)} ({SECTION}, {args.isa})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
