@@ -146,26 +146,39 @@ pub async fn classify(State(state): State<AppState>, req: Request) -> Result<Res
             (f.images, f.labels, (f.template, f.templates), f.top_k)
         }
     };
-    let templates = labels::resolve_templates(
-        templates.0,
-        templates.1,
-        labels::DEFAULT_TEMPLATE,
-        state.limits(),
-    )?;
     if top_k == Some(0) {
         return Err(ApiError::InvalidRequest {
             reason: "top_k must be at least 1".into(),
         });
     }
-    let items = state.classify(images, &labels, &templates, top_k).await?;
+    let (items, n_templates) = match state.adapter() {
+        Some(served) => {
+            served.check_request(&labels, templates.0, templates.1, state.limits())?;
+            let n = served.templates.templates.len();
+            (state.classify_adapted(images, top_k).await?, n)
+        }
+        None => {
+            let templates = labels::resolve_templates(
+                templates.0,
+                templates.1,
+                labels::DEFAULT_TEMPLATE,
+                state.limits(),
+            )?;
+            let items = state.classify(images, &labels, &templates, top_k).await?;
+            (items, templates.templates.len())
+        }
+    };
     let results = items_or_error(items, |predictions| Predictions { predictions })?;
-    Ok(Json(json!({
+    let mut body = json!({
         "model": state.info().name,
-        "templates": templates.templates.len(),
+        "templates": n_templates,
         "results": results,
         "elapsed_ms": started.elapsed().as_secs_f64() * 1e3,
-    }))
-    .into_response())
+    });
+    if let Some(served) = state.adapter() {
+        body["adapter"] = served.adapter.method.name().into();
+    }
+    Ok(Json(body).into_response())
 }
 
 /// `POST /`: the Hugging Face Inference API zero-shot image classification payload.
@@ -180,16 +193,25 @@ async fn hf_classify(state: &AppState, request: HfRequest) -> Result<Response, A
         .candidate_labels
         .map(LabelsField::into_labels)
         .unwrap_or_default();
-    let templates = labels::resolve_templates(
-        request.parameters.hypothesis_template,
-        None,
-        labels::HF_DEFAULT_TEMPLATE,
-        state.limits(),
-    )?;
     let image = input::decode_base64("inputs", &request.inputs);
-    let mut items = state
-        .classify(vec![image], &labels, &templates, None)
-        .await?;
+    let template = request.parameters.hypothesis_template;
+    let mut items = match state.adapter() {
+        Some(served) => {
+            served.check_request(&labels, template, None, state.limits())?;
+            state.classify_adapted(vec![image], None).await?
+        }
+        None => {
+            let templates = labels::resolve_templates(
+                template,
+                None,
+                labels::HF_DEFAULT_TEMPLATE,
+                state.limits(),
+            )?;
+            state
+                .classify(vec![image], &labels, &templates, None)
+                .await?
+        }
+    };
     let predictions = items.remove(0).result?;
     Ok(Json(predictions).into_response())
 }
@@ -292,6 +314,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         "embed_dim": info.embed_dim,
         "image_resolution": info.image_resolution,
         "context_length": info.context_length,
+        "adapter": state.adapter().map(|a| a.describe()),
         "queue_depth": state.queue_depth(),
     })))
 }

@@ -30,6 +30,10 @@ pub enum ApiError {
     /// A template has no `{}` placeholder, or the template set name is unknown.
     #[error("template {:?}: {reason}", short(.template))]
     InvalidTemplate { template: String, reason: String },
+    /// The request's labels or templates are not those of the adapter the server was started
+    /// with (`zeroclip serve --adapter`).
+    #[error("{reason}: with this server's adapter, leave out labels and templates or give the adapter's")]
+    AdapterMismatch { reason: String },
     /// No labels were given.
     #[error("no labels given: send at least one candidate label")]
     NoLabels,
@@ -94,7 +98,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            InvalidRequest { .. } | AdapterMismatch { .. } => StatusCode::BAD_REQUEST,
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidImage { .. }
@@ -125,6 +129,7 @@ impl ApiError {
             InvalidLabel { .. } => "invalid_label",
             InvalidText { .. } => "invalid_text",
             InvalidTemplate { .. } => "invalid_template",
+            AdapterMismatch { .. } => "adapter_mismatch",
             NoLabels => "no_labels",
             TooManyLabels { .. } => "too_many_labels",
             TooManyTexts { .. } => "too_many_texts",

@@ -9,6 +9,7 @@
 // fields get their docs when that settles, so this crate does not yet deny undocumented items.
 #![allow(missing_docs)]
 
+mod adapter;
 pub mod api;
 pub mod batcher;
 pub mod cache;

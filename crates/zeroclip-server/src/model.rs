@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use candle_core::{DType, Device, Tensor};
+use zeroclip::adapter::Adapter;
 use zeroclip::image::Preprocess;
 use zeroclip::model::Clip;
 
@@ -41,6 +42,8 @@ pub struct LoadedModel {
     pub preprocess: Preprocess,
     /// Facts about the model.
     pub info: ModelInfo,
+    /// A few-shot adapter checked against the model ([`Self::with_adapter`]).
+    pub(crate) adapter: Option<Adapter>,
 }
 
 impl LoadedModel {
@@ -84,7 +87,17 @@ impl LoadedModel {
             },
             preprocess,
             info,
+            adapter: None,
         })
+    }
+
+    /// Serves `adapter` (made by `zeroclip adapt`): requests are classified against its classes
+    /// with its scores. Refused with [`zeroclip::Error::AdapterMismatch`] when it was built for
+    /// another model (checksum or embedding width).
+    pub fn with_adapter(mut self, adapter: Adapter) -> Result<Self, Box<zeroclip::Error>> {
+        crate::adapter::check_model(&adapter, &self.info.checksum, self.info.embed_dim)?;
+        self.adapter = Some(adapter);
+        Ok(self)
     }
 }
 

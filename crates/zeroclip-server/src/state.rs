@@ -2,6 +2,7 @@
 //! parallel on blocking threads, fetch label embeddings (cache first, text tower for the rest),
 //! batch the images through the image tower, score.
 
+use crate::adapter::ServedAdapter;
 use crate::batcher::{self, BatcherHandle, Work, Worker};
 use crate::cache::Lru;
 use crate::config::{Limits, ServerConfig};
@@ -10,7 +11,7 @@ use crate::labels::{self, TemplateSet};
 use crate::metrics::Metrics;
 use crate::model::{self, LoadedModel, ModelInfo};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use zeroclip::image::Preprocess;
 use zeroclip::zeroshot::scoring;
 use zeroclip::Prediction;
@@ -33,6 +34,12 @@ struct Shared {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
     decodes: Arc<Semaphore>,
+    adapter: Option<ServedAdapter>,
+    /// The adapter's class embeddings (flat `[labels, dim]`, unit rows), computed once, by the
+    /// first request that needs them.
+    adapter_classes: OnceCell<Arc<[f32]>>,
+    /// The OpenAPI document as this server's configuration makes it true.
+    openapi: String,
 }
 
 /// An image as it arrived: its name for messages, and its bytes (or why there are none, e.g.
@@ -60,6 +67,7 @@ impl AppState {
             encoder,
             mut preprocess,
             mut info,
+            adapter,
         } = model;
         preprocess.max_pixels = config.limits.max_image_pixels;
         info.name = config.model_name.clone();
@@ -77,6 +85,9 @@ impl AppState {
                 metrics,
                 in_flight,
                 decodes,
+                openapi: crate::page::openapi_document(adapter.as_ref()),
+                adapter: adapter.map(ServedAdapter::new),
+                adapter_classes: OnceCell::new(),
             }),
         };
         (state, worker)
@@ -97,6 +108,16 @@ impl AppState {
     /// The model's facts.
     pub fn info(&self) -> &ModelInfo {
         &self.inner.info
+    }
+
+    /// The adapter the server classifies with, if it was started with one.
+    pub(crate) fn adapter(&self) -> Option<&ServedAdapter> {
+        self.inner.adapter.as_ref()
+    }
+
+    /// The OpenAPI document served at `/openapi.json`.
+    pub(crate) fn openapi(&self) -> &str {
+        &self.inner.openapi
     }
 
     /// The limits.
@@ -308,16 +329,80 @@ impl AppState {
         );
         let text = text?;
         let scale = self.inner.info.logit_scale;
-        Ok(items?
-            .into_iter()
-            .map(|it| ItemResult {
-                input: it.input,
-                result: it
-                    .result
-                    .map(|img| scoring::predict(&img, labels, &text, scale, top_k)),
-            })
-            .collect())
+        Ok(score(items?, |img| {
+            scoring::predict(img, labels, &text, scale, top_k)
+        }))
     }
+
+    /// Classifies each image against the adapter's classes with the adapter's scores (the
+    /// server was started with one and the request is its classification: see
+    /// [`crate::adapter`]).
+    pub(crate) async fn classify_adapted(
+        &self,
+        images: Vec<ImageInput>,
+        top_k: Option<usize>,
+    ) -> Result<Vec<ItemResult<Vec<Prediction>>>, ApiError> {
+        let Some(served) = self.adapter() else {
+            return Err(ApiError::Internal {
+                reason: "no adapter is loaded".into(),
+            });
+        };
+        self.check_inputs("image", images.len())?;
+        let (text, items) = tokio::join!(self.adapter_classes(), self.embed_images(images, false));
+        let text = text?;
+        let scale = self.inner.info.logit_scale;
+        let a = &served.adapter;
+        Ok(score(items?, |img| {
+            scoring::rank(&a.probabilities(img, &text, scale), &a.labels, top_k)
+        }))
+    }
+
+    /// The adapter's class embeddings, computed on first use. The work runs in its own task,
+    /// so a request that gives up (timeout, client gone) does not waste it: the task finishes
+    /// and keeps the result for the next request.
+    async fn adapter_classes(&self) -> Result<Arc<[f32]>, ApiError> {
+        if let Some(done) = self.inner.adapter_classes.get() {
+            return Ok(done.clone());
+        }
+        let state = self.clone();
+        let task = tokio::spawn(async move {
+            let s = &state.inner;
+            let Some(served) = &s.adapter else {
+                return Err(ApiError::Internal {
+                    reason: "no adapter is loaded".into(),
+                });
+            };
+            let rows = s
+                .adapter_classes
+                .get_or_try_init(|| async {
+                    let rows = state
+                        .label_embeddings(&served.adapter.labels, &served.templates)
+                        .await?;
+                    Ok::<_, ApiError>(rows.iter().flat_map(|r| r.iter().copied()).collect())
+                })
+                .await?;
+            Ok(rows.clone())
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(ApiError::Internal {
+                reason: format!("computing the adapter's class embeddings failed: {e}"),
+            })
+        })
+    }
+}
+
+/// Scores every image that has an embedding; the others keep their error.
+fn score(
+    items: Vec<ItemResult<Vec<f32>>>,
+    predict: impl Fn(&[f32]) -> Vec<Prediction>,
+) -> Vec<ItemResult<Vec<Prediction>>> {
+    items
+        .into_iter()
+        .map(|it| ItemResult {
+            input: it.input,
+            result: it.result.map(|img| predict(&img)),
+        })
+        .collect()
 }
 
 /// The reason of a preprocessing error, without the input name the `ApiError` already gives.
