@@ -86,7 +86,8 @@ pub struct ServerConfig {
     pub batch: BatchConfig,
     /// Entries in the label-embedding LRU cache (one per label and template set).
     pub label_cache_capacity: usize,
-    /// Model name shown in responses and `/readyz`.
+    /// The model as it was named (name, Hub id or path); responses, `/readyz` and the page show
+    /// a local path as its file name only.
     pub model_name: String,
 }
 

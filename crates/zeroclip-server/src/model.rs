@@ -13,7 +13,8 @@ pub type Embeddings = Vec<Vec<f32>>;
 /// What responses and `/readyz` say about the model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
-    /// Name or path it was loaded from.
+    /// Its name: a model name or Hub id as given, a local checkpoint's file or directory name
+    /// (never its path; see [`display_name`]).
     pub name: String,
     /// Embedding width.
     pub embed_dim: usize,
@@ -72,7 +73,7 @@ impl LoadedModel {
         let config = clip.config();
         let resolution = config.image_resolution;
         let info = ModelInfo {
-            name: name.to_string(),
+            name: display_name(name),
             embed_dim: config.embed_dim,
             image_resolution: resolution,
             context_length: config.context_length,
@@ -98,6 +99,17 @@ impl LoadedModel {
         crate::adapter::check_model(&adapter, &self.info.checksum, self.info.embed_dim)?;
         self.adapter = Some(adapter);
         Ok(self)
+    }
+}
+
+/// The name responses and the page show for a model given as `name_or_path`: a local file or
+/// directory by its own name (clients have no business knowing the server's directories), a
+/// model name or Hub id as given.
+pub fn display_name(name_or_path: &str) -> String {
+    let path = std::path::Path::new(name_or_path);
+    match path.file_name() {
+        Some(name) if path.exists() => name.to_string_lossy().into_owned(),
+        _ => name_or_path.to_string(),
     }
 }
 

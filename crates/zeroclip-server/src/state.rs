@@ -70,7 +70,7 @@ impl AppState {
             adapter,
         } = model;
         preprocess.max_pixels = config.limits.max_image_pixels;
-        info.name = config.model_name.clone();
+        info.name = model::display_name(&config.model_name);
         let metrics = Arc::new(Metrics::default());
         let in_flight = Arc::new(Semaphore::new(config.limits.max_in_flight.max(1)));
         let decodes = Arc::new(Semaphore::new(config.limits.max_concurrent_decodes.max(1)));

@@ -210,6 +210,8 @@ async fn readyz_and_the_openapi_document_show_the_adapter() {
     let adapter = fitted(MethodKind::TipAdapter, false);
     let plain = started(config());
     let state = serving(adapter.clone());
+    until_ready(&plain).await;
+    until_ready(&state).await;
 
     let (_, _, body) = get(&state, "/readyz").await;
     let ready: Value = serde_json::from_slice(&body).unwrap();

@@ -45,6 +45,13 @@ pub fn started(config: ServerConfig) -> AppState {
     AppState::start(model(), config)
 }
 
+/// Waits until the worker serves (`/readyz` is 503 before).
+pub async fn until_ready(state: &AppState) {
+    while !state.is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
 /// State whose worker the test starts (or not): requests queue up meanwhile.
 pub fn unstarted(config: ServerConfig) -> (AppState, Worker) {
     AppState::new(model(), config)
