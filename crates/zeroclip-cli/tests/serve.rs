@@ -68,7 +68,7 @@ fn serves_on_the_printed_address() {
     let body = r#"{"texts":["a dog"]}"#;
     let embed = http(
         &addr,
-        &format!(
+        format!(
             "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         ),

@@ -5,27 +5,27 @@
 //! shutdown signal, then finishes the requests in flight.
 
 #![forbid(unsafe_code)]
-// The request, error and batching types are being reworked for issue 14 on another branch; their
-// fields get their docs when that settles, so this crate does not yet deny undocumented items.
-#![allow(missing_docs)]
 
+// The modules are private: the public surface is what is re-exported below.
 mod adapter;
-pub mod api;
-pub mod batcher;
-pub mod cache;
-pub mod config;
-pub mod error;
-pub mod input;
-pub mod labels;
+mod api;
+mod batcher;
+mod cache;
+mod config;
+mod error;
+mod input;
+mod labels;
 mod listen;
-pub mod metrics;
-pub mod model;
-pub mod page;
-pub mod state;
+mod metrics;
+mod model;
+mod page;
+mod state;
 
+pub use batcher::Worker;
 pub use config::{BatchConfig, Limits, ServerConfig};
-pub use error::ApiError;
-pub use model::{LoadedModel, ModelInfo};
+pub use error::{ApiError, ErrorBody};
+pub use metrics::Metrics;
+pub use model::{display_name, Encoder, LoadedModel, ModelInfo};
 pub use state::AppState;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};

@@ -170,7 +170,6 @@ pub fn tokenize(
             text,
             format!("has {tokens} tokens, more than the context length {context_length}"),
         )),
-        #[allow(unreachable_patterns)]
         Err(e) => Err(error(String::new(), e.to_string())),
     }
 }

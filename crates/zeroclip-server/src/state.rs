@@ -44,7 +44,7 @@ struct Shared {
 
 /// An image as it arrived: its name for messages, and its bytes (or why there are none, e.g.
 /// bad base64).
-pub struct ImageInput {
+pub(crate) struct ImageInput {
     /// `images[0]` or the uploaded file name.
     pub name: String,
     /// The encoded file.
@@ -52,7 +52,7 @@ pub struct ImageInput {
 }
 
 /// One image's outcome.
-pub struct ItemResult<T> {
+pub(crate) struct ItemResult<T> {
     /// The image's name.
     pub input: String,
     /// Its result or its error.
@@ -142,7 +142,7 @@ impl AppState {
 
     /// Admits one more request, or says the server is overloaded. The permit is held until the
     /// response is ready.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.inner
             .in_flight
             .clone()
@@ -154,7 +154,7 @@ impl AppState {
     }
 
     /// Checks the number of inputs of one request.
-    pub fn check_inputs(&self, what: &'static str, count: usize) -> Result<(), ApiError> {
+    pub(crate) fn check_inputs(&self, what: &'static str, count: usize) -> Result<(), ApiError> {
         let max = self.inner.limits.max_inputs;
         match count {
             0 => Err(ApiError::NoInputs { what }),
@@ -169,7 +169,7 @@ impl AppState {
 
     /// Normalized, template-ensembled embeddings of `labels`, from the cache where possible;
     /// the misses go through the text tower in one job.
-    pub async fn label_embeddings(
+    pub(crate) async fn label_embeddings(
         &self,
         labels: &[String],
         templates: &TemplateSet,
@@ -206,7 +206,7 @@ impl AppState {
     }
 
     /// Text embeddings, L2-normalized or not, of texts as given (no template, no cache).
-    pub async fn embed_texts(
+    pub(crate) async fn embed_texts(
         &self,
         texts: &[String],
         truncate: bool,
@@ -226,7 +226,7 @@ impl AppState {
     /// Decodes and preprocesses images in parallel on blocking threads; each keeps its own error.
     /// The tasks live in a `JoinSet`, so when the request is dropped (timeout, client gone) the
     /// images still waiting for a decode slot are not decoded for nobody.
-    pub async fn preprocess(&self, images: Vec<ImageInput>) -> Vec<ItemResult<Vec<f32>>> {
+    pub(crate) async fn preprocess(&self, images: Vec<ImageInput>) -> Vec<ItemResult<Vec<f32>>> {
         let names: Vec<String> = images.iter().map(|i| i.name.clone()).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (index, image) in images.into_iter().enumerate() {
@@ -277,7 +277,7 @@ impl AppState {
 
     /// Image embeddings, L2-normalized or not, for every image that preprocessed; the others
     /// keep their error.
-    pub async fn embed_images(
+    pub(crate) async fn embed_images(
         &self,
         images: Vec<ImageInput>,
         normalize: bool,
@@ -304,7 +304,7 @@ impl AppState {
 
     /// Classifies each image against the labels. Errors that concern the whole request (labels,
     /// templates, overload) fail it; a bad image fails only its own item.
-    pub async fn classify(
+    pub(crate) async fn classify(
         &self,
         images: Vec<ImageInput>,
         labels: &[String],

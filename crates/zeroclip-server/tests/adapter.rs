@@ -86,15 +86,18 @@ fn fitted(method: MethodKind, calibrate: bool) -> Adapter {
     fit(input, &options).unwrap()
 }
 
+/// Labels and scores, best first.
+type Scores = Vec<(String, f32)>;
+
 /// The library's answer for the fixture image with the adapter (what the server must give),
 /// and without it.
-fn library(adapter: &Adapter) -> (Vec<(String, f32)>, Vec<(String, f32)>) {
+fn library(adapter: &Adapter) -> (Scores, Scores) {
     let (clip, preprocess) = zeroclip::load(MODEL, &Device::Cpu).unwrap();
     let r = clip.config().image_resolution;
     let x = pixels(&preprocess, std::path::Path::new(IMAGE), r);
     let templates = Templates::Custom(adapter.templates.clone());
     let zero_shot = ZeroShotClassifier::new(&clip, adapter.labels.clone(), &templates).unwrap();
-    let scores = |c: &ZeroShotClassifier<&zeroclip::Clip>| -> Vec<(String, f32)> {
+    let scores = |c: &ZeroShotClassifier<&zeroclip::Clip>| -> Scores {
         let p = c.classify(&x).unwrap();
         p.into_iter().map(|p| (p.label, p.score)).collect()
     };

@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 /// The lines of `path` (a trailing `\r` dropped, a final empty line ignored), each decoded
 /// on its own so one bad line does not hide the others.
-fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<Input>> {
+fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<Input>> {
     let shown = path.display();
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {

@@ -7,8 +7,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use base64::Engine;
 use serde_json::Value;
 use tower::ServiceExt;
-use zeroclip_server::batcher::Worker;
-use zeroclip_server::{app, AppState, LoadedModel, ServerConfig};
+use zeroclip_server::{app, AppState, LoadedModel, ServerConfig, Worker};
 
 /// The tiny checkpoint with the real vocabulary, so real labels tokenize as CLIP's do.
 pub const MODEL: &str = concat!(
