@@ -302,8 +302,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`: 200 when the model worker serves, 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.is_ready() {
+        // Started by `AppState::start`; started here for a state that was not.
+        state.warm_adapter();
+        let reason = if state.worker_running() {
+            "the adapter's class embeddings are being computed"
+        } else {
+            "the model worker is not running"
+        };
         return Err(ApiError::NotReady {
-            reason: "the model worker is not running".into(),
+            reason: reason.into(),
         });
     }
     let info = state.info();

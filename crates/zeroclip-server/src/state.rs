@@ -93,11 +93,38 @@ impl AppState {
         (state, worker)
     }
 
-    /// Builds the state and starts the worker thread.
+    /// Builds the state and starts the worker thread; with an adapter, and inside a tokio
+    /// runtime, also starts computing the adapter's class embeddings.
     pub fn start(model: LoadedModel, config: ServerConfig) -> AppState {
         let (state, worker) = Self::new(model, config);
         worker.spawn();
+        state.warm_adapter();
         state
+    }
+
+    /// Starts computing the adapter's class embeddings in the background, unless there is no
+    /// adapter, they are done, or no tokio runtime runs here (the first request computes them).
+    pub(crate) fn warm_adapter(&self) {
+        if self.inner.adapter.is_none() || self.inner.adapter_classes.initialized() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let state = self.clone();
+            runtime.spawn(async move {
+                // A failure is the next request's to report.
+                let _ = state.adapter_classes().await;
+            });
+        }
+    }
+
+    /// Whether the model worker runs.
+    pub(crate) fn worker_running(&self) -> bool {
+        self.inner.batcher.is_ready()
+    }
+
+    /// Whether the adapter (if any) can score: its class embeddings are computed.
+    pub(crate) fn adapter_ready(&self) -> bool {
+        self.inner.adapter.is_none() || self.inner.adapter_classes.initialized()
     }
 
     /// The metrics.
@@ -125,9 +152,10 @@ impl AppState {
         &self.inner.limits
     }
 
-    /// Whether the model worker is running.
+    /// Whether the server can answer classifications: the model worker runs and, with an
+    /// adapter, the adapter's class embeddings are computed.
     pub fn is_ready(&self) -> bool {
-        self.inner.batcher.is_ready()
+        self.worker_running() && self.adapter_ready()
     }
 
     /// Requests waiting for the model.

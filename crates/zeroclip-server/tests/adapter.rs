@@ -216,7 +216,8 @@ async fn readyz_and_the_openapi_document_show_the_adapter() {
     until_ready(&plain).await;
     until_ready(&state).await;
 
-    let (_, _, body) = get(&state, "/readyz").await;
+    let (status, _, body) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
     let ready: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(ready["adapter"]["method"], "tip-adapter");
     assert_eq!(ready["adapter"]["labels"], json!(adapter.labels));
@@ -241,4 +242,30 @@ async fn readyz_and_the_openapi_document_show_the_adapter() {
     let (_, _, js) = get(&state, "/assets/app.js").await;
     let js = String::from_utf8(js).unwrap();
     assert!(js.contains("b.adapter"), "the page reads the adapter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_adapters_class_embeddings_are_computed() {
+    let adapter = fitted(MethodKind::Prototype, false);
+    // Built but not started: nothing computes the adapter's classes yet.
+    let (state, worker) = AppState::new(model().with_adapter(adapter).unwrap(), config());
+    let (status, _, body) = get(&state, "/readyz").await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "worker is not running",
+    );
+    // The probe queued the adapter's labels for the text tower; once the model serves, they
+    // are computed with no classification request at all.
+    while state.queue_depth() != 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    worker.spawn();
+    until_ready(&state).await;
+    let (status, _, _) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state.label_cache_len(), 6, "the six classes' embeddings");
 }
