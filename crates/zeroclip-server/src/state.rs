@@ -35,8 +35,8 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     decodes: Arc<Semaphore>,
     adapter: Option<ServedAdapter>,
-    /// The adapter's class embeddings (flat `[labels, dim]`, unit rows), computed once, by the
-    /// first request that needs them.
+    /// The adapter's class embeddings (flat `[labels, dim]`, unit rows), computed once, at
+    /// start-up or by the first request or probe that needs them.
     adapter_classes: OnceCell<Arc<[f32]>>,
     /// The OpenAPI document as this server's configuration makes it true.
     openapi: String,

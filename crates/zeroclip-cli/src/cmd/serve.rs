@@ -156,8 +156,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // Scripts read this line to learn the port when --addr ends in :0.
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
+        let with = match &args.adapter {
+            Some(path) => format!(" with the adapter {}", path.display()),
+            None => String::new(),
+        };
         eprintln!(
-            "zeroclip: serving {} on http://{addr} (Ctrl-C to stop)",
+            "zeroclip: serving {}{with} on http://{addr} (Ctrl-C to stop)",
             args.model
         );
         zeroclip_server::serve(listener, state, zeroclip_server::shutdown_signal())
