@@ -151,23 +151,15 @@ pub async fn classify(State(state): State<AppState>, req: Request) -> Result<Res
             reason: "top_k must be at least 1".into(),
         });
     }
-    let (items, n_templates) = match state.adapter() {
-        Some(served) => {
-            served.check_request(&labels, templates.0, templates.1, state.limits())?;
-            let n = served.templates.templates.len();
-            (state.classify_adapted(images, top_k).await?, n)
-        }
-        None => {
-            let templates = labels::resolve_templates(
-                templates.0,
-                templates.1,
-                labels::DEFAULT_TEMPLATE,
-                state.limits(),
-            )?;
-            let items = state.classify(images, &labels, &templates, top_k).await?;
-            (items, templates.templates.len())
-        }
-    };
+    let (items, n_templates) = classify_with(
+        &state,
+        images,
+        &labels,
+        templates,
+        labels::DEFAULT_TEMPLATE,
+        top_k,
+    )
+    .await?;
     let results = items_or_error(items, |predictions| Predictions { predictions })?;
     let mut body = json!({
         "model": state.info().name,
@@ -179,6 +171,28 @@ pub async fn classify(State(state): State<AppState>, req: Request) -> Result<Res
         body["adapter"] = served.adapter.method.name().into();
     }
     Ok(Json(body).into_response())
+}
+
+/// Classifies as the server is configured: with an adapter, against its classes (the request's
+/// labels and templates, if any, checked against it); else zero-shot against the request's
+/// labels with its `template` / `templates`, or `fallback` when it gives neither. Also returns
+/// how many templates were used.
+async fn classify_with(
+    state: &AppState,
+    images: Vec<ImageInput>,
+    labels: &[String],
+    (template, templates): (Option<String>, Option<TemplatesField>),
+    fallback: &str,
+    top_k: Option<usize>,
+) -> Result<(Vec<ItemResult<Vec<Prediction>>>, usize), ApiError> {
+    if let Some(served) = state.adapter() {
+        served.check_request(labels, template, templates, state.limits())?;
+        let n = served.templates.templates.len();
+        return Ok((state.classify_adapted(images, top_k).await?, n));
+    }
+    let templates = labels::resolve_templates(template, templates, fallback, state.limits())?;
+    let items = state.classify(images, labels, &templates, top_k).await?;
+    Ok((items, templates.templates.len()))
 }
 
 /// `POST /`: the Hugging Face Inference API zero-shot image classification payload.
@@ -194,24 +208,16 @@ async fn hf_classify(state: &AppState, request: HfRequest) -> Result<Response, A
         .map(LabelsField::into_labels)
         .unwrap_or_default();
     let image = input::decode_base64("inputs", &request.inputs);
-    let template = request.parameters.hypothesis_template;
-    let mut items = match state.adapter() {
-        Some(served) => {
-            served.check_request(&labels, template, None, state.limits())?;
-            state.classify_adapted(vec![image], None).await?
-        }
-        None => {
-            let templates = labels::resolve_templates(
-                template,
-                None,
-                labels::HF_DEFAULT_TEMPLATE,
-                state.limits(),
-            )?;
-            state
-                .classify(vec![image], &labels, &templates, None)
-                .await?
-        }
-    };
+    let template = (request.parameters.hypothesis_template, None);
+    let (mut items, _) = classify_with(
+        state,
+        vec![image],
+        &labels,
+        template,
+        labels::HF_DEFAULT_TEMPLATE,
+        None,
+    )
+    .await?;
     let predictions = items.remove(0).result?;
     Ok(Json(predictions).into_response())
 }
