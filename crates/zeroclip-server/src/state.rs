@@ -72,7 +72,7 @@ impl AppState {
         preprocess.max_pixels = config.limits.max_image_pixels;
         info.name = model::display_name(&config.model_name);
         let metrics = Arc::new(Metrics::default());
-        let in_flight = Arc::new(Semaphore::new(config.limits.max_in_flight.max(1)));
+        let in_flight = Arc::new(Semaphore::new(config.limits.in_flight_capacity()));
         let decodes = Arc::new(Semaphore::new(config.limits.max_concurrent_decodes.max(1)));
         let (batcher, worker) = batcher::channel(encoder, config.batch, metrics.clone());
         let state = AppState {
@@ -177,7 +177,7 @@ impl AppState {
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded {
                 what: "the in-flight request limit",
-                capacity: self.inner.limits.max_in_flight,
+                capacity: self.inner.limits.in_flight_capacity(),
             })
     }
 
