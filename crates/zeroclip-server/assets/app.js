@@ -131,16 +131,28 @@ $("template").addEventListener("change", () => {
 });
 $("classify").addEventListener("click", classify);
 
-fetch("/readyz").then((r) => r.json()).then((b) => {
-  let text = b.model ? "Model: " + b.model + "." : "";
-  if (b.adapter) {
-    adapter = b.adapter;
-    text += " Few-shot adapter: " + b.adapter.method + " over " + b.adapter.labels.length +
-      " classes (template " + b.adapter.templates.join(", ") + ").";
-    $("labels").value = b.adapter.labels.join("\n");
-    $("labels").readOnly = true;
-    $("template").hidden = true;
-    $("template-label").hidden = true;
-  }
-  $("model").textContent = text;
-}).catch(() => {});
+// The model's name and the adapter, if any, from /readyz; while it answers 503 (the model or
+// the adapter's classes are still loading) ask again each second.
+function loadInfo() {
+  fetch("/readyz").then((r) => {
+    if (r.status === 503) {
+      setTimeout(loadInfo, 1000);
+      return null;
+    }
+    return r.json();
+  }).then((b) => {
+    if (!b) return;
+    let text = b.model ? "Model: " + b.model + "." : "";
+    if (b.adapter) {
+      adapter = b.adapter;
+      text += " Few-shot adapter: " + b.adapter.method + " over " + b.adapter.labels.length +
+        " classes (template " + b.adapter.templates.join(", ") + ").";
+      $("labels").value = b.adapter.labels.join("\n");
+      $("labels").readOnly = true;
+      $("template").hidden = true;
+      $("template-label").hidden = true;
+    }
+    $("model").textContent = text;
+  }).catch(() => {});
+}
+loadInfo();
