@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while resolving, downloading or verifying a checkpoint.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The name is none of the 9 OpenAI models, no existing local path, and not a Hub id.
     #[error(

@@ -3,6 +3,7 @@
 
 /// Image errors; each names the input.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The input is corrupt or truncated, or its decoder rejected it.
     #[error("cannot decode {input}: {reason}")]

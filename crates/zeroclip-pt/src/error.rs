@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Reader errors; each names the file and the reason.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The file could not be opened or mapped.
     #[error("{path}: {source}")]

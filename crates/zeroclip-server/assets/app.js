@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 let image = null; // the File or Blob to classify
+let adapter = null; // the server's few-shot adapter (from /readyz), if it has one
 
 function setImage(blob) {
   if (!blob || !blob.type.startsWith("image/")) {
@@ -65,14 +66,17 @@ async function classify() {
   }
   const form = new FormData();
   form.append("image", image, image.name || "pasted-image");
-  form.append("labels", labels.join("\n"));
-  const choice = $("template").value;
-  if (choice.startsWith("preset:")) {
-    form.append("templates", choice.slice("preset:".length));
-  } else if (choice === "custom") {
-    form.append("template", $("custom-template").value || "{}");
-  } else {
-    form.append("template", choice);
+  // With an adapter the server classifies against the adapter's labels and templates.
+  if (!adapter) {
+    form.append("labels", labels.join("\n"));
+    const choice = $("template").value;
+    if (choice.startsWith("preset:")) {
+      form.append("templates", choice.slice("preset:".length));
+    } else if (choice === "custom") {
+      form.append("template", $("custom-template").value || "{}");
+    } else {
+      form.append("template", choice);
+    }
   }
   $("classify").disabled = true;
   $("status").className = "";
@@ -127,6 +131,28 @@ $("template").addEventListener("change", () => {
 });
 $("classify").addEventListener("click", classify);
 
-fetch("/readyz").then((r) => r.json()).then((b) => {
-  if (b.model) $("model").textContent = "Model: " + b.model + ".";
-}).catch(() => {});
+// The model's name and the adapter, if any, from /readyz; while it answers 503 (the model or
+// the adapter's classes are still loading) ask again each second.
+function loadInfo() {
+  fetch("/readyz").then((r) => {
+    if (r.status === 503) {
+      setTimeout(loadInfo, 1000);
+      return null;
+    }
+    return r.json();
+  }).then((b) => {
+    if (!b) return;
+    let text = b.model ? "Model: " + b.model + "." : "";
+    if (b.adapter) {
+      adapter = b.adapter;
+      text += " Few-shot adapter: " + b.adapter.method + " over " + b.adapter.labels.length +
+        " classes (template " + b.adapter.templates.join(", ") + ").";
+      $("labels").value = b.adapter.labels.join("\n");
+      $("labels").readOnly = true;
+      $("template").hidden = true;
+      $("template-label").hidden = true;
+    }
+    $("model").textContent = text;
+  }).catch(() => {});
+}
+loadInfo();

@@ -146,26 +146,53 @@ pub async fn classify(State(state): State<AppState>, req: Request) -> Result<Res
             (f.images, f.labels, (f.template, f.templates), f.top_k)
         }
     };
-    let templates = labels::resolve_templates(
-        templates.0,
-        templates.1,
-        labels::DEFAULT_TEMPLATE,
-        state.limits(),
-    )?;
     if top_k == Some(0) {
         return Err(ApiError::InvalidRequest {
             reason: "top_k must be at least 1".into(),
         });
     }
-    let items = state.classify(images, &labels, &templates, top_k).await?;
+    let (items, n_templates) = classify_with(
+        &state,
+        images,
+        &labels,
+        templates,
+        labels::DEFAULT_TEMPLATE,
+        top_k,
+    )
+    .await?;
     let results = items_or_error(items, |predictions| Predictions { predictions })?;
-    Ok(Json(json!({
+    let mut body = json!({
         "model": state.info().name,
-        "templates": templates.templates.len(),
+        "templates": n_templates,
         "results": results,
         "elapsed_ms": started.elapsed().as_secs_f64() * 1e3,
-    }))
-    .into_response())
+    });
+    if let Some(served) = state.adapter() {
+        body["adapter"] = served.adapter.method.name().into();
+    }
+    Ok(Json(body).into_response())
+}
+
+/// Classifies as the server is configured: with an adapter, against its classes (the request's
+/// labels and templates, if any, checked against it); else zero-shot against the request's
+/// labels with its `template` / `templates`, or `fallback` when it gives neither. Also returns
+/// how many templates were used.
+async fn classify_with(
+    state: &AppState,
+    images: Vec<ImageInput>,
+    labels: &[String],
+    (template, templates): (Option<String>, Option<TemplatesField>),
+    fallback: &str,
+    top_k: Option<usize>,
+) -> Result<(Vec<ItemResult<Vec<Prediction>>>, usize), ApiError> {
+    if let Some(served) = state.adapter() {
+        served.check_request(labels, template, templates, state.limits())?;
+        let n = served.templates.templates.len();
+        return Ok((state.classify_adapted(images, top_k).await?, n));
+    }
+    let templates = labels::resolve_templates(template, templates, fallback, state.limits())?;
+    let items = state.classify(images, labels, &templates, top_k).await?;
+    Ok((items, templates.templates.len()))
 }
 
 /// `POST /`: the Hugging Face Inference API zero-shot image classification payload.
@@ -180,16 +207,17 @@ async fn hf_classify(state: &AppState, request: HfRequest) -> Result<Response, A
         .candidate_labels
         .map(LabelsField::into_labels)
         .unwrap_or_default();
-    let templates = labels::resolve_templates(
-        request.parameters.hypothesis_template,
-        None,
-        labels::HF_DEFAULT_TEMPLATE,
-        state.limits(),
-    )?;
     let image = input::decode_base64("inputs", &request.inputs);
-    let mut items = state
-        .classify(vec![image], &labels, &templates, None)
-        .await?;
+    let template = (request.parameters.hypothesis_template, None);
+    let (mut items, _) = classify_with(
+        state,
+        vec![image],
+        &labels,
+        template,
+        labels::HF_DEFAULT_TEMPLATE,
+        None,
+    )
+    .await?;
     let predictions = items.remove(0).result?;
     Ok(Json(predictions).into_response())
 }
@@ -280,8 +308,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`: 200 when the model worker serves, 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     if !state.is_ready() {
+        // Started by `AppState::start`; started here for a state that was not.
+        state.warm_adapter();
+        let reason = if state.worker_running() {
+            "the adapter's class embeddings are being computed"
+        } else {
+            "the model worker is not running"
+        };
         return Err(ApiError::NotReady {
-            reason: "the model worker is not running".into(),
+            reason: reason.into(),
         });
     }
     let info = state.info();
@@ -292,6 +327,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         "embed_dim": info.embed_dim,
         "image_resolution": info.image_resolution,
         "context_length": info.context_length,
+        "adapter": state.adapter().map(|a| a.describe()),
         "queue_depth": state.queue_depth(),
     })))
 }

@@ -133,7 +133,7 @@ impl Worker {
             .expect("cannot spawn the model thread")
     }
 
-    /// Serves jobs until every [`BatcherHandle`] is dropped.
+    /// Serves jobs until every handle to the queue (the [`crate::AppState`]s) is dropped.
     pub fn run(self) {
         self.ready.store(true, Ordering::SeqCst);
         let max_items = self.config.max_batch.max(1);

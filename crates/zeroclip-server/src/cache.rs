@@ -73,11 +73,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
             .map
             .len()
     }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -110,7 +105,7 @@ mod tests {
     fn zero_capacity_stores_nothing() {
         let lru = Lru::new(0);
         lru.insert("a", 1);
-        assert!(lru.is_empty());
+        assert_eq!(lru.len(), 0);
         assert_eq!(lru.get(&"a"), None);
     }
 }

@@ -29,9 +29,25 @@ pub struct Limits {
     /// Most connections open at once; more wait in the listen backlog (see [`crate::serve`]).
     pub max_connections: usize,
     /// Most POST requests handled at once (bodies held in memory); more get 503 `overloaded`.
+    /// Never more than [`Self::in_flight_capacity`]: requests waiting for the model must leave
+    /// connections free for probes and for the 503s that shed load.
     pub max_in_flight: usize,
     /// Most images decoded at once (decoded pixels are the largest buffers); the rest wait.
     pub max_concurrent_decodes: usize,
+}
+
+impl Limits {
+    /// The in-flight limit in force: [`Self::max_in_flight`], lowered so that at least an
+    /// eighth of [`Self::max_connections`] (at least one) stays free of in-flight requests.
+    /// Otherwise, with the connection cap at or under the in-flight limit (an open-file limit of
+    /// 256 caps connections at 192), requests stuck behind a slow model hold every connection
+    /// and `/healthz` waits in the listen backlog until one finishes.
+    pub fn in_flight_capacity(&self) -> usize {
+        let reserve = (self.max_connections / 8).max(1);
+        self.max_in_flight
+            .min(self.max_connections.saturating_sub(reserve))
+            .max(1)
+    }
 }
 
 impl Default for Limits {
@@ -86,7 +102,8 @@ pub struct ServerConfig {
     pub batch: BatchConfig,
     /// Entries in the label-embedding LRU cache (one per label and template set).
     pub label_cache_capacity: usize,
-    /// Model name shown in responses and `/readyz`.
+    /// The model as it was named (name, Hub id or path); responses, `/readyz` and the page show
+    /// a local path as its file name only.
     pub model_name: String,
 }
 
@@ -98,5 +115,23 @@ impl Default for ServerConfig {
             label_cache_capacity: 16384,
             model_name: "model".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_requests_leave_an_eighth_of_the_connections_free() {
+        let limits = |max_in_flight, max_connections| Limits {
+            max_in_flight,
+            max_connections,
+            ..Limits::default()
+        };
+        assert_eq!(Limits::default().in_flight_capacity(), 512);
+        assert_eq!(limits(512, 192).in_flight_capacity(), 168);
+        assert_eq!(limits(4, 4).in_flight_capacity(), 3);
+        assert_eq!(limits(1, 1).in_flight_capacity(), 1);
     }
 }

@@ -8,69 +8,144 @@ use serde::Serialize;
 /// Everything a request can fail with. Each variant has one HTTP status (see [`ApiError::status`])
 /// and one stable `type` string (see [`ApiError::kind`]).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// The body is not the JSON or multipart form the endpoint expects.
     #[error("invalid request: {reason}")]
-    InvalidRequest { reason: String },
+    InvalidRequest {
+        /// Why, in words.
+        reason: String,
+    },
     /// The request's content type is neither JSON nor multipart.
     #[error("unsupported content type {got:?}: send application/json or multipart/form-data")]
-    UnsupportedMediaType { got: String },
+    UnsupportedMediaType {
+        /// The content type the request had.
+        got: String,
+    },
     /// The body is larger than the server accepts.
     #[error("request body is larger than the limit of {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// An image could not be decoded or preprocessed (bad base64, not an image, too many pixels).
     #[error("image {input}: {reason}")]
-    InvalidImage { input: String, reason: String },
+    InvalidImage {
+        /// The image's name: `images[1]`, the uploaded file name, `inputs`.
+        input: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// A label is empty, too long, duplicated or does not fit the text context.
     #[error("label {:?}: {reason}", short(.label))]
-    InvalidLabel { label: String, reason: String },
+    InvalidLabel {
+        /// The label (quoted cut short).
+        label: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// A text to embed does not fit the text context or is too long.
     #[error("text {:?}: {reason}", short(.text))]
-    InvalidText { text: String, reason: String },
+    InvalidText {
+        /// The text (quoted cut short).
+        text: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// A template has no `{}` placeholder, or the template set name is unknown.
     #[error("template {:?}: {reason}", short(.template))]
-    InvalidTemplate { template: String, reason: String },
+    InvalidTemplate {
+        /// The template or preset name (quoted cut short).
+        template: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The request's labels or templates are not those of the adapter the server was started
+    /// with (`zeroclip serve --adapter`).
+    #[error("{reason}: with this server's adapter, leave out labels and templates or give the adapter's")]
+    AdapterMismatch {
+        /// Why, in words.
+        reason: String,
+    },
     /// No labels were given.
     #[error("no labels given: send at least one candidate label")]
     NoLabels,
     /// More labels than the limit.
     #[error("{count} labels given, the limit is {max}")]
-    TooManyLabels { count: usize, max: usize },
+    TooManyLabels {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Labels × templates is more texts than one request may send through the text tower.
     #[error("{labels} labels × {templates} templates is {} texts, the limit per request is {max}", labels * templates)]
     TooManyTexts {
+        /// Labels given.
         labels: usize,
+        /// Templates per label.
         templates: usize,
+        /// The limit.
         max: usize,
     },
     /// No images (or texts) were given.
     #[error("no inputs given: send at least one {what}")]
-    NoInputs { what: &'static str },
+    NoInputs {
+        /// What was counted or what is full.
+        what: &'static str,
+    },
     /// More images or texts than the limit for one request.
     #[error("{count} {what} given, the limit per request is {max}")]
     TooManyInputs {
+        /// What was counted or what is full.
         what: &'static str,
+        /// How many were given.
         count: usize,
+        /// The limit.
         max: usize,
     },
     /// No route for this path.
     #[error("no such endpoint: {method} {path}")]
-    NotFound { method: String, path: String },
+    NotFound {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
     /// The path exists but not for this method.
     #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
     /// The model queue or the in-flight request limit is full: the client should retry later.
     #[error("server overloaded: {what} ({capacity}) is full, retry later")]
-    Overloaded { what: &'static str, capacity: usize },
+    Overloaded {
+        /// What was counted or what is full.
+        what: &'static str,
+        /// Its capacity.
+        capacity: usize,
+    },
     /// The model is not (or no longer) serving.
     #[error("model not ready: {reason}")]
-    NotReady { reason: String },
+    NotReady {
+        /// Why, in words.
+        reason: String,
+    },
     /// The request took longer than the request timeout.
     #[error("request did not complete within {timeout_ms} ms")]
-    Timeout { timeout_ms: u64 },
+    Timeout {
+        /// The request timeout, in milliseconds.
+        timeout_ms: u64,
+    },
     /// A bug or a model failure; the message says where.
     #[error("internal error: {reason}")]
-    Internal { reason: String },
+    Internal {
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 /// User input as messages quote it: cut to the library's message length, so a huge label is
@@ -94,7 +169,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            InvalidRequest { .. } | AdapterMismatch { .. } => StatusCode::BAD_REQUEST,
             UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidImage { .. }
@@ -125,6 +200,7 @@ impl ApiError {
             InvalidLabel { .. } => "invalid_label",
             InvalidText { .. } => "invalid_text",
             InvalidTemplate { .. } => "invalid_template",
+            AdapterMismatch { .. } => "adapter_mismatch",
             NoLabels => "no_labels",
             TooManyLabels { .. } => "too_many_labels",
             TooManyTexts { .. } => "too_many_texts",

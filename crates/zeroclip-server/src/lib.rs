@@ -5,26 +5,27 @@
 //! shutdown signal, then finishes the requests in flight.
 
 #![forbid(unsafe_code)]
-// The request, error and batching types are being reworked for issue 14 on another branch; their
-// fields get their docs when that settles, so this crate does not yet deny undocumented items.
-#![allow(missing_docs)]
 
-pub mod api;
-pub mod batcher;
-pub mod cache;
-pub mod config;
-pub mod error;
-pub mod input;
-pub mod labels;
+// The modules are private: the public surface is what is re-exported below.
+mod adapter;
+mod api;
+mod batcher;
+mod cache;
+mod config;
+mod error;
+mod input;
+mod labels;
 mod listen;
-pub mod metrics;
-pub mod model;
-pub mod page;
-pub mod state;
+mod metrics;
+mod model;
+mod page;
+mod state;
 
+pub use batcher::Worker;
 pub use config::{BatchConfig, Limits, ServerConfig};
-pub use error::ApiError;
-pub use model::{LoadedModel, ModelInfo};
+pub use error::{ApiError, ErrorBody};
+pub use metrics::Metrics;
+pub use model::{display_name, Encoder, LoadedModel, ModelInfo};
 pub use state::AppState;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -71,7 +72,8 @@ async fn not_found(req: Request) -> ApiError {
 
 /// Refuses a body whose declared length is over the limit before reading any of it (so a client
 /// that sent `Expect: 100-continue` gets its 413 instead of `100 Continue`, and holds no slot),
-/// admits POST requests up to the in-flight limit (probes and pages always pass), and gives up
+/// admits POST requests up to the in-flight limit (probes and pages always pass; a refused one
+/// closes its connection, so shed clients do not hold connection slots), and gives up
 /// on a request after the request timeout. Dropping the handler also withdraws its queued work:
 /// the batcher skips jobs nobody waits for.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -82,18 +84,14 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        let mut response = ApiError::PayloadTooLarge { limit }.into_response();
         // The body stays unread: the connection cannot be reused.
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return response;
+        return closing(ApiError::PayloadTooLarge { limit });
     }
     let _permit = if req.method() == axum::http::Method::POST {
         match state.admit() {
             Ok(permit) => Some(permit),
-            Err(e) => return e.into_response(),
+            // A shed client gives its connection back at once instead of idling on it.
+            Err(e) => return closing(e),
         }
     } else {
         None
@@ -106,6 +104,16 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         }
         .into_response(),
     }
+}
+
+/// The error's response, closing the connection after it.
+fn closing(e: ApiError) -> Response {
+    let mut response = e.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// Counts every request by route and status, and times it.

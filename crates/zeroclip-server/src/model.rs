@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use candle_core::{DType, Device, Tensor};
+use zeroclip::adapter::Adapter;
 use zeroclip::image::Preprocess;
 use zeroclip::model::Clip;
 
@@ -12,7 +13,8 @@ pub type Embeddings = Vec<Vec<f32>>;
 /// What responses and `/readyz` say about the model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
-    /// Name or path it was loaded from.
+    /// Its name: a model name or Hub id as given, a local checkpoint's file or directory name
+    /// (never its path; see [`display_name`]).
     pub name: String,
     /// Embedding width.
     pub embed_dim: usize,
@@ -41,6 +43,8 @@ pub struct LoadedModel {
     pub preprocess: Preprocess,
     /// Facts about the model.
     pub info: ModelInfo,
+    /// A few-shot adapter checked against the model ([`Self::with_adapter`]).
+    pub(crate) adapter: Option<Adapter>,
 }
 
 impl LoadedModel {
@@ -69,7 +73,7 @@ impl LoadedModel {
         let config = clip.config();
         let resolution = config.image_resolution;
         let info = ModelInfo {
-            name: name.to_string(),
+            name: display_name(name),
             embed_dim: config.embed_dim,
             image_resolution: resolution,
             context_length: config.context_length,
@@ -84,7 +88,28 @@ impl LoadedModel {
             },
             preprocess,
             info,
+            adapter: None,
         })
+    }
+
+    /// Serves `adapter` (made by `zeroclip adapt`): requests are classified against its classes
+    /// with its scores. Refused with [`zeroclip::Error::AdapterMismatch`] when it was built for
+    /// another model (checksum or embedding width).
+    pub fn with_adapter(mut self, adapter: Adapter) -> Result<Self, Box<zeroclip::Error>> {
+        crate::adapter::check_model(&adapter, &self.info.checksum, self.info.embed_dim)?;
+        self.adapter = Some(adapter);
+        Ok(self)
+    }
+}
+
+/// The name responses and the page show for a model given as `name_or_path`: a local file or
+/// directory by its own name (clients have no business knowing the server's directories), a
+/// model name or Hub id as given.
+pub fn display_name(name_or_path: &str) -> String {
+    let path = std::path::Path::new(name_or_path);
+    match path.file_name() {
+        Some(name) if path.exists() => name.to_string_lossy().into_owned(),
+        _ => name_or_path.to_string(),
     }
 }
 
@@ -145,7 +170,6 @@ pub fn tokenize(
             text,
             format!("has {tokens} tokens, more than the context length {context_length}"),
         )),
-        #[allow(unreachable_patterns)]
         Err(e) => Err(error(String::new(), e.to_string())),
     }
 }

@@ -2,6 +2,7 @@
 //! parallel on blocking threads, fetch label embeddings (cache first, text tower for the rest),
 //! batch the images through the image tower, score.
 
+use crate::adapter::ServedAdapter;
 use crate::batcher::{self, BatcherHandle, Work, Worker};
 use crate::cache::Lru;
 use crate::config::{Limits, ServerConfig};
@@ -10,7 +11,7 @@ use crate::labels::{self, TemplateSet};
 use crate::metrics::Metrics;
 use crate::model::{self, LoadedModel, ModelInfo};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use zeroclip::image::Preprocess;
 use zeroclip::zeroshot::scoring;
 use zeroclip::Prediction;
@@ -33,11 +34,17 @@ struct Shared {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
     decodes: Arc<Semaphore>,
+    adapter: Option<ServedAdapter>,
+    /// The adapter's class embeddings (flat `[labels, dim]`, unit rows), computed once, at
+    /// start-up or by the first request or probe that needs them.
+    adapter_classes: OnceCell<Arc<[f32]>>,
+    /// The OpenAPI document as this server's configuration makes it true.
+    openapi: String,
 }
 
 /// An image as it arrived: its name for messages, and its bytes (or why there are none, e.g.
 /// bad base64).
-pub struct ImageInput {
+pub(crate) struct ImageInput {
     /// `images[0]` or the uploaded file name.
     pub name: String,
     /// The encoded file.
@@ -45,7 +52,7 @@ pub struct ImageInput {
 }
 
 /// One image's outcome.
-pub struct ItemResult<T> {
+pub(crate) struct ItemResult<T> {
     /// The image's name.
     pub input: String,
     /// Its result or its error.
@@ -60,11 +67,12 @@ impl AppState {
             encoder,
             mut preprocess,
             mut info,
+            adapter,
         } = model;
         preprocess.max_pixels = config.limits.max_image_pixels;
-        info.name = config.model_name.clone();
+        info.name = model::display_name(&config.model_name);
         let metrics = Arc::new(Metrics::default());
-        let in_flight = Arc::new(Semaphore::new(config.limits.max_in_flight.max(1)));
+        let in_flight = Arc::new(Semaphore::new(config.limits.in_flight_capacity()));
         let decodes = Arc::new(Semaphore::new(config.limits.max_concurrent_decodes.max(1)));
         let (batcher, worker) = batcher::channel(encoder, config.batch, metrics.clone());
         let state = AppState {
@@ -77,16 +85,46 @@ impl AppState {
                 metrics,
                 in_flight,
                 decodes,
+                openapi: crate::page::openapi_document(adapter.as_ref()),
+                adapter: adapter.map(ServedAdapter::new),
+                adapter_classes: OnceCell::new(),
             }),
         };
         (state, worker)
     }
 
-    /// Builds the state and starts the worker thread.
+    /// Builds the state and starts the worker thread; with an adapter, and inside a tokio
+    /// runtime, also starts computing the adapter's class embeddings.
     pub fn start(model: LoadedModel, config: ServerConfig) -> AppState {
         let (state, worker) = Self::new(model, config);
         worker.spawn();
+        state.warm_adapter();
         state
+    }
+
+    /// Starts computing the adapter's class embeddings in the background, unless there is no
+    /// adapter, they are done, or no tokio runtime runs here (the first request computes them).
+    pub(crate) fn warm_adapter(&self) {
+        if self.inner.adapter.is_none() || self.inner.adapter_classes.initialized() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let state = self.clone();
+            runtime.spawn(async move {
+                // A failure is the next request's to report.
+                let _ = state.adapter_classes().await;
+            });
+        }
+    }
+
+    /// Whether the model worker runs.
+    pub(crate) fn worker_running(&self) -> bool {
+        self.inner.batcher.is_ready()
+    }
+
+    /// Whether the adapter (if any) can score: its class embeddings are computed.
+    pub(crate) fn adapter_ready(&self) -> bool {
+        self.inner.adapter.is_none() || self.inner.adapter_classes.initialized()
     }
 
     /// The metrics.
@@ -99,14 +137,25 @@ impl AppState {
         &self.inner.info
     }
 
+    /// The adapter the server classifies with, if it was started with one.
+    pub(crate) fn adapter(&self) -> Option<&ServedAdapter> {
+        self.inner.adapter.as_ref()
+    }
+
+    /// The OpenAPI document served at `/openapi.json`.
+    pub(crate) fn openapi(&self) -> &str {
+        &self.inner.openapi
+    }
+
     /// The limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
 
-    /// Whether the model worker is running.
+    /// Whether the server can answer classifications: the model worker runs and, with an
+    /// adapter, the adapter's class embeddings are computed.
     pub fn is_ready(&self) -> bool {
-        self.inner.batcher.is_ready()
+        self.worker_running() && self.adapter_ready()
     }
 
     /// Requests waiting for the model.
@@ -121,19 +170,19 @@ impl AppState {
 
     /// Admits one more request, or says the server is overloaded. The permit is held until the
     /// response is ready.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.inner
             .in_flight
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded {
                 what: "the in-flight request limit",
-                capacity: self.inner.limits.max_in_flight,
+                capacity: self.inner.limits.in_flight_capacity(),
             })
     }
 
     /// Checks the number of inputs of one request.
-    pub fn check_inputs(&self, what: &'static str, count: usize) -> Result<(), ApiError> {
+    pub(crate) fn check_inputs(&self, what: &'static str, count: usize) -> Result<(), ApiError> {
         let max = self.inner.limits.max_inputs;
         match count {
             0 => Err(ApiError::NoInputs { what }),
@@ -148,7 +197,7 @@ impl AppState {
 
     /// Normalized, template-ensembled embeddings of `labels`, from the cache where possible;
     /// the misses go through the text tower in one job.
-    pub async fn label_embeddings(
+    pub(crate) async fn label_embeddings(
         &self,
         labels: &[String],
         templates: &TemplateSet,
@@ -185,7 +234,7 @@ impl AppState {
     }
 
     /// Text embeddings, L2-normalized or not, of texts as given (no template, no cache).
-    pub async fn embed_texts(
+    pub(crate) async fn embed_texts(
         &self,
         texts: &[String],
         truncate: bool,
@@ -205,7 +254,7 @@ impl AppState {
     /// Decodes and preprocesses images in parallel on blocking threads; each keeps its own error.
     /// The tasks live in a `JoinSet`, so when the request is dropped (timeout, client gone) the
     /// images still waiting for a decode slot are not decoded for nobody.
-    pub async fn preprocess(&self, images: Vec<ImageInput>) -> Vec<ItemResult<Vec<f32>>> {
+    pub(crate) async fn preprocess(&self, images: Vec<ImageInput>) -> Vec<ItemResult<Vec<f32>>> {
         let names: Vec<String> = images.iter().map(|i| i.name.clone()).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (index, image) in images.into_iter().enumerate() {
@@ -256,7 +305,7 @@ impl AppState {
 
     /// Image embeddings, L2-normalized or not, for every image that preprocessed; the others
     /// keep their error.
-    pub async fn embed_images(
+    pub(crate) async fn embed_images(
         &self,
         images: Vec<ImageInput>,
         normalize: bool,
@@ -283,7 +332,7 @@ impl AppState {
 
     /// Classifies each image against the labels. Errors that concern the whole request (labels,
     /// templates, overload) fail it; a bad image fails only its own item.
-    pub async fn classify(
+    pub(crate) async fn classify(
         &self,
         images: Vec<ImageInput>,
         labels: &[String],
@@ -308,16 +357,80 @@ impl AppState {
         );
         let text = text?;
         let scale = self.inner.info.logit_scale;
-        Ok(items?
-            .into_iter()
-            .map(|it| ItemResult {
-                input: it.input,
-                result: it
-                    .result
-                    .map(|img| scoring::predict(&img, labels, &text, scale, top_k)),
-            })
-            .collect())
+        Ok(score(items?, |img| {
+            scoring::predict(img, labels, &text, scale, top_k)
+        }))
     }
+
+    /// Classifies each image against the adapter's classes with the adapter's scores (the
+    /// server was started with one and the request is its classification: see
+    /// [`crate::adapter`]).
+    pub(crate) async fn classify_adapted(
+        &self,
+        images: Vec<ImageInput>,
+        top_k: Option<usize>,
+    ) -> Result<Vec<ItemResult<Vec<Prediction>>>, ApiError> {
+        let Some(served) = self.adapter() else {
+            return Err(ApiError::Internal {
+                reason: "no adapter is loaded".into(),
+            });
+        };
+        self.check_inputs("image", images.len())?;
+        let (text, items) = tokio::join!(self.adapter_classes(), self.embed_images(images, false));
+        let text = text?;
+        let scale = self.inner.info.logit_scale;
+        let a = &served.adapter;
+        Ok(score(items?, |img| {
+            scoring::rank(&a.probabilities(img, &text, scale), &a.labels, top_k)
+        }))
+    }
+
+    /// The adapter's class embeddings, computed on first use. The work runs in its own task,
+    /// so a request that gives up (timeout, client gone) does not waste it: the task finishes
+    /// and keeps the result for the next request.
+    async fn adapter_classes(&self) -> Result<Arc<[f32]>, ApiError> {
+        if let Some(done) = self.inner.adapter_classes.get() {
+            return Ok(done.clone());
+        }
+        let state = self.clone();
+        let task = tokio::spawn(async move {
+            let s = &state.inner;
+            let Some(served) = &s.adapter else {
+                return Err(ApiError::Internal {
+                    reason: "no adapter is loaded".into(),
+                });
+            };
+            let rows = s
+                .adapter_classes
+                .get_or_try_init(|| async {
+                    let rows = state
+                        .label_embeddings(&served.adapter.labels, &served.templates)
+                        .await?;
+                    Ok::<_, ApiError>(rows.iter().flat_map(|r| r.iter().copied()).collect())
+                })
+                .await?;
+            Ok(rows.clone())
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(ApiError::Internal {
+                reason: format!("computing the adapter's class embeddings failed: {e}"),
+            })
+        })
+    }
+}
+
+/// Scores every image that has an embedding; the others keep their error.
+fn score(
+    items: Vec<ItemResult<Vec<f32>>>,
+    predict: impl Fn(&[f32]) -> Vec<Prediction>,
+) -> Vec<ItemResult<Vec<Prediction>>> {
+    items
+        .into_iter()
+        .map(|it| ItemResult {
+            input: it.input,
+            result: it.result.map(|img| predict(&img)),
+        })
+        .collect()
 }
 
 /// The reason of a preprocessing error, without the input name the `ApiError` already gives.

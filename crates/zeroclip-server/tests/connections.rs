@@ -154,3 +154,94 @@ async fn shutdown_under_load_answers_every_accepted_request() {
     bounded("the server's end", server).await.unwrap().unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_the_model_queue_and_the_in_flight_limit_are_full() {
+    let in_flight = 4;
+    let config = ServerConfig {
+        limits: Limits {
+            max_in_flight: in_flight,
+            ..Limits::default()
+        },
+        ..config()
+    };
+    // The worker never starts: every model job waits for good, as behind a stuck batch.
+    let (state, _worker) = unstarted(config);
+    let (addr, state, _stop, _server) = serve_state(state).await;
+    let queued: Vec<_> = (0..in_flight)
+        .map(|i| tokio::spawn(embed_once(addr, format!("a photo of dog number {i}"))))
+        .collect();
+    bounded("the backlog", async {
+        while state.queue_depth() < in_flight {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    // One more POST is over the in-flight limit; the probe is not held behind any of them.
+    let over = bounded("the 503", embed_once(addr, "one more".into())).await;
+    assert!(over.starts_with("HTTP/1.1 503"), "{over}");
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let head = bounded("the probe", read_head(&mut s)).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    }
+    assert!(queued.iter().all(|t| !t.is_finished()), "the backlog stays");
+    queued.iter().for_each(|t| t.abort());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_stuck_behind_the_model_never_hold_every_connection() {
+    // The connection cap no higher than the in-flight limit, as an open-file limit makes it.
+    let cap = 4;
+    let config = ServerConfig {
+        limits: Limits {
+            max_connections: cap,
+            max_in_flight: cap,
+            // Longer than the hang detector: no request ends by timing out.
+            request_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        },
+        ..config()
+    };
+    let (state, _worker) = unstarted(config);
+    let (addr, state, _stop, _server) = serve_state(state).await;
+    let posts: Vec<_> = (0..cap)
+        .map(|i| tokio::spawn(embed_once(addr, format!("a photo of dog number {i}"))))
+        .collect();
+    bounded("the backlog", async {
+        while state.queue_depth() < cap - 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    // However the last POST fares, a probe gets a connection and its answer.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let head = bounded("the probe", read_head(&mut s)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    // One POST was shed with a 503 that closed its connection; the others wait for the model.
+    bounded("the shed request's end", async {
+        while !posts.iter().any(|p| p.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let mut shed = Vec::new();
+    for p in posts {
+        if p.is_finished() {
+            shed.push(p.await.unwrap());
+        } else {
+            p.abort();
+        }
+    }
+    assert_eq!(shed.len(), 1, "{shed:?}");
+    assert!(shed[0].starts_with("HTTP/1.1 503"), "{shed:?}");
+    let head = shed[0].to_ascii_lowercase();
+    assert!(head.contains("connection: close"), "{shed:?}");
+    assert_eq!(state.queue_depth(), cap - 1);
+}

@@ -42,6 +42,7 @@ const CACHE_CAPACITY: usize = 1 << 16;
 
 /// Tokenizer errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The text has more tokens than the context holds, and truncation was not asked for.
     /// `text` is the input shortened to at most 60 characters.

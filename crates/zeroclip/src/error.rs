@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in `zeroclip`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     // --- weights: loading and checkpoint structure ---
     /// A tensor the model needs is absent from the checkpoint.

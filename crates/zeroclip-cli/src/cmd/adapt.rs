@@ -3,9 +3,9 @@
 //! cross-validation on these images; see `zeroclip::adapter`), written as safetensors for
 //! `classify --adapter` and `eval --adapter`.
 
-use super::classify::{build_classifier, ModelArgs};
 use super::embed::encode_images;
 use super::labelled::{run_images, DatasetArgs, PromptArgs};
+use super::shared::{build_classifier, ModelArgs};
 use crate::Outcome;
 use anyhow::Context;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! JSON-lines index goes to stdout (`{"input", "row"}` or `{"input", "error"}`) and, in
 //! safetensors, the row names go into the metadata.
 
-use crate::cmd::classify::{progress_bar, ModelArgs};
+use super::shared::{progress_bar, ModelArgs};
 use crate::inputs::{self, Item};
 use crate::Outcome;
 use anyhow::Context;

@@ -5,9 +5,9 @@
 //! Every image appears in the report: the unreadable ones are listed with their errors and counted
 //! apart (the metrics are over the readable ones), and make the exit code 1.
 
-use super::classify::{build_classifier, ModelArgs};
 use super::eval_report::{self as report, Report};
 use super::labelled::{run_images, DatasetArgs, PromptArgs};
+use super::shared::{build_classifier, ModelArgs};
 use crate::Outcome;
 use anyhow::Context;
 use std::path::PathBuf;

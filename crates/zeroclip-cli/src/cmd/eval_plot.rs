@@ -23,6 +23,9 @@ const ANNOTATE_UP_TO: usize = 12;
 /// The figure's size in pixels.
 pub const SIZE: (u32, u32) = (1600, 900);
 
+/// Largest font file read: TrueType fonts with wide coverage are a few MiB.
+const MAX_FONT_BYTES: u64 = 64 << 20;
+
 /// Where a font for the labels is looked for when `ZEROCLIP_FONT` is not set.
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -57,12 +60,19 @@ fn extension(path: &Path) -> Option<String> {
 fn register_font() -> anyhow::Result<()> {
     static FONT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     FONT.get_or_init(|| {
-        let candidates: Vec<String> = match std::env::var("ZEROCLIP_FONT") {
-            Ok(p) => vec![p],
-            Err(_) => FONT_PATHS.iter().map(|s| s.to_string()).collect(),
+        let explicit = std::env::var("ZEROCLIP_FONT").ok();
+        let candidates: Vec<String> = match &explicit {
+            Some(p) => vec![p.clone()],
+            None => FONT_PATHS.iter().map(|s| s.to_string()).collect(),
         };
         for path in &candidates {
-            if let Ok(bytes) = std::fs::read(path) {
+            // A FIFO or a device named by ZEROCLIP_FONT is refused at once, not waited on or
+            // read without end.
+            let read = zeroclip_fs::read_capped(Path::new(path), MAX_FONT_BYTES);
+            if let (Err(e), Some(_)) = (&read, &explicit) {
+                return Err(format!("ZEROCLIP_FONT {path}: {e}"));
+            }
+            if let Ok(bytes) = read {
                 // plotters keeps registered fonts for the whole process.
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
                 return plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)

@@ -3,7 +3,7 @@
 //! templates, and running every image through the model in batches with a progress bar. Every
 //! image gets its result or its error.
 
-use super::classify::progress_bar;
+use super::shared::progress_bar;
 use anyhow::Context;
 use std::path::PathBuf;
 use zeroclip::batch::{run_batches, ImageSource};

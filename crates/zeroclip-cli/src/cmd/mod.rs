@@ -10,4 +10,5 @@ mod labelled;
 pub mod models;
 pub mod preprocess;
 pub mod serve;
+mod shared;
 pub mod tokenize;

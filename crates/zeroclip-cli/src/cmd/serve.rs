@@ -62,6 +62,10 @@ pub struct Args {
     /// Most POST requests handled at once; more get 503 (1-65536).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     max_in_flight: u64,
+    /// A few-shot adapter made by `zeroclip adapt` for this model: requests are classified
+    /// against its classes with its scores (labels may be left out; given ones must be its own).
+    #[arg(long, value_name = "FILE")]
+    adapter: Option<std::path::PathBuf>,
     /// Label embeddings kept in the LRU cache; 0 disables it (0-10000000).
     #[arg(long, default_value_t = 16384,
           value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
@@ -100,9 +104,22 @@ fn connection_cap(asked: u64) -> u64 {
 
 /// Runs `zeroclip serve`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    // A bad adapter file is reported before the (slow) model load.
+    let adapter = args
+        .adapter
+        .as_deref()
+        .map(zeroclip::adapter::Adapter::load)
+        .transpose()
+        .context("cannot use the adapter")?;
     let options = zeroclip::LoadOptions::with_precision(args.precision);
     let model = LoadedModel::load_with(&args.model, &options)
         .with_context(|| format!("cannot load model {}", args.model))?;
+    let model = match adapter {
+        Some(adapter) => model
+            .with_adapter(adapter)
+            .context("cannot use the adapter")?,
+        None => model,
+    };
     let config = ServerConfig {
         limits: Limits {
             max_body_bytes: args.max_body_mib as usize * 1024 * 1024,
@@ -139,8 +156,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // Scripts read this line to learn the port when --addr ends in :0.
         println!("listening on http://{addr}");
         std::io::stdout().flush()?;
+        let with = match &args.adapter {
+            Some(path) => format!(" with the adapter {}", path.display()),
+            None => String::new(),
+        };
         eprintln!(
-            "zeroclip: serving {} on http://{addr} (Ctrl-C to stop)",
+            "zeroclip: serving {}{with} on http://{addr} (Ctrl-C to stop)",
             args.model
         );
         zeroclip_server::serve(listener, state, zeroclip_server::shutdown_signal())

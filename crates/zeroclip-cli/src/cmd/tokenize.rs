@@ -31,6 +31,10 @@ pub struct Args {
     texts: Vec<OsString>,
 }
 
+/// Largest texts file (or standard input) read, in bytes: far more texts than anyone tokenizes
+/// in one run, far less than memory.
+const MAX_TEXTS_BYTES: u64 = 256 << 20;
+
 /// One input: where it came from (for messages) and its text, or why it has none.
 struct Input {
     origin: String,
@@ -92,15 +96,21 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 /// The lines of `path` (a trailing `\r` dropped, a final empty line ignored), each decoded
 /// on its own so one bad line does not hide the others.
-fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<Input>> {
+fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<Input>> {
     let shown = path.display();
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
         std::io::stdin()
+            .take(MAX_TEXTS_BYTES + 1)
             .read_to_end(&mut bytes)
             .context("reading standard input")?;
+        if bytes.len() as u64 > MAX_TEXTS_BYTES {
+            anyhow::bail!("standard input holds more than {MAX_TEXTS_BYTES} bytes of texts");
+        }
     } else {
-        bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
+        // A FIFO nobody writes or `/dev/zero` is an error at once, not a hang or a heap of zeros.
+        bytes = zeroclip_fs::read_capped(path, MAX_TEXTS_BYTES)
+            .with_context(|| format!("cannot read {shown}"))?;
     }
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     if lines.last().is_some_and(|l| l.is_empty()) {

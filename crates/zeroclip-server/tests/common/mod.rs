@@ -7,8 +7,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use base64::Engine;
 use serde_json::Value;
 use tower::ServiceExt;
-use zeroclip_server::batcher::Worker;
-use zeroclip_server::{app, AppState, LoadedModel, ServerConfig};
+use zeroclip_server::{app, AppState, LoadedModel, ServerConfig, Worker};
 
 /// The tiny checkpoint with the real vocabulary, so real labels tokenize as CLIP's do.
 pub const MODEL: &str = concat!(
@@ -43,6 +42,13 @@ pub fn config() -> ServerConfig {
 /// State with its worker running.
 pub fn started(config: ServerConfig) -> AppState {
     AppState::start(model(), config)
+}
+
+/// Waits until the worker serves (`/readyz` is 503 before).
+pub async fn until_ready(state: &AppState) {
+    while !state.is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 /// State whose worker the test starts (or not): requests queue up meanwhile.

@@ -82,8 +82,8 @@ impl Adapter {
             .map_err(|e| bad(path, format!("cannot write: {e}")))
     }
 
-    /// Reads an adapter written by [`Adapter::save`]: a regular file of at most
-    /// [`MAX_ADAPTER_BYTES`].
+    /// Reads an adapter written by [`Adapter::save`]: a regular file of at most 1 GiB
+    /// (`MAX_ADAPTER_BYTES`).
     pub fn load(path: &Path) -> Result<Self> {
         let bytes =
             zeroclip_fs::read_capped(path, MAX_ADAPTER_BYTES).map_err(|source| Error::Io {

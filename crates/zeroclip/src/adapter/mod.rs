@@ -176,6 +176,16 @@ impl Adapter {
             })
             .collect()
     }
+
+    /// Probabilities over the labels, in label order, of one image embedding (normalized here,
+    /// so raw tower output is fine) against the unit class embeddings `text` (flat
+    /// `[labels, dim]`): the softmax of [`Self::logits`] divided by the fitted temperature. The
+    /// classifier and the server both score an adapter through this.
+    pub fn probabilities(&self, image: &[f32], text: &[f32], logit_scale: f32) -> Vec<f32> {
+        let unit = crate::zeroshot::scoring::normalized(image);
+        let logits = self.logits(&unit, text, logit_scale).remove(0);
+        crate::zeroshot::scoring::softmax_with_temperature(&logits, self.temperature.unwrap_or(1.0))
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub struct LabelCache {
 }
 
 impl LabelCache {
-    /// A cache in `dir` (created on the first write), bounded to [`DEFAULT_MAX_BYTES`].
+    /// A cache in `dir` (created on the first write), bounded to 512 MiB (`DEFAULT_MAX_BYTES`).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),

@@ -274,16 +274,13 @@ impl<M: ZeroShotModel> ZeroShotClassifier<M> {
     /// Probabilities `[n][labels]` in label order: softmax of `logit_scale * cos` (with an
     /// adapter: of its logits divided by its temperature).
     pub fn probabilities(&self, image_features: &Tensor) -> Result<Vec<Vec<f32>>> {
-        let temperature = self.temperature();
-        Ok(self
-            .logits(image_features)?
-            .into_iter()
-            .map(|row| match temperature {
-                1.0 => scoring::softmax(&row),
-                t => {
-                    let scaled: Vec<f32> = row.iter().map(|&l| (l as f64 / t) as f32).collect();
-                    scoring::softmax(&scaled)
-                }
+        let images: Vec<Vec<f32>> = image_features.to_dtype(DType::F32)?.to_vec2()?;
+        let scale = self.model.logit_scale();
+        Ok(images
+            .iter()
+            .map(|image| match &self.adapter {
+                Some((adapter, text)) => adapter.probabilities(image, text, scale),
+                None => scoring::probabilities(image, &self.class_rows, scale),
             })
             .collect())
     }

@@ -56,7 +56,7 @@ pub const MAX_LABELS_FILE_BYTES: u64 = 16 << 20;
 /// Labels from a text file: one label per line; surrounding whitespace is dropped and blank
 /// lines are skipped. A line that is not UTF-8 is an error naming its line and column.
 ///
-/// The file must be a regular file of at most [`MAX_LABELS_FILE_BYTES`].
+/// The file must be a regular file of at most 16 MiB (`MAX_LABELS_FILE_BYTES`).
 pub fn read_labels_file(path: &Path) -> Result<Vec<String>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),

@@ -101,6 +101,19 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|e| (e / sum) as f32).collect()
 }
 
+/// The softmax of `logits / temperature` (a fitted calibration temperature; 1 is the plain
+/// [`softmax`], bit for bit).
+pub fn softmax_with_temperature(logits: &[f32], temperature: f64) -> Vec<f32> {
+    if temperature == 1.0 {
+        return softmax(logits);
+    }
+    let scaled: Vec<f32> = logits
+        .iter()
+        .map(|&l| (l as f64 / temperature) as f32)
+        .collect();
+    softmax(&scaled)
+}
+
 /// Probabilities over the classes, in class order, of one image embedding (normalized here, so
 /// raw tower output is fine) against unit class embeddings.
 pub fn probabilities<R: AsRef<[f32]>>(image: &[f32], classes: &[R], logit_scale: f32) -> Vec<f32> {
