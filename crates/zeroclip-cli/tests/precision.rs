@@ -1,15 +1,16 @@
-//! `--precision bf16` against fp32 on the tiny fixture checkpoints (ViT and ResNet, OpenAI,
+//! `--precision bf16` and `int8` against fp32 on the tiny fixture checkpoints (ViT and ResNet, OpenAI,
 //! transformers and open_clip layouts), on every GEMM kernel (`ZEROCLIP_KERNEL`): the image
 //! embeddings of `zeroclip embed` (and the text embeddings, for the fixture with the real
-//! vocabulary) stay within a cosine of 0.9995 of fp32's, and differ from them (the mode is
-//! applied).
+//! vocabulary) stay within a cosine of 0.9995 (bf16) or 0.998 (int8, the target) of
+//! fp32's, and differ from them (the mode is applied).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/model");
 const LABELS: [&str; 3] = ["a diagram", "a dog", "a cat"];
-const MIN_COSINE: f64 = 0.9995;
+/// Each precision and the smallest cosine to fp32 it must keep.
+const PRECISIONS: [(&str, f64); 2] = [("bf16", 0.9995), ("int8", 0.998)];
 /// The fixture whose tokenizer has the real vocabulary (the others' have 200 tokens).
 const REAL_VOCAB: &str = "hf_real_vocab";
 
@@ -82,20 +83,28 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 #[test]
-fn bf16_stays_within_the_cosine_target_of_fp32_on_every_kernel() {
-    let dir = temp_dir("bf16");
+fn bf16_and_int8_stay_within_their_cosine_targets_on_every_kernel() {
+    let dir = temp_dir("modes");
     for model in ["vit_zip.pt", "rn_jit.pt", REAL_VOCAB, "openclip_vit_gelu"] {
         let fp32 = embeddings(model, "avx512", "fp32", &dir);
         for kernel in ["avx512", "avx2", "portable"] {
-            let bf16 = embeddings(model, kernel, "bf16", &dir);
-            assert_eq!(bf16.len(), fp32.len());
-            let mut differs = false;
-            for (row, (b, f)) in bf16.iter().zip(&fp32).enumerate() {
-                let c = cosine(b, f);
-                assert!(c >= MIN_COSINE, "{model} {kernel} row {row}: cosine {c}");
-                differs |= b != f;
+            for (precision, min_cosine) in PRECISIONS {
+                let got = embeddings(model, kernel, precision, &dir);
+                assert_eq!(got.len(), fp32.len());
+                let mut differs = false;
+                for (row, (g, f)) in got.iter().zip(&fp32).enumerate() {
+                    let c = cosine(g, f);
+                    assert!(
+                        c >= min_cosine,
+                        "{model} {kernel} {precision} row {row}: {c}"
+                    );
+                    differs |= g != f;
+                }
+                assert!(
+                    differs,
+                    "{model} {kernel}: {precision} gave the fp32 numbers"
+                );
             }
-            assert!(differs, "{model} {kernel}: bf16 gave the fp32 numbers");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -108,7 +117,7 @@ fn an_unknown_precision_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("int4") && stderr.contains("fp32, bf16"),
+        stderr.contains("int4") && stderr.contains("fp32, bf16, int8"),
         "{stderr}"
     );
 }

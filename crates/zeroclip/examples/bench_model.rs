@@ -210,10 +210,7 @@ fn run(a: Args) -> Result<(), BoxErr> {
         "version": env!("CARGO_PKG_VERSION"),
         "threads": candle_core::utils::get_num_threads(),
         "precision": a.precision.name(),
-        "kernel": match a.precision {
-            zeroclip::Precision::Bf16 => zeroclip::model::gemm::kernel_name_bf16(),
-            _ => zeroclip::model::gemm::kernel_name(),
-        },
+        "kernel": zeroclip::model::gemm::kernel_name_for(a.precision.into()),
     });
     let with = |extra: serde_json::Value| {
         let mut v = base.clone();

@@ -14,8 +14,8 @@ pub struct Args {
     /// Model name (e.g. ViT-B/32) or checkpoint path.
     #[arg(long, default_value = "ViT-B/32")]
     model: String,
-    /// Arithmetic of the transformer's linear layers: fp32 (the reference's) or bf16.
-    #[arg(long, default_value = "fp32", value_name = "fp32|bf16")]
+    /// Arithmetic of the transformer's linear layers: fp32 (the reference's), bf16 or int8.
+    #[arg(long, default_value = "fp32", value_name = "fp32|bf16|int8")]
     precision: zeroclip::Precision,
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]

@@ -21,9 +21,10 @@ pub struct ModelArgs {
     /// Worker threads for decoding and inference (default: all cores; 1-1024).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "N")]
     pub threads: Option<u64>,
-    /// Arithmetic of the transformer's linear layers: fp32 (the reference's) or bf16 (half
-    /// the weight memory; faster only on CPUs with AVX-512 BF16).
-    #[arg(long, default_value = "fp32", value_name = "fp32|bf16")]
+    /// Arithmetic of the transformer's linear layers: fp32 (the reference's), bf16 (half the
+    /// weight memory; faster only with AVX-512 BF16) or int8 (dynamic quantization: a quarter
+    /// of the weight memory). See docs/PERFORMANCE.md for the speed and fidelity of each.
+    #[arg(long, default_value = "fp32", value_name = "fp32|bf16|int8")]
     pub precision: zeroclip::Precision,
 }
 

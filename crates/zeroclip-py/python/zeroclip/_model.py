@@ -156,7 +156,8 @@ class CLIP:
 
     @property
     def precision(self) -> str:
-        """The arithmetic of the linear layers: ``"fp32"`` (the reference's) or ``"bf16"``."""
+        """The arithmetic of the linear layers: ``"fp32"`` (the reference's), ``"bf16"`` or
+        ``"int8"``."""
         return self._native.precision
 
     @property
@@ -262,10 +263,13 @@ def load(
     ``device`` must be the CPU (``"cpu"`` or ``torch.device("cpu")``). ``jit`` is accepted and
     ignored: there is no TorchScript here, and both settings give the same numbers.
 
-    ``precision`` is ``"fp32"`` (the reference's arithmetic, the default) or ``"bf16"``: the
-    transformer's linear layers keep bf16 weights and multiply bf16 operands with fp32 sums —
-    half the weight memory, and about twice the speed on CPUs with AVX-512 BF16 (slower than
-    fp32 elsewhere); embeddings stay within a cosine of 0.9995 of fp32 on the tested models.
+    ``precision`` is ``"fp32"`` (the reference's arithmetic, the default), ``"bf16"`` or
+    ``"int8"``. bf16: the transformer's linear layers keep bf16 weights and multiply bf16
+    operands with fp32 sums — half the weight memory, about twice the speed with AVX-512 BF16
+    (slower than fp32 elsewhere). int8: dynamic quantization (int8 weights per output channel,
+    activations quantized per row), a quarter of the weight memory, fastest with AVX-512 VNNI.
+    The tested models keep a cosine of 0.9995 (bf16) and 0.998 (int8) to the fp32 embeddings;
+    random weights do not prove that for real ones (docs/FIDELITY.md).
 
     Returns ``(model, preprocess)``. Raises :class:`FileNotFoundError` for a missing path and
     :class:`zeroclip.ModelLoadError` for anything that is not a loadable checkpoint.

@@ -27,12 +27,12 @@ use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::bf16;
 use super::epilogue::finish;
 pub use super::epilogue::{Epilogue, NR};
 pub use super::microkernel::KERNEL_ENV;
 use super::microkernel::{Kernel, Tile, TileEpi, MR_WIDE};
 use super::ops::contiguous_f32;
+use super::{bf16, int8};
 use crate::tensors::Precision;
 
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
@@ -53,6 +53,9 @@ pub enum Format {
     /// Rounded to bf16 and stored as slots of two consecutive `k` (see [`super::bf16`]); the
     /// left-hand side is rounded to bf16 for the product too, which accumulates in f32.
     Bf16,
+    /// Symmetric int8 codes per column with a scale each, stored as slots of four consecutive
+    /// `k` (see [`super::int8`]); the left-hand side is quantized per row for each product.
+    Int8,
 }
 
 impl From<Precision> for Format {
@@ -60,6 +63,7 @@ impl From<Precision> for Format {
         match p {
             Precision::Fp32 => Format::F32,
             Precision::Bf16 => Format::Bf16,
+            Precision::Int8 => Format::Int8,
         }
     }
 }
@@ -70,9 +74,12 @@ pub struct PackedMatrix {
     k: usize,
     n: usize,
     format: Format,
-    /// `k` as the kernels count it: values for f32, slots (pairs) for bf16.
+    /// `k` as the kernels count it: values for f32, slots of two for bf16, of four for int8.
     steps: usize,
     data: Arc<Buffer>,
+    /// int8 only: per column (padded to whole panels), the weight scale and the zero-point
+    /// correction `ZERO_POINT · Σ codes` as i32 bits.
+    quant: Option<Arc<(Vec<f32>, Vec<f32>)>>,
 }
 
 /// `len` zeroed floats starting at a 64-byte boundary of `data`.
@@ -113,21 +120,26 @@ impl PackedMatrix {
 
     /// [`Self::from_transposed`] in `format`.
     pub fn from_transposed_as(w: &[f32], n: usize, k: usize, format: Format) -> Self {
-        Self::from_transposed_with(w, n, k, format, |src, dst| dst.copy_from_slice(src))
+        let max = weight_code_max(format);
+        Self::from_transposed_with(w, n, k, format, max, |src, dst| dst.copy_from_slice(src))
     }
 
     /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
     /// fp16; this skips an f32 copy of the whole weight).
     pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize, format: Format) -> Self {
         use half::slice::HalfFloatSliceExt;
-        Self::from_transposed_with(w, n, k, format, |src, dst| src.convert_to_f32_slice(dst))
+        let max = weight_code_max(format);
+        let widen = |src: &[half::f16], dst: &mut [f32]| src.convert_to_f32_slice(dst);
+        Self::from_transposed_with(w, n, k, format, max, widen)
     }
 
+    /// `max`: the largest int8 weight code (see [`weight_code_max`]).
     fn from_transposed_with<T: Sync>(
         w: &[T],
         n: usize,
         k: usize,
         format: Format,
+        max: f32,
         widen: impl Fn(&[T], &mut [f32]) + Sync,
     ) -> Self {
         assert_eq!(
@@ -137,17 +149,28 @@ impl PackedMatrix {
             w.len()
         );
         let steps = steps_of(k, format);
-        Self::build(k, n, format, |rows, p, cols, panel| {
-            // The panel's weight rows widened whole into scratch (and rounded into slots for
-            // bf16), then transposed: contiguous reads and writes on both sides.
+        let mut packed = Self::build(k, n, format, |rows, p, cols, panel| {
+            // The panel's weight rows widened whole into scratch (and rounded or quantized into
+            // slots), then transposed: contiguous reads and writes on both sides.
             let len = k + steps;
             rows.resize(cols * len, 0.0);
+            let mut codes = vec![0i8; k];
             for (j, row) in rows.chunks_exact_mut(len).enumerate() {
                 let (wide, packed) = row.split_at_mut(k);
                 widen(&w[(p * NR + j) * k..][..k], wide);
                 match format {
                     Format::F32 => {}
                     Format::Bf16 => bf16::pack_row(wide, packed),
+                    Format::Int8 => {
+                        int8::quantize(wide, max, &mut codes);
+                        for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {
+                            let mut b = [0u8; 4];
+                            for (b, c) in b.iter_mut().zip(q) {
+                                *b = *c as u8;
+                            }
+                            *d = int8::slot(b);
+                        }
+                    }
                 }
             }
             let from = if format == Format::F32 { 0 } else { k };
@@ -156,7 +179,28 @@ impl PackedMatrix {
                     *d = rows[j * len + from + kk];
                 }
             }
-        })
+        });
+        if format == Format::Int8 {
+            // The same codes again, for each column's scale and zero-point correction.
+            let padded = n.div_ceil(NR) * NR;
+            let mut scales = vec![0f32; padded];
+            let mut corr = vec![0f32; padded];
+            scales[..n]
+                .par_iter_mut()
+                .zip(&mut corr[..n])
+                .enumerate()
+                .for_each_init(
+                    || (vec![0f32; k], vec![0i8; k]),
+                    |(wide, codes), (j, (s, c))| {
+                        widen(&w[j * k..][..k], wide);
+                        *s = int8::quantize(wide, max, codes);
+                        let sum: i32 = codes.iter().map(|&q| q as i32).sum();
+                        *c = f32::from_bits((int8::ZERO_POINT * sum) as u32);
+                    },
+                );
+            packed.quant = Some(Arc::new((scales, corr)));
+        }
+        packed
     }
 
     /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format`.
@@ -217,6 +261,7 @@ impl PackedMatrix {
             format,
             steps,
             data: Arc::new(data),
+            quant: None,
         }
     }
 
@@ -241,7 +286,25 @@ fn steps_of(k: usize, format: Format) -> usize {
     match format {
         Format::F32 => k,
         Format::Bf16 => k.div_ceil(2),
+        Format::Int8 => k.div_ceil(4),
     }
+}
+
+/// The largest weight code of `format` (int8): ±63 where the products run on the plain AVX2
+/// kernel (see [`super::int8`]), else ±127.
+fn weight_code_max(format: Format) -> f32 {
+    let kernels = kernels_for(Kernel::selected(), format);
+    int8_code_max(kernels)
+}
+
+/// [`weight_code_max`] for given kernels.
+fn int8_code_max(kernels: Kernels) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if kernels.narrow == Kernel::Int8Avx2 {
+        return 63.0;
+    }
+    let _ = kernels;
+    127.0
 }
 
 /// `C[i, j] = epilogue(Σ_k A[i, k] · B[k, j])` for `A` `[m, k]` with row stride `lda` and `C`
@@ -271,13 +334,13 @@ pub fn matmul(
     }
     let panels = n.div_ceil(NR);
     let kernels = kernels_for(Kernel::selected(), b.format);
-    // A bf16 product takes `A` rounded into slots, once per call.
-    let slots;
-    let (a, lda) = match b.format {
-        Format::F32 => (a, lda),
-        Format::Bf16 => {
-            slots = a_as_slots(a, lda, m, k, threads);
-            (&slots[..], b.steps)
+    // A bf16 or int8 product takes `A` rounded or quantized into slots, once per call.
+    let converted;
+    let (a, lda, row_scales): (&[f32], usize, &[f32]) = match b.format {
+        Format::F32 => (a, lda, &[]),
+        format => {
+            converted = a_as_slots(a, lda, m, k, format, threads);
+            (&converted.0, b.steps, &converted.1)
         }
     };
     let m_blocks = m.div_ceil(MC);
@@ -295,7 +358,20 @@ pub fn matmul(
         let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
         let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
         // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
-        unsafe { block(kernels, a, lda, b, c_ptr.get(), ldc, epi, rows, panels) };
+        unsafe {
+            block(
+                kernels,
+                a,
+                lda,
+                row_scales,
+                b,
+                c_ptr.get(),
+                ldc,
+                epi,
+                rows,
+                panels,
+            )
+        };
     };
     let tasks = m_blocks * n_chunks;
     if threads > 1 && tasks > 1 {
@@ -305,15 +381,9 @@ pub fn matmul(
     }
 }
 
-/// The instruction set the products run with: `avx512`, `avx2` or `portable` (see
-/// [`KERNEL_ENV`]).
-pub fn kernel_name() -> &'static str {
-    Kernel::selected().name()
-}
-
-/// The instruction set the bf16 products run with (their wide kernel where there is one).
-pub fn kernel_name_bf16() -> &'static str {
-    let k = kernels_for(Kernel::selected(), Format::Bf16);
+/// The kernel the products of `format` run with (their wide one where there is one).
+pub fn kernel_name_for(format: Format) -> &'static str {
+    let k = kernels_for(Kernel::selected(), format);
     k.wide.unwrap_or(k.narrow).name()
 }
 
@@ -338,22 +408,60 @@ fn kernels_for(selected: Kernel, format: Format) -> Kernels {
         #[cfg(target_arch = "x86_64")]
         (_, Format::Bf16) if selected != Kernel::Portable => (Kernel::Bf16Avx2, None),
         (_, Format::Bf16) => (Kernel::Bf16Portable, None),
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512, Format::Int8) if int8::vnni() => {
+            (Kernel::Int8Vnni256, Some(Kernel::Int8Vnni512))
+        }
+        #[cfg(target_arch = "x86_64")]
+        (_, Format::Int8) if selected != Kernel::Portable => (Kernel::Int8Avx2, None),
+        (_, Format::Int8) => (Kernel::Int8Portable, None),
         (other, Format::F32) => (other, None),
     };
     Kernels { narrow, wide }
 }
 
-/// `A` `[m, k]` (rows `lda` apart) rounded into bf16 slots, `[m, k.div_ceil(2)]`.
-fn a_as_slots(a: &[f32], lda: usize, m: usize, k: usize, threads: usize) -> Vec<f32> {
-    let steps = k.div_ceil(2);
+/// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[m, steps]`: rounded to bf16, or
+/// quantized to int8 with each row's scale (the second vector; empty for bf16).
+fn a_as_slots(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    k: usize,
+    format: Format,
+    threads: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let steps = steps_of(k, format).max(1);
     let mut out = vec![0f32; m * steps];
-    let row = |(i, dst): (usize, &mut [f32])| bf16::pack_row(&a[i * lda..][..k], dst);
-    if threads > 1 && m * k >= 1 << 16 {
-        out.par_chunks_mut(steps.max(1)).enumerate().for_each(row);
+    let mut scales = vec![0f32; if format == Format::Int8 { m } else { 0 }];
+    let row = |i: usize, dst: &mut [f32]| match format {
+        Format::Int8 => int8::pack_activations(&a[i * lda..][..k], dst),
+        _ => {
+            bf16::pack_row(&a[i * lda..][..k], dst);
+            0.0
+        }
+    };
+    let parallel = threads > 1 && m * k >= 1 << 16;
+    if format == Format::Int8 {
+        let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| *s = row(i, dst);
+        if parallel {
+            let rows = out.par_chunks_mut(steps).zip(scales.par_iter_mut());
+            rows.enumerate().for_each(each);
+        } else {
+            out.chunks_mut(steps)
+                .zip(scales.iter_mut())
+                .enumerate()
+                .for_each(each);
+        }
+    } else if parallel {
+        out.par_chunks_mut(steps).enumerate().for_each(|(i, d)| {
+            row(i, d);
+        });
     } else {
-        out.chunks_mut(steps.max(1)).enumerate().for_each(row);
+        out.chunks_mut(steps).enumerate().for_each(|(i, d)| {
+            row(i, d);
+        });
     }
-    out
+    (out, scales)
 }
 
 /// Calls `f` with the values of a CPU f32 tensor (copied first if not contiguous).
@@ -432,6 +540,7 @@ unsafe fn block(
     kernels: Kernels,
     a: &[f32],
     lda: usize,
+    row_scales: &[f32],
     b: &PackedMatrix,
     c: *mut f32,
     ldc: usize,
@@ -444,6 +553,7 @@ unsafe fn block(
         narrow: kernel,
         wide,
     } = kernels;
+    let quant = b.quant.as_deref();
     let mut edge = [0f32; MR * NR];
     // The 6-row kernel broadcasts `A` from six rows at once; over many panels, copying each
     // block of `A` into `[kc][MR]` tiles first (one stream instead of six) pays for the copy.
@@ -489,6 +599,9 @@ unsafe fn block(
             let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b| {
                 let t = tile(r0, col0, b);
                 let te = last.then(|| TileEpi {
+                    row_scale: quant.map_or(std::ptr::null(), |_| row_scales[r0..].as_ptr()),
+                    col_scale: quant.map_or(std::ptr::null(), |q| q.0[col0..].as_ptr()),
+                    corr: quant.map_or(std::ptr::null(), |q| q.1[col0..].as_ptr()),
                     scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
                     shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
                     residual: (epi.residual)
@@ -546,6 +659,10 @@ unsafe fn block(
                     if last {
                         for i in 0..r {
                             let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
+                            if let Some((scales, corr)) = quant {
+                                let (scales, corr) = (&scales[col0..], &corr[col0..]);
+                                int8::dequant_row(row, corr, scales, row_scales[r0 + i]);
+                            }
                             let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
                             finish(row, col0, res, epi);
                         }
@@ -626,15 +743,35 @@ mod tests {
         let a = rand(m * k, 1);
         let bt = rand(n * k, 2); // [n, k], B = btᵀ
         let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
-        // The operands as the product sees them.
-        let seen = |v: &[f32]| -> Vec<f32> {
+        // The operands as the product sees them: rounded, or quantized per row of `A` and per
+        // column of `B` (a row of `bt`).
+        let max = int8_code_max(kernels);
+        let seen = |v: &[f32], rows: usize, activations: bool| -> Vec<f32> {
             match format {
                 Format::F32 => v.to_vec(),
                 Format::Bf16 => v.iter().map(|&x| bf16::widen(bf16::round(x))).collect(),
+                Format::Int8 => v
+                    .chunks(k)
+                    .take(rows)
+                    .flat_map(|row| {
+                        if activations {
+                            let mut slots = vec![0f32; k.div_ceil(4)];
+                            let s = int8::pack_activations(row, &mut slots);
+                            let codes = slots.iter().flat_map(|&q| int8::unslot(q));
+                            let values = codes.map(|u| (u as i32 - int8::ZERO_POINT) as f32 * s);
+                            values.take(k).collect::<Vec<_>>()
+                        } else {
+                            let mut codes = vec![0i8; k];
+                            let s = int8::quantize(row, max, &mut codes);
+                            codes.iter().map(|&q| q as f32 * s).collect()
+                        }
+                    })
+                    .collect(),
             }
         };
-        let (a_seen, bt_seen) = (seen(&a), seen(&bt));
-        let packed = PackedMatrix::from_transposed_as(&bt, n, k, format);
+        let (a_seen, bt_seen) = (seen(&a, m, true), seen(&bt, n, false));
+        let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+        let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, max, copy);
         let mut matrices = vec![packed];
         if format == Format::F32 {
             let mut b_rows = vec![0f32; k * n];
@@ -646,10 +783,11 @@ mod tests {
             matrices.push(PackedMatrix::from_rows(&b_rows, k, n));
         }
         // `A` as the kernels read it.
-        let (a_in, lda_in) = match format {
-            Format::F32 => (a.clone(), k),
-            Format::Bf16 => (a_as_slots(&a, k, m, k, 1), k.div_ceil(2)),
+        let (a_in, row_scales) = match format {
+            Format::F32 => (a.clone(), Vec::new()),
+            _ => a_as_slots(&a, k, m, k, format, 1),
         };
+        let lda_in = steps_of(k, format).max(1);
         let epis = [
             Epilogue::default(),
             Epilogue {
@@ -683,6 +821,7 @@ mod tests {
                             kernels,
                             &a_in,
                             lda_in,
+                            &row_scales,
                             b,
                             c.as_mut_ptr(),
                             n,
@@ -711,7 +850,7 @@ mod tests {
     #[test]
     fn matches_a_naive_product_on_every_edge() {
         // Every kernel this CPU runs, whichever `matmul` picks, in both formats.
-        let formats = [Format::F32, Format::Bf16];
+        let formats = [Format::F32, Format::Bf16, Format::Int8];
         let all = formats.into_iter().flat_map(|f| {
             let each = Kernel::supported().into_iter();
             each.map(move |s| (kernels_for(s, f), f))
@@ -731,6 +870,56 @@ mod tests {
                 (19, 530, 520),
             ] {
                 check(kernels, format, m, k, n, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
+        // Every activation at its largest code (u = 255 or 1) against every weight at its
+        // largest (±127, or ±63 for the AVX2 kernel), so every byte pair of `vpmaddubsw` sits at
+        // the edge of its i16 range: the sums must still be exact.
+        let (m, k, n) = (7, 96, 40);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| if (i / k) % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let bt: Vec<f32> = (0..n * k)
+            .map(|i| if (i / k) % 3 == 0 { -2.0 } else { 2.0 })
+            .collect();
+        for selected in Kernel::supported() {
+            let kernels = kernels_for(selected, Format::Int8);
+            let max = int8_code_max(kernels);
+            let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+            let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
+            let (a_in, row_scales) = a_as_slots(&a, k, m, k, Format::Int8, 1);
+            let mut c = vec![f32::NAN; m * n];
+            let epi = Epilogue::default();
+            // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
+            unsafe {
+                let panels = 0..n.div_ceil(NR);
+                let (ptr, steps) = (c.as_mut_ptr(), k.div_ceil(4));
+                block(
+                    kernels,
+                    &a_in,
+                    steps,
+                    &row_scales,
+                    &b,
+                    ptr,
+                    n,
+                    &epi,
+                    0..m,
+                    panels,
+                )
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let want = a[i * k] * bt[j * k] * k as f32;
+                    let got = c[i * n + j];
+                    assert!(
+                        (got - want).abs() <= 1e-3,
+                        "{kernels:?} ({i}, {j}): {got} vs {want}"
+                    );
+                }
             }
         }
     }

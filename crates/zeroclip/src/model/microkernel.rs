@@ -9,6 +9,11 @@ use super::bf16::unslot;
 #[cfg(target_arch = "x86_64")]
 use super::bf16::{dot256, dot512};
 use super::epilogue::{finish, Epilogue, NR};
+use super::int8;
+#[cfg(target_arch = "x86_64")]
+use super::int8::{dequant256, dequant512, dot256_vnni};
+#[cfg(target_arch = "x86_64")]
+use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
@@ -41,6 +46,11 @@ pub(super) struct Tile {
 /// [`Epilogue`] for one full tile: pointers at its first column (and row, for the residual,
 /// whose row stride is `C`'s); null where the step is skipped.
 pub(super) struct TileEpi {
+    /// int8 only (else null): the tile's rows' activation scales, and its columns' weight
+    /// scales and zero-point corrections (i32 bits); the accumulators hold i32 sums until then.
+    pub(super) row_scale: *const f32,
+    pub(super) col_scale: *const f32,
+    pub(super) corr: *const f32,
     pub(super) scale: *const f32,
     pub(super) shift: *const f32,
     pub(super) residual: *const f32,
@@ -64,6 +74,17 @@ pub(super) enum Kernel {
     Bf16Avx2,
     /// bf16 slots without SIMD.
     Bf16Portable,
+    /// int8 quads (see [`super::int8`]), 12 rows × two panels with `vpdpbusd`.
+    #[cfg(target_arch = "x86_64")]
+    Int8Vnni512,
+    /// int8 quads on 6 rows × one panel with 8-lane `vpdpbusd` (AVX-512 VL).
+    #[cfg(target_arch = "x86_64")]
+    Int8Vnni256,
+    /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd` (weights within ±63).
+    #[cfg(target_arch = "x86_64")]
+    Int8Avx2,
+    /// int8 quads without SIMD.
+    Int8Portable,
 }
 
 impl Kernel {
@@ -119,6 +140,13 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Bf16Avx2 => "avx2 (bf16 widened)",
             Kernel::Bf16Portable => "portable (bf16)",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Vnni512 => "avx512-vnni",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Vnni256 => "avx512-vnni (8 lanes)",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Avx2 => "avx2 (int8 vpmaddubsw)",
+            Kernel::Int8Portable => "portable (int8)",
         }
     }
 
@@ -157,6 +185,15 @@ impl Kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Bf16Avx2 => arms!(kernel_bf16_avx2; 6, 5, 4, 3, 2),
                 Kernel::Bf16Portable => arms!(kernel_bf16_portable; 6, 5, 4, 3, 2),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Int8Vnni512 => {
+                    arms!(kernel_int8_vnni512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
+                }
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Int8Vnni256 => arms!(kernel_int8_vnni256; 6, 5, 4, 3, 2),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Int8Avx2 => arms!(kernel_int8_avx2; 6, 5, 4, 3, 2),
+                Kernel::Int8Portable => arms!(kernel_int8_portable; 6, 5, 4, 3, 2),
             }
         }
     }
@@ -187,7 +224,7 @@ fn choose(request: &str, supported: &[Kernel]) -> (Kernel, Option<String>) {
 /// body for every vector width, so the kernels cannot drift apart.
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
-     $mul:ident, $add:ident, $max:ident, $store:ident, $lanes:expr) => {
+     $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $lanes:expr) => {
         /// The SIMD kernel for these target features.
         ///
         /// # Safety
@@ -243,6 +280,16 @@ macro_rules! simd_kernel {
                     }
                 }
                 if let Some(e) = epi {
+                    if !e.row_scale.is_null() {
+                        // i32 sums → f32, in the order of `int8::dequant_portable`.
+                        let (c0, c1) = ($load(e.corr), $load(e.corr.add($lanes)));
+                        let (s0, s1) = ($load(e.col_scale), $load(e.col_scale.add($lanes)));
+                        for i in 0..R {
+                            let rs = $splat(*e.row_scale.add(i));
+                            lo[i] = $dequant(lo[i], c0, $mul(rs, s0));
+                            hi[i] = $dequant(hi[i], c1, $mul(rs, s1));
+                        }
+                    }
                     // The same operations, in the same order, as `finish`.
                     if !e.scale.is_null() {
                         let (s0, s1) = ($load(e.scale), $load(e.scale.add($lanes)));
@@ -293,6 +340,7 @@ simd_kernel!(
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_storeu_ps,
+    dequant256,
     8
 );
 simd_kernel!(
@@ -306,6 +354,7 @@ simd_kernel!(
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
+    dequant512,
     NR
 );
 
@@ -320,6 +369,7 @@ simd_kernel!(
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
+    dequant512,
     NR
 );
 simd_kernel!(
@@ -333,6 +383,50 @@ simd_kernel!(
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_storeu_ps,
+    dequant256,
+    8
+);
+
+simd_kernel!(
+    kernel_int8_vnni512,
+    "avx512f,avx512vnni",
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    int8_dot512,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps,
+    dequant512,
+    NR
+);
+simd_kernel!(
+    kernel_int8_vnni256,
+    "avx2,fma,avx512vl,avx512vnni",
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    dot256_vnni,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    dequant256,
+    8
+);
+simd_kernel!(
+    kernel_int8_avx2,
+    "avx2,fma",
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    int8_dot256,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    dequant256,
     8
 );
 
@@ -358,6 +452,16 @@ unsafe fn kernel_bf16_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) 
     };
     // SAFETY: the caller upholds `kernel_with`'s contract.
     unsafe { kernel_with::<R>(t, epi, dot) }
+}
+
+/// [`kernel_portable`] on int8 quads: exact i32 sums, dequantized on the last block.
+///
+/// # Safety
+///
+/// See [`kernel_with`].
+unsafe fn kernel_int8_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
+    // SAFETY: the caller upholds `kernel_with`'s contract.
+    unsafe { kernel_with::<R>(t, epi, int8::dot_portable) }
 }
 
 /// The portable loops, `madd(acc, a, b)` adding one step's product.
@@ -420,6 +524,11 @@ unsafe fn kernel_with<const R: usize>(
             };
             for i in 0..R {
                 let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
+                if !e.row_scale.is_null() {
+                    let corr = std::slice::from_raw_parts(e.corr, NR);
+                    let scales = std::slice::from_raw_parts(e.col_scale, NR);
+                    int8::dequant_row(row, corr, scales, *e.row_scale.add(i));
+                }
                 let res = (!e.residual.is_null())
                     .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));
                 finish(row, 0, res, &whole);

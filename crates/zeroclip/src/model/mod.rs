@@ -11,6 +11,7 @@ mod conv;
 mod epilogue;
 mod fused;
 pub mod gemm;
+mod int8;
 mod microkernel;
 mod ops;
 pub mod resnet;

@@ -1,0 +1,195 @@
+//! int8 operands for the GEMM of `--precision int8`, as dynamic quantization does it: each weight
+//! column (an output channel) symmetric with its own scale, fixed at load; each activation row
+//! quantized when the product runs, with its own scale, and offset by [`ZERO_POINT`] into unsigned
+//! bytes, the operand order of `vpdpbusd` (unsigned × signed). Four consecutive `k` codes make one
+//! 32-bit slot, so — as for bf16 — the f32 GEMM's blocking and tasks serve the int8 matrix as an
+//! f32 one with a quarter of the `k`; the kernels accumulate exact i32 sums and dequantize the
+//! finished tile: `out = (Σ u·w − 128·Σ w) · row_scale · col_scale`, then the usual epilogue.
+//!
+//! The weight codes span ±127, or ±63 where the plain AVX2 kernel runs: `vpmaddubsw` adds two
+//! u8·i8 products into a saturating i16, and 255·63·2 stays below 2^15 where 255·127·2 would not.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// The offset that makes an activation code unsigned.
+pub(super) const ZERO_POINT: i32 = 128;
+/// The largest activation code magnitude.
+const A_MAX: f32 = 127.0;
+
+/// Whether this CPU has AVX-512 VNNI (with VL, for the 8-lane kernel of single panels).
+pub(super) fn vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x / scale` rounded half away from zero, within ±`max`.
+fn code(x: f32, inv: f32, max: f32) -> i32 {
+    let v = (x * inv).clamp(-max, max);
+    (v + 0.5f32.copysign(v)) as i32
+}
+
+/// Symmetric codes of `src` within ±`max` into `dst`; returns the scale (0 for an all-zero row).
+pub(super) fn quantize(src: &[f32], max: f32, dst: &mut [i8]) -> f32 {
+    let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = amax / max;
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = code(x, inv, max) as i8;
+    }
+    scale
+}
+
+/// Four codes as one slot.
+pub(super) fn slot(bytes: [u8; 4]) -> f32 {
+    f32::from_bits(u32::from_le_bytes(bytes))
+}
+
+/// The four codes of a slot.
+pub(super) fn unslot(s: f32) -> [u8; 4] {
+    s.to_bits().to_le_bytes()
+}
+
+/// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned codes (a zero pads the
+/// last slot; its weights are zero too); returns the row's scale.
+pub(super) fn pack_activations(src: &[f32], dst: &mut [f32]) -> f32 {
+    debug_assert_eq!(dst.len(), src.len().div_ceil(4));
+    let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = amax / A_MAX;
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    for (d, quad) in dst.iter_mut().zip(src.chunks(4)) {
+        let mut b = [0u8; 4];
+        for (b, &x) in b.iter_mut().zip(quad) {
+            *b = (code(x, inv, A_MAX) + ZERO_POINT) as u8;
+        }
+        *d = slot(b);
+    }
+    scale
+}
+
+/// The exact integer sum of one slot step: `Σ u·w` over its four codes.
+pub(super) fn dot_portable(acc: f32, a: f32, b: f32) -> f32 {
+    let (a, b) = (unslot(a), unslot(b));
+    let mut s = acc.to_bits() as i32;
+    for (u, w) in a.iter().zip(b) {
+        s += *u as i32 * w as i8 as i32;
+    }
+    f32::from_bits(s as u32)
+}
+
+/// `(acc − corr) · scale` for one output: `acc` and `corr` are i32 bits.
+pub(super) fn dequant_portable(acc: f32, corr: f32, scale: f32) -> f32 {
+    (acc.to_bits() as i32).wrapping_sub(corr.to_bits() as i32) as f32 * scale
+}
+
+/// [`dequant_portable`] over a row segment: `corr` and `col_scale` for its columns.
+pub(super) fn dequant_row(row: &mut [f32], corr: &[f32], col_scale: &[f32], row_scale: f32) {
+    for ((v, c), s) in row.iter_mut().zip(corr).zip(col_scale) {
+        *v = dequant_portable(*v, *c, row_scale * s);
+    }
+}
+
+/// `acc + Σ u·w` per lane over the four byte pairs of each slot (`vpdpbusd`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[inline]
+pub(super) fn dot512(a: __m512, b: __m512, acc: __m512) -> __m512 {
+    let (a, b, acc) = (
+        _mm512_castps_si512(a),
+        _mm512_castps_si512(b),
+        _mm512_castps_si512(acc),
+    );
+    _mm512_castsi512_ps(_mm512_dpbusd_epi32(acc, a, b))
+}
+
+/// [`dot512`] on 8 lanes (AVX-512 VL).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512vl,avx512vnni")]
+#[inline]
+pub(super) fn dot256_vnni(a: __m256, b: __m256, acc: __m256) -> __m256 {
+    let (a, b, acc) = (
+        _mm256_castps_si256(a),
+        _mm256_castps_si256(b),
+        _mm256_castps_si256(acc),
+    );
+    _mm256_castsi256_ps(_mm256_dpbusd_epi32(acc, a, b))
+}
+
+/// [`dot512`]'s sums on 8 lanes with plain AVX2: byte pairs into i16 (`vpmaddubsw`; exact for
+/// weight codes within ±63), then pairs of those into i32 (`vpmaddwd`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn dot256(a: __m256, b: __m256, acc: __m256) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(_mm256_castps_si256(a), _mm256_castps_si256(b));
+    let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
+}
+
+/// [`dequant_portable`] on 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn dequant512(acc: __m512, corr: __m512, scale: __m512) -> __m512 {
+    let d = _mm512_sub_epi32(_mm512_castps_si512(acc), _mm512_castps_si512(corr));
+    _mm512_mul_ps(_mm512_cvtepi32_ps(d), scale)
+}
+
+/// [`dequant_portable`] on 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn dequant256(acc: __m256, corr: __m256, scale: __m256) -> __m256 {
+    let d = _mm256_sub_epi32(_mm256_castps_si256(acc), _mm256_castps_si256(corr));
+    _mm256_mul_ps(_mm256_cvtepi32_ps(d), scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_half_away_and_stay_in_range() {
+        let mut q = [0i8; 6];
+        let s = quantize(
+            &[1.0, -1.0, 0.5, -0.25, 0.0, 1.0 / 127.0 * 2.5],
+            127.0,
+            &mut q,
+        );
+        assert_eq!(s, 1.0 / 127.0);
+        assert_eq!(q, [127, -127, 64, -32, 0, 3]);
+        let mut z = [5i8; 3];
+        assert_eq!(quantize(&[0.0; 3], 63.0, &mut z), 0.0);
+        assert_eq!(z, [0; 3]);
+    }
+
+    #[test]
+    fn activations_pack_into_unsigned_quads_with_a_zero_pad() {
+        let src = [2.0f32, -2.0, 1.0, 0.0, 0.5];
+        let mut dst = [f32::NAN; 2];
+        let scale = pack_activations(&src, &mut dst);
+        assert_eq!(scale, 2.0 / 127.0);
+        assert_eq!(unslot(dst[0]), [255, 1, 192, 128]);
+        assert_eq!(unslot(dst[1]), [160, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_portable_sums_are_exact_at_the_extremes() {
+        let a = slot([255; 4]);
+        let b = slot([(-127i8) as u8; 4]);
+        let acc = dot_portable(f32::from_bits(0), a, b);
+        assert_eq!(acc.to_bits() as i32, -4 * 255 * 127);
+        assert_eq!(
+            dequant_portable(acc, f32::from_bits((-1000i32) as u32), 0.5),
+            -64270.0
+        );
+    }
+}
