@@ -9,6 +9,9 @@ Writes into the cache folder (default bench/out/model, git-ignored; never commit
   reads the published ones;
 - `ViT-B-32.visual.onnx`, `RN50.visual.onnx`: the image tower in fp32 (the weights as `clip.load`
   makes them on the CPU), exported with a dynamic batch axis;
+- `ViT-B-32.visual.int8.onnx`, `RN50.visual.int8.onnx`: the same towers through ONNX Runtime's
+  `quantize_dynamic` (int8 weights of the MatMul/Gemm layers, activations quantized as the model
+  runs; convolutions stay fp32), the int8 peer of zeroclip's `--precision int8`;
 - `pixels_224x16.f32`: 16 random normalized images, raw little-endian f32 `[16, 3, 224, 224]`;
   every framework reads the same file.
 
@@ -97,6 +100,16 @@ def main() -> None:
             tmp.rename(onnx_path)
             print(f"made {onnx_path} ({onnx_path.stat().st_size / 1e6:.0f} MB, {time.time() - t0:.0f} s)",
                   file=sys.stderr)
+        int8_path = out / f"{stem}.visual.int8.onnx"
+        if not int8_path.exists():
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            tmp = out / f"{stem}.tmp.int8.onnx"
+            # The linear layers only, as zeroclip's int8 (convolutions stay fp32).
+            quantize_dynamic(str(onnx_path), str(tmp), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+            tmp.rename(int8_path)
+            print(f"made {int8_path} ({int8_path.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
     np.fromfile(pixels, dtype="<f4").reshape(BATCH, 3, RES, RES)  # size check
 
 

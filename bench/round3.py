@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Speed round 3 (issue 11), one x86 class per run: the image towers of PyTorch, ONNX Runtime
-and zeroclip (fp32 and `--precision bf16`) side by side, and the whole pipeline — `zeroclip
+(fp32, and its `quantize_dynamic` int8 model) and zeroclip (fp32, `--precision bf16` and
+`--precision int8`) side by side, the weights' memory per precision, and the whole pipeline — `zeroclip
 classify DIR` against its own image tower and against the reference doing the same
 (bench/reference_classify_dir.py: PIL, batches of 16) — on 640x480 and 4000x3000 JPEGs.
 
@@ -43,6 +44,7 @@ TOWERS = [("ViT-B-32", 1), ("ViT-B-32", 16), ("RN50", 16)]
 SIZES = [(640, 480), (4000, 3000)]
 LABELS = ["a diagram", "a dog", "a cat", "a car", "a tree", "a person", "a building", "food"]
 SECTION = "## Speed round 3 (issue 11)"
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def env_for(isa: str, framework: str) -> dict:
@@ -74,14 +76,27 @@ def towers(isa: str, rounds: int, quick: bool) -> list:
         for model, batch in TOWERS:
             runs, warm = (("3", "1") if quick else ("12", "2")) if batch == 1 else (("2", "1") if quick else ("5", "1"))
             common = ["--batch", str(batch), "--warmup", warm, "--runs", runs]
-            for fw, script in (("pytorch", "model_torch.py"), ("onnxruntime", "model_ort.py")):
-                for r in mr.measure([mr.PY, script, "image", "--model", model] + common, env_for(isa, fw)):
-                    rec.append({**r, "precision": "fp32"})
-            for precision in ("fp32", "bf16"):
+            for r in mr.measure([mr.PY, "model_torch.py", "image", "--model", model] + common,
+                                env_for(isa, "pytorch")):
+                rec.append({**r, "precision": "fp32"})
+            for extra in ([], ["--int8"]):
+                rec += mr.measure([mr.PY, "model_ort.py", "image", "--model", model] + common + extra,
+                                  env_for(isa, "onnxruntime"))
+            for precision in PRECISIONS:
                 dump = mr.OUT / "round3" / isa / precision
                 rec += mr.measure([mr.BENCH_BIN, "image", "--model", mr.OUT / f"{model}.pt", "--pixels", px,
                                    "--threads", mr.THREADS, "--precision", precision, "--dump", dump] + common,
                                   env_for(isa, "zeroclip"))
+    return rec
+
+
+def loads(isa: str) -> list:
+    """RSS after loading each model in each precision (fresh processes)."""
+    rec = []
+    for model in ("ViT-B-32", "RN50"):
+        for precision in PRECISIONS:
+            rec += mr.measure([mr.BENCH_BIN, "load", "--model", mr.OUT / f"{model}.pt", "--threads", mr.THREADS,
+                               "--precision", precision], env_for(isa, "zeroclip"))
     return rec
 
 
@@ -98,9 +113,6 @@ def pipelines(isa: str, rounds: int, quick: bool) -> dict:
             "zeroclip": (lambda d: [mr.CLI_BIN, "classify", d, "--labels", *LABELS, "--model", ckpt,
                                     "--threads", mr.THREADS, "--batch-size", "16", "--no-cache",
                                     "--format", "jsonl"], "zeroclip"),
-            "zeroclip_bf16": (lambda d: [mr.CLI_BIN, "classify", d, "--labels", *LABELS, "--model", ckpt,
-                                         "--threads", mr.THREADS, "--batch-size", "16", "--no-cache",
-                                         "--format", "jsonl", "--precision", "bf16"], "zeroclip"),
             "reference": (lambda d: [mr.PY, mr.ROOT / "bench" / "reference_classify_dir.py", d, ckpt, *LABELS],
                           "pytorch"),
         }
@@ -123,14 +135,16 @@ def pipelines(isa: str, rounds: int, quick: bool) -> dict:
 
 
 def cosines(isa: str) -> dict:
+    """Smallest cosine of each low precision's image embeddings to fp32's, per model."""
     res = {}
-    for model in ("ViT-B-32", "RN50"):
-        name = f"zeroclip_{model}_image_b16.f32"
-        a, b = (mr.OUT / "round3" / isa / p / name for p in ("fp32", "bf16"))
-        if a.exists() and b.exists():
-            x, y = (np.fromfile(p, "<f4").reshape(16, -1).astype(np.float64) for p in (a, b))
-            c = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
-            res[model] = float(c.min())
+    for precision in PRECISIONS[1:]:
+        for model in ("ViT-B-32", "RN50"):
+            name = f"zeroclip_{model}_image_b16.f32"
+            a, b = (mr.OUT / "round3" / isa / p / name for p in ("fp32", precision))
+            if a.exists() and b.exists():
+                x, y = (np.fromfile(p, "<f4").reshape(16, -1).astype(np.float64) for p in (a, b))
+                c = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+                res[f"{model} {precision}"] = float(c.min())
     return res
 
 
@@ -151,53 +165,81 @@ def render(res: dict) -> str:
     def verdict(r, target):
         return "—" if r is None else ("**met**" if r >= target else "not met")
 
-    kernels = sorted({r.get("kernel", "?") for r in rec if r["framework"] == "zeroclip"})
+    kernels = sorted({f"{r.get('precision')}: {r.get('kernel', '?')}" for r in rec if r["framework"] == "zeroclip"})
     unrestricted = UNRESTRICTED.get(isa, set())
     lines = [f"<!-- round3:{isa}:begin (written by bench/run.sh --isa {isa}) -->", ""]
     lines.append(f"**{isa}** — run {res['started']} → {res['finished']} UTC{' (--quick)' if res['quick'] else ''}, "
                  f"load average {res['load_before']} before, {res['load_after']} after"
                  + (f"; {res['note']}" if res["note"] else "") + ".")
     lines.append(f"Machine: {m['cpu']}, {m['cores']} cores; SIMD flags: {', '.join(m['simd_flags'])}. "
-                 f"ISA used: `{isa}` (zeroclip kernels: {', '.join(kernels)}"
+                 f"ISA used: `{isa}` (zeroclip kernels — {'; '.join(kernels)}"
                  + ("; ONNX Runtime unrestricted: it has no switch" if unrestricted else "") + "). "
                  f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; 2 threads each; best of {res['rounds']} "
                  "rounds of the median call.")
     lines.append("")
     ort_note = " (unrestricted)" if "onnxruntime" in unrestricted else ""
-    lines.append(f"| images/s | PyTorch | ONNX Runtime{ort_note} | zeroclip fp32 | zeroclip bf16 | "
-                 "fp32 ÷ ORT | bf16 ÷ ORT | fp32 ÷ PyTorch | targets |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append(f"| images/s | PyTorch | ORT fp32{ort_note} | ORT int8{ort_note} | zeroclip fp32 | zeroclip bf16 | "
+                 "zeroclip int8 | fp32 ÷ ORT | fp32 ÷ PyTorch | bf16 ÷ ORT fp32 | int8 ÷ own fp32 | int8 ÷ ORT int8 |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for model, batch in TOWERS:
-        pt, ox = rate("pytorch", "fp32", model, batch), rate("onnxruntime", "fp32", model, batch)
-        zf, zb = rate("zeroclip", "fp32", model, batch), rate("zeroclip", "bf16", model, batch)
-        targets = [f"fp32 ≥ 1.0× ORT: {verdict(ratio(zf, ox), 1.0)}"]
-        if model == "RN50":
-            targets.append(f"fp32 ≥ 1.5× PyTorch: {verdict(ratio(zf, pt), 1.5)}")
-        else:
-            targets.append(f"bf16 ≥ 1.5× ORT: {verdict(ratio(zb, ox), 1.5)}")
-        lines.append(f"| {model} image, batch {batch} | {fmt(pt)} | {fmt(ox)} | {fmt(zf)} | {fmt(zb)} | "
-                     f"{fmt(ratio(zf, ox), 2)}× | {fmt(ratio(zb, ox), 2)}× | {fmt(ratio(zf, pt), 2)}× | "
-                     f"{'; '.join(targets)} |")
+        pt, ox, oq = (rate("pytorch", "fp32", model, batch), rate("onnxruntime", "fp32", model, batch),
+                      rate("onnxruntime", "int8", model, batch))
+        zf, zb, zq = (rate("zeroclip", p, model, batch) for p in PRECISIONS)
+        lines.append(f"| {model} image, batch {batch} | {fmt(pt)} | {fmt(ox)} | {fmt(oq)} | {fmt(zf)} | {fmt(zb)} | "
+                     f"{fmt(zq)} | {fmt(ratio(zf, ox), 2)}× | {fmt(ratio(zf, pt), 2)}× | {fmt(ratio(zb, ox), 2)}× | "
+                     f"{fmt(ratio(zq, zf), 2)}× | {fmt(ratio(zq, oq), 2)}× |")
     lines.append("")
+    vit = [(b, rate("zeroclip", "fp32", "ViT-B-32", b), rate("onnxruntime", "fp32", "ViT-B-32", b)) for b in (1, 16)]
+    rn = (rate("zeroclip", "fp32", "RN50", 16), rate("onnxruntime", "fp32", "RN50", 16), rate("pytorch", "fp32", "RN50", 16))
+    checks = [f"ViT-B/32 fp32 ≥ 1.0× ORT at batch {b}: {verdict(ratio(z, o), 1.0)}" for b, z, o in vit]
+    checks.append(f"RN50 batch 16 fp32 ≥ 1.0× ORT: {verdict(ratio(rn[0], rn[1]), 1.0)}, ≥ 1.5× PyTorch: "
+                  f"{verdict(ratio(rn[0], rn[2]), 1.5)}")
+    bf16_native = "avx512_bf16" in m["simd_flags"] and isa == "native"
+    for b in (1, 16):
+        zb, ox = rate("zeroclip", "bf16", "ViT-B-32", b), rate("onnxruntime", "fp32", "ViT-B-32", b)
+        checks.append(f"ViT-B/32 bf16 ≥ 1.5× ORT fp32 at batch {b} (AVX-512 BF16 hardware): "
+                      + (verdict(ratio(zb, ox), 1.5) if bf16_native else "not applicable (no vdpbf16ps in use)"))
+    vnni = "avx512_vnni" in m["simd_flags"] and isa == "native"
+    for b in (1, 16):
+        zq, zf, oq = (rate("zeroclip", "int8", "ViT-B-32", b), rate("zeroclip", "fp32", "ViT-B-32", b),
+                      rate("onnxruntime", "int8", "ViT-B-32", b))
+        own = (f"≥ 2× own fp32 (VNNI): {verdict(ratio(zq, zf), 2.0)}" if vnni
+               else f"faster than own fp32 (AVX2): {verdict(ratio(zq, zf), 1.0001)}")
+        checks.append(f"ViT-B/32 int8 batch {b}: {own}; ≥ 1.2× ORT int8: {verdict(ratio(zq, oq), 1.2)}")
+    lines.append("Targets: " + "; ".join(checks) + ".")
+    lines.append("")
+    lds = res.get("loads") or []
+    if lds:
+        def weights_mb(model, precision):
+            found = [r["rss_mb"] - r["rss_before_mb"] for r in lds if r["model"] == model and r.get("precision") == precision]
+            return min(found) if found else None
+        cells = []
+        for model in ("ViT-B-32", "RN50"):
+            f32 = weights_mb(model, "fp32")
+            parts = [f"{p} {fmt(weights_mb(model, p), 0)} MB ({fmt(ratio(weights_mb(model, p), f32), 2)}×)" for p in PRECISIONS]
+            cells.append(f"{model}: " + ", ".join(parts))
+        q = ratio(weights_mb("ViT-B-32", "int8"), weights_mb("ViT-B-32", "fp32"))
+        lines.append("Memory after load (RSS after − RSS before, both towers): " + "; ".join(cells)
+                     + f". ViT-B/32 int8 ≤ 0.3× fp32: {verdict(None if q is None else 0.3 / q, 1.0)}.")
+        lines.append("")
     cos = res.get("cosines") or {}
     if cos:
-        lines.append("bf16 against fp32, image embeddings of the 16 bench inputs (random full-size weights), "
-                     "smallest cosine: " + ", ".join(f"{k} {v:.6f}" for k, v in cos.items()) + " (target ≥ 0.9995).")
+        lines.append("Low precisions against fp32, image embeddings of the 16 bench inputs (random full-size weights), "
+                     "smallest cosine: " + ", ".join(f"{k} {v:.6f}" for k, v in cos.items())
+                     + " (targets: bf16 ≥ 0.9995, int8 ≥ 0.998).")
         lines.append("")
     pipes = res.get("pipelines") or {}
     if pipes:
         tower = rate("zeroclip", "fp32", "ViT-B-32", 16)
-        tower_bf16 = rate("zeroclip", "bf16", "ViT-B-32", 16)
         lines.append("Whole pipeline, ViT-B/32, 8 labels, batches of 16, marginal images/s:")
         lines.append("")
-        lines.append("| JPEGs | `classify DIR` fp32 | ÷ own tower (batch 16) | reference script | fp32 ÷ reference | "
-                     "`classify DIR` bf16 | bf16 ÷ own bf16 tower | targets |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("| JPEGs | `classify DIR` (fp32) | ÷ own tower (batch 16) | reference script | ÷ reference | targets |")
+        lines.append("|---|---|---|---|---|---|")
         for size, p in pipes.items():
-            zc, ref, zb = (p[k]["marginal_images_per_s"] for k in ("zeroclip", "reference", "zeroclip_bf16"))
+            zc, ref = (p[k]["marginal_images_per_s"] for k in ("zeroclip", "reference"))
             rt, rr = ratio(zc, tower), ratio(zc, ref)
             lines.append(f"| {size} ({p['zeroclip']['small']} → {p['zeroclip']['large']} images) | {fmt(zc)} | "
-                         f"{fmt(rt, 2)} | {fmt(ref)} | {fmt(rr, 2)}× | {fmt(zb)} | {fmt(ratio(zb, tower_bf16), 2)} | "
+                         f"{fmt(rt, 2)} | {fmt(ref)} | {fmt(rr, 2)}× | "
                          f"≥ 0.9 of tower: {verdict(rt, 0.9)}; ≥ 1.5× reference: {verdict(rr, 1.5)} |")
         lines.append("")
     lines.append(f"<!-- round3:{isa}:end -->")
@@ -234,6 +276,7 @@ def main() -> None:
            "note": args.note, "load_before": mr.loadavg(),
            "started": started.isoformat(timespec="seconds")}
     res["records"] = towers(args.isa, args.rounds, args.quick)
+    res["loads"] = loads(args.isa)
     res["cosines"] = cosines(args.isa)
     if not args.no_pipeline:
         res["pipelines"] = pipelines(args.isa, args.rounds, args.quick)

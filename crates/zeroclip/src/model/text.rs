@@ -9,9 +9,10 @@
 //! [`TextTransformer::forward_full`]).
 
 use super::config::ClipConfig;
+use super::int8;
 use super::transformer::{LayerNorm, Transformer};
 use crate::error::{Error, Result};
-use crate::tensors::Vb;
+use crate::tensors::{Precision, Vb};
 use candle_core::{DType, Device, Module, Tensor};
 
 /// Token ids of a batch on the host, validated, with each row's pooling position.
@@ -20,10 +21,62 @@ struct Ids {
     eot: Vec<usize>,
 }
 
+/// The token embedding table: f32, or in int8 precision one byte per value with a scale per
+/// token (symmetric, as the linear layers' weights), widened on lookup — the largest tensor left
+/// once the linear layers are int8, so the precision's memory saving reaches the whole model.
+#[derive(Clone, Debug)]
+enum TokenTable {
+    F32(Tensor),
+    /// Codes offset by [`int8::ZERO_POINT`] (candle has no signed byte type), and the scales.
+    Int8 {
+        codes: Tensor,
+        scales: Tensor,
+    },
+}
+
+impl TokenTable {
+    fn new(table: Tensor, precision: Precision) -> candle_core::Result<Self> {
+        if precision != Precision::Int8 || !matches!(table.device(), Device::Cpu) {
+            return Ok(TokenTable::F32(table));
+        }
+        let (vocab, width) = table.dims2()?;
+        let values = table.flatten_all()?.to_vec1::<f32>()?;
+        let mut codes = vec![0u8; vocab * width];
+        let mut scales = vec![0f32; vocab];
+        let mut row = vec![0i8; width];
+        for ((src, dst), s) in values
+            .chunks_exact(width.max(1))
+            .zip(codes.chunks_exact_mut(width.max(1)))
+            .zip(&mut scales)
+        {
+            *s = int8::quantize(src, 127.0, &mut row);
+            for (d, q) in dst.iter_mut().zip(&row) {
+                *d = (*q as i32 + int8::ZERO_POINT) as u8;
+            }
+        }
+        Ok(TokenTable::Int8 {
+            codes: Tensor::from_vec(codes, (vocab, width), table.device())?,
+            scales: Tensor::from_vec(scales, (vocab, 1), table.device())?,
+        })
+    }
+
+    /// The rows of `ids` (a 1-D u32 tensor), `[len, width]` f32.
+    fn lookup(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            TokenTable::F32(t) => t.index_select(ids, 0),
+            TokenTable::Int8 { codes, scales } => {
+                let codes = codes.index_select(ids, 0)?.to_dtype(DType::F32)?;
+                let centred = (codes - int8::ZERO_POINT as f64)?;
+                centred.broadcast_mul(&scales.index_select(ids, 0)?)
+            }
+        }
+    }
+}
+
 /// `CLIP`'s text tower.
 #[derive(Clone, Debug)]
 pub struct TextTransformer {
-    token_embedding: Tensor,
+    token_embedding: TokenTable,
     positional_embedding: Tensor,
     transformer: Transformer,
     ln_final: LayerNorm,
@@ -37,7 +90,10 @@ impl TextTransformer {
     pub fn new(vb: &Vb, cfg: &ClipConfig) -> Result<Self> {
         let w = cfg.text_width;
         Ok(TextTransformer {
-            token_embedding: vb.get(&[cfg.vocab_size, w], "token_embedding.weight")?,
+            token_embedding: TokenTable::new(
+                vb.get(&[cfg.vocab_size, w], "token_embedding.weight")?,
+                vb.precision(),
+            )?,
             positional_embedding: vb.get(&[cfg.context_length, w], "positional_embedding")?,
             transformer: Transformer::new(
                 &vb.pp("transformer"),
@@ -59,10 +115,8 @@ impl TextTransformer {
     /// mask makes the later positions irrelevant), up to the batch's last EOT elsewhere.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let ids = self.read_ids(ids)?;
-        let device = self.token_embedding.device();
-        if !(matches!(device, Device::Cpu) && self.token_embedding.dtype() == DType::F32)
-            || ids.rows.is_empty()
-        {
+        let device = self.positional_embedding.device();
+        if !matches!(device, Device::Cpu) || ids.rows.is_empty() {
             let positions = ids.eot.iter().max().map_or(0, |m| m + 1);
             return self.run(&ids, positions);
         }
@@ -75,7 +129,7 @@ impl TextTransformer {
         let total = flat.len();
         let x = self
             .token_embedding
-            .index_select(&Tensor::from_vec(flat, total, device)?, 0)?
+            .lookup(&Tensor::from_vec(flat, total, device)?)?
             .add(
                 &self
                     .positional_embedding
@@ -103,12 +157,12 @@ impl TextTransformer {
 
     fn run(&self, ids: &Ids, positions: usize) -> Result<Tensor> {
         let n = ids.rows.len();
-        let device = self.token_embedding.device();
+        let device = self.positional_embedding.device();
         let embed_dim = self.text_projection.dim(1)?;
         if n == 0 {
             return Ok(Tensor::zeros((0, embed_dim), DType::F32, device)?);
         }
-        let width = self.token_embedding.dim(1)?;
+        let width = self.positional_embedding.dim(1)?;
         let flat: Vec<u32> = ids
             .rows
             .iter()
@@ -117,7 +171,7 @@ impl TextTransformer {
         let flat = Tensor::from_vec(flat, n * positions, device)?;
         let x = self
             .token_embedding
-            .index_select(&flat, 0)?
+            .lookup(&flat)?
             .reshape((n, positions, width))?
             .broadcast_add(&self.positional_embedding.narrow(0, 0, positions)?)?;
         let pooled = self.transformer.forward_at(&x, true, &ids.eot)?;
