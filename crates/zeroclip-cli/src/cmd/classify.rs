@@ -72,12 +72,7 @@ fn infer(
 
 /// Runs `zeroclip classify`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let adapter = args
-        .adapter
-        .as_deref()
-        .map(zeroclip::adapter::Adapter::load)
-        .transpose()
-        .context("cannot use the adapter")?;
+    let adapter = super::shared::load_adapter(args.adapter.as_deref())?;
     let (labels, default_templates) = if let Some(a) = &adapter {
         (a.labels.clone(), Templates::Custom(a.templates.clone()))
     } else if let Some(name) = &args.label_set {

@@ -11,7 +11,6 @@ use super::shared::{build_classifier, ModelArgs};
 use crate::Outcome;
 use anyhow::Context;
 use std::path::PathBuf;
-use zeroclip::adapter::Adapter;
 use zeroclip::eval::{calibration, Metrics};
 use zeroclip::zeroshot::stack_pixels;
 use zeroclip::{ClassifierOptions, Templates};
@@ -44,12 +43,7 @@ pub struct Args {
 /// Runs `zeroclip eval`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let dataset = args.data.load()?;
-    let adapter = args
-        .adapter
-        .as_deref()
-        .map(Adapter::load)
-        .transpose()
-        .context("cannot use the adapter")?;
+    let adapter = super::shared::load_adapter(args.adapter.as_deref())?;
     let templates = match &adapter {
         Some(a) => Templates::Custom(a.templates.clone()),
         None => args.prompts.templates()?,

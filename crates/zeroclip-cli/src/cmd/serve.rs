@@ -104,13 +104,7 @@ fn connection_cap(asked: u64) -> u64 {
 
 /// Runs `zeroclip serve`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    // A bad adapter file is reported before the (slow) model load.
-    let adapter = args
-        .adapter
-        .as_deref()
-        .map(zeroclip::adapter::Adapter::load)
-        .transpose()
-        .context("cannot use the adapter")?;
+    let adapter = super::shared::load_adapter(args.adapter.as_deref())?;
     let options = zeroclip::LoadOptions::with_precision(args.precision);
     let model = LoadedModel::load_with(&args.model, &options)
         .with_context(|| format!("cannot load model {}", args.model))?;

@@ -44,6 +44,15 @@ impl ModelArgs {
     }
 }
 
+/// The adapter file of `--adapter`, if given, read before the (slower) model load.
+pub fn load_adapter(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<zeroclip::adapter::Adapter>> {
+    path.map(zeroclip::adapter::Adapter::load)
+        .transpose()
+        .context("cannot use the adapter")
+}
+
 /// A progress bar on stderr, hidden when stderr is not a terminal or the run is one image.
 pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
     if len < 2 || !std::io::stderr().is_terminal() {

@@ -168,32 +168,34 @@ impl Kernel {
                     _ => unreachable!("micro-kernel called for {r} rows"),
                 }
             };
+            (wide $f:ident) => { arms!($f; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2) };
+            (narrow $f:ident) => { arms!($f; 6, 5, 4, 3, 2) };
         }
         // SAFETY: the caller upholds the kernels' contract for `r` rows, and `self` names a
         // kernel whose features this CPU has.
         unsafe {
             match self {
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx512 => arms!(kernel_avx512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2),
+                Kernel::Avx512 => arms!(wide kernel_avx512),
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Avx2Fma => arms!(kernel_avx2; 6, 5, 4, 3, 2),
-                Kernel::Portable => arms!(kernel_portable; 6, 5, 4, 3, 2),
+                Kernel::Avx2Fma => arms!(narrow kernel_avx2),
+                Kernel::Portable => arms!(narrow kernel_portable),
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Bf16Avx512 => {
-                    arms!(kernel_bf16_avx512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
+                    arms!(wide kernel_bf16_avx512)
                 }
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Bf16Avx2 => arms!(kernel_bf16_avx2; 6, 5, 4, 3, 2),
-                Kernel::Bf16Portable => arms!(kernel_bf16_portable; 6, 5, 4, 3, 2),
+                Kernel::Bf16Avx2 => arms!(narrow kernel_bf16_avx2),
+                Kernel::Bf16Portable => arms!(narrow kernel_bf16_portable),
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Vnni512 => {
-                    arms!(kernel_int8_vnni512; 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
+                    arms!(wide kernel_int8_vnni512)
                 }
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Int8Vnni256 => arms!(kernel_int8_vnni256; 6, 5, 4, 3, 2),
+                Kernel::Int8Vnni256 => arms!(narrow kernel_int8_vnni256),
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Int8Avx2 => arms!(kernel_int8_avx2; 6, 5, 4, 3, 2),
-                Kernel::Int8Portable => arms!(kernel_int8_portable; 6, 5, 4, 3, 2),
+                Kernel::Int8Avx2 => arms!(narrow kernel_int8_avx2),
+                Kernel::Int8Portable => arms!(narrow kernel_int8_portable),
             }
         }
     }
