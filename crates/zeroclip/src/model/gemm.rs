@@ -413,6 +413,10 @@ fn kernels_for(selected: Kernel, format: Format) -> Kernels {
             (Kernel::Int8Vnni256, Some(Kernel::Int8Vnni512))
         }
         #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx2Fma, Format::Int8) if int8::avx_vnni() && !Kernel::forced() => {
+            (Kernel::Int8AvxVnni, None)
+        }
+        #[cfg(target_arch = "x86_64")]
         (_, Format::Int8) if selected != Kernel::Portable => (Kernel::Int8Avx2, None),
         (_, Format::Int8) => (Kernel::Int8Portable, None),
         (other, Format::F32) => (other, None),

@@ -174,6 +174,32 @@ pub(super) fn dot256_vnni(a: __m256, b: __m256, acc: __m256) -> __m256 {
     _mm256_castsi256_ps(_mm256_dpbusd_epi32(acc, a, b))
 }
 
+/// [`dot512`] on 8 lanes with AVX-VNNI (the VEX form, on CPUs without AVX-512). The same
+/// instruction semantics as [`dot256_vnni`]; no CPU of the build machine has it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+#[inline]
+pub(super) fn dot256_avx_vnni(a: __m256, b: __m256, acc: __m256) -> __m256 {
+    let (a, b, acc) = (
+        _mm256_castps_si256(a),
+        _mm256_castps_si256(b),
+        _mm256_castps_si256(acc),
+    );
+    _mm256_castsi256_ps(_mm256_dpbusd_avx_epi32(acc, a, b))
+}
+
+/// Whether this CPU has AVX-VNNI.
+pub(super) fn avx_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// [`dot512`]'s sums on 8 lanes with plain AVX2: byte pairs into i16 (`vpmaddubsw`; exact for
 /// weight codes within ±63), then pairs of those into i32 (`vpmaddwd`).
 #[cfg(target_arch = "x86_64")]

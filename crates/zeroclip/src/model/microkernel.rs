@@ -11,7 +11,7 @@ use super::bf16::{dot256, dot512};
 use super::epilogue::{finish, Epilogue, NR};
 use super::int8;
 #[cfg(target_arch = "x86_64")]
-use super::int8::{dequant256, dequant512, dot256_vnni};
+use super::int8::{dequant256, dequant512, dot256_avx_vnni, dot256_vnni};
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512};
 
@@ -22,6 +22,9 @@ pub(super) const MR_WIDE: usize = 12;
 /// or `portable` (case-insensitive). Unset, the widest the CPU runs is used. It lets one machine
 /// measure and test the code paths of the CPUs it is not.
 pub const KERNEL_ENV: &str = "ZEROCLIP_KERNEL";
+
+/// Set once [`KERNEL_ENV`] is read and honoured or narrowed.
+static FORCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One micro-kernel call: a tile of `C` over one `k` block.
 #[derive(Clone, Copy)]
@@ -80,6 +83,10 @@ pub(super) enum Kernel {
     /// int8 quads on 6 rows × one panel with 8-lane `vpdpbusd` (AVX-512 VL).
     #[cfg(target_arch = "x86_64")]
     Int8Vnni256,
+    /// int8 quads on 6 rows × one panel with AVX-VNNI's `vpdpbusd` (VEX: Alder Lake and later,
+    /// CPUs without AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    Int8AvxVnni,
     /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd` (weights within ±63).
     #[cfg(target_arch = "x86_64")]
     Int8Avx2,
@@ -116,6 +123,7 @@ impl Kernel {
             let Ok(request) = std::env::var(KERNEL_ENV) else {
                 return supported[0];
             };
+            FORCED.store(true, std::sync::atomic::Ordering::Relaxed);
             let (kernel, problem) = choose(&request, &supported);
             if let Some(problem) = problem {
                 eprintln!(
@@ -125,6 +133,13 @@ impl Kernel {
             }
             kernel
         })
+    }
+
+    /// Whether [`KERNEL_ENV`] chose the kernel (then extensions beyond its class, such as
+    /// AVX-VNNI for the AVX2 class, stay unused, so the class is measured as it is).
+    pub(super) fn forced() -> bool {
+        Self::selected();
+        FORCED.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The kernel's name as [`KERNEL_ENV`] spells it.
@@ -144,6 +159,8 @@ impl Kernel {
             Kernel::Int8Vnni512 => "avx512-vnni",
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Vnni256 => "avx512-vnni (8 lanes)",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8AvxVnni => "avx-vnni",
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Avx2 => "avx2 (int8 vpmaddubsw)",
             Kernel::Int8Portable => "portable (int8)",
@@ -193,6 +210,8 @@ impl Kernel {
                 }
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Vnni256 => arms!(narrow kernel_int8_vnni256),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Int8AvxVnni => arms!(narrow kernel_int8_avx_vnni),
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Avx2 => arms!(narrow kernel_int8_avx2),
                 Kernel::Int8Portable => arms!(narrow kernel_int8_portable),
@@ -410,6 +429,20 @@ simd_kernel!(
     _mm256_loadu_ps,
     _mm256_set1_ps,
     dot256_vnni,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    dequant256,
+    8
+);
+simd_kernel!(
+    kernel_int8_avx_vnni,
+    "avx2,fma,avxvnni",
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    dot256_avx_vnni,
     _mm256_mul_ps,
     _mm256_add_ps,
     _mm256_max_ps,
