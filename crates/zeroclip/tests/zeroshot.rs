@@ -20,6 +20,7 @@ struct Fake {
     scale: f32,
     text_calls: Cell<usize>,
     prompts_seen: Cell<usize>,
+    precision: zeroclip::Precision,
 }
 
 impl Fake {
@@ -30,6 +31,7 @@ impl Fake {
             scale: 100.0,
             text_calls: Cell::new(0),
             prompts_seen: Cell::new(0),
+            precision: zeroclip::Precision::Fp32,
         }
     }
 
@@ -78,6 +80,9 @@ impl ZeroShotModel for Fake {
     }
     fn identity(&self) -> zeroclip::Result<String> {
         Ok(self.id.clone())
+    }
+    fn precision(&self) -> zeroclip::Precision {
+        self.precision
     }
     fn context_length(&self) -> usize {
         self.context_length
@@ -248,6 +253,16 @@ fn cache_hit_skips_the_text_tower_and_any_key_change_misses() {
     let mut short_ctx = Fake::new("checkpoint-1");
     short_ctx.context_length = 32;
     assert_eq!(misses(&short_ctx, names.clone(), &t7, false), (3, 21));
+    // The same weights in another precision give other text embeddings.
+    for precision in [zeroclip::Precision::Bf16, zeroclip::Precision::Int8] {
+        let mut other = Fake::new("checkpoint-1");
+        other.precision = precision;
+        assert_eq!(
+            misses(&other, names.clone(), &t7, false),
+            (3, 21),
+            "{precision}"
+        );
+    }
     let changed_label = labels(&["dog", "cat", "fish"]);
     assert_eq!(
         misses(&Fake::new("checkpoint-1"), changed_label, &t7, false),
