@@ -5,11 +5,13 @@
 classify DIR` against its own image tower and against the reference doing the same
 (bench/reference_classify_dir.py: PIL, batches of 16) — on 640x480 and 4000x3000 JPEGs.
 
-    bench/run.sh --isa native|avx2 [--quick] [--rounds N] [--no-doc] [--note TEXT]
+    bench/run.sh --isa native|avx512|avx2 [--quick] [--rounds N] [--no-doc] [--note TEXT]
 
 `--isa avx2` restricts every framework that can be restricted to AVX2 + FMA, so the AVX2 class is
 measured on an AVX-512 machine: zeroclip with ZEROCLIP_KERNEL=avx2, PyTorch with
-ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and DNNL_MAX_CPU_ISA=AVX2. ONNX Runtime
+ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and DNNL_MAX_CPU_ISA=AVX2. `--isa avx512`
+is the AVX-512 class without VNNI and BF16 (ZEROCLIP_KERNEL=avx512; PyTorch's AVX512 capability
+with oneDNN held to AVX512_CORE). `native` is whatever the machine has. ONNX Runtime
 has no such switch (MLAS picks its kernels from CPUID): its cells are marked unrestricted.
 Rounds alternate the contenders; each cell keeps its best round (the median of its timed calls).
 The pipeline's rate is marginal: (large - small) images over the difference of the median wall
@@ -33,13 +35,18 @@ import model_run as mr
 
 ISA_ENV = {
     "native": {},
+    "avx512": {
+        "zeroclip": {"ZEROCLIP_KERNEL": "avx512"},
+        "pytorch": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                    "DNNL_MAX_CPU_ISA": "AVX512_CORE"},
+    },
     "avx2": {
         "zeroclip": {"ZEROCLIP_KERNEL": "avx2"},
         "pytorch": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
                     "DNNL_MAX_CPU_ISA": "AVX2"},
     },
 }
-UNRESTRICTED = {"avx2": {"onnxruntime"}}
+UNRESTRICTED = {"avx2": {"onnxruntime"}, "avx512": {"onnxruntime"}}
 TOWERS = [("ViT-B-32", 1), ("ViT-B-32", 16), ("RN50", 16)]
 SIZES = [(640, 480), (4000, 3000)]
 LABELS = ["a diagram", "a dog", "a cat", "a car", "a tree", "a person", "a building", "food"]

@@ -401,15 +401,15 @@ fn kernels_for(selected: Kernel, format: Format) -> Kernels {
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx512, Format::F32) => (Kernel::Avx2Fma, Some(Kernel::Avx512)),
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx512, Format::Bf16) => (
-            Kernel::Bf16Avx2,
-            bf16::native().then_some(Kernel::Bf16Avx512),
-        ),
+        (Kernel::Avx512, Format::Bf16) => {
+            let native = bf16::native() && !Kernel::forced();
+            (Kernel::Bf16Avx2, native.then_some(Kernel::Bf16Avx512))
+        }
         #[cfg(target_arch = "x86_64")]
         (_, Format::Bf16) if selected != Kernel::Portable => (Kernel::Bf16Avx2, None),
         (_, Format::Bf16) => (Kernel::Bf16Portable, None),
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx512, Format::Int8) if int8::vnni() => {
+        (Kernel::Avx512, Format::Int8) if int8::vnni() && !Kernel::forced() => {
             (Kernel::Int8Vnni256, Some(Kernel::Int8Vnni512))
         }
         #[cfg(target_arch = "x86_64")]

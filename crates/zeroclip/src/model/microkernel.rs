@@ -18,8 +18,9 @@ use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512};
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
 
-/// The environment variable that restricts the kernels to an instruction set: `avx512`, `avx2`
-/// or `portable` (case-insensitive). Unset, the widest the CPU runs is used. It lets one machine
+/// The environment variable that restricts the kernels to a class of CPU (case-insensitive):
+/// `native` (the default: everything the CPU has), `avx512` (AVX-512 F without its VNNI and BF16
+/// extensions), `avx2` (AVX2 + FMA without AVX-VNNI) or `portable` (no SIMD). It lets one machine
 /// measure and test the code paths of the CPUs it is not.
 pub const KERNEL_ENV: &str = "ZEROCLIP_KERNEL";
 
@@ -123,6 +124,9 @@ impl Kernel {
             let Ok(request) = std::env::var(KERNEL_ENV) else {
                 return supported[0];
             };
+            if request.trim().eq_ignore_ascii_case("native") {
+                return supported[0];
+            }
             FORCED.store(true, std::sync::atomic::Ordering::Relaxed);
             let (kernel, problem) = choose(&request, &supported);
             if let Some(problem) = problem {
@@ -135,8 +139,8 @@ impl Kernel {
         })
     }
 
-    /// Whether [`KERNEL_ENV`] chose the kernel (then extensions beyond its class, such as
-    /// AVX-VNNI for the AVX2 class, stay unused, so the class is measured as it is).
+    /// Whether [`KERNEL_ENV`] names a class (then the extensions beyond it — AVX-512 VNNI and
+    /// BF16, AVX-VNNI — stay unused, so the class is measured as it is).
     pub(super) fn forced() -> bool {
         Self::selected();
         FORCED.load(std::sync::atomic::Ordering::Relaxed)
@@ -226,7 +230,7 @@ fn choose(request: &str, supported: &[Kernel]) -> (Kernel, Option<String>) {
     const ORDER: [&str; 3] = ["avx512", "avx2", "portable"];
     let wanted = request.trim().to_ascii_lowercase();
     let Some(rank) = ORDER.iter().position(|n| *n == wanted) else {
-        let problem = format!("unknown kernel (expected one of {})", ORDER.join(", "));
+        let problem = format!("unknown kernel (expected native, {})", ORDER.join(", "));
         return (supported[0], Some(problem));
     };
     let rank_of = |k: &Kernel| ORDER.iter().position(|n| *n == k.name()).unwrap_or(0);
@@ -591,6 +595,6 @@ mod tests {
         assert!(problem.is_some());
         let (k, problem) = choose("sse9", &all);
         assert_eq!(k, Kernel::Avx512);
-        assert!(problem.unwrap().contains("avx512, avx2, portable"));
+        assert!(problem.unwrap().contains("native, avx512, avx2, portable"));
     }
 }
