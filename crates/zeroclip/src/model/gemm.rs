@@ -293,7 +293,7 @@ fn steps_of(k: usize, format: Format) -> usize {
 /// The largest weight code of `format` (int8): ±63 where the products run on the plain AVX2
 /// kernel (see [`super::int8`]), else ±127.
 fn weight_code_max(format: Format) -> f32 {
-    let kernels = kernels_for(Kernel::selected(), format);
+    let kernels = kernels_for(Kernel::selected(), format, !Kernel::forced());
     int8_code_max(kernels)
 }
 
@@ -333,7 +333,7 @@ pub fn matmul(
         assert!(v.len() >= n, "epilogue vector shorter than {n}");
     }
     let panels = n.div_ceil(NR);
-    let kernels = kernels_for(Kernel::selected(), b.format);
+    let kernels = kernels_for(Kernel::selected(), b.format, !Kernel::forced());
     // A bf16 or int8 product takes `A` rounded or quantized into slots, once per call.
     let converted;
     let (a, lda, row_scales): (&[f32], usize, &[f32]) = match b.format {
@@ -383,7 +383,7 @@ pub fn matmul(
 
 /// The kernel the products of `format` run with (their wide one where there is one).
 pub fn kernel_name_for(format: Format) -> &'static str {
-    let k = kernels_for(Kernel::selected(), format);
+    let k = kernels_for(Kernel::selected(), format, !Kernel::forced());
     k.wide.unwrap_or(k.narrow).name()
 }
 
@@ -395,25 +395,30 @@ struct Kernels {
     wide: Option<Kernel>,
 }
 
-/// The kernels for `format` when the f32 products use `selected`.
-fn kernels_for(selected: Kernel, format: Format) -> Kernels {
+/// The kernels for `format` when the f32 products use `selected`, with the CPU's extensions
+/// beyond the class (AVX-512 BF16 and VNNI, AVX-VNNI) where `extensions` allows.
+fn kernels_for(selected: Kernel, format: Format, extensions: bool) -> Kernels {
     let (narrow, wide) = match (selected, format) {
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx512, Format::F32) => (Kernel::Avx2Fma, Some(Kernel::Avx512)),
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx512, Format::Bf16) => {
-            let native = bf16::native() && !Kernel::forced();
+            let native = bf16::native() && extensions;
             (Kernel::Bf16Avx2, native.then_some(Kernel::Bf16Avx512))
         }
         #[cfg(target_arch = "x86_64")]
         (_, Format::Bf16) if selected != Kernel::Portable => (Kernel::Bf16Avx2, None),
         (_, Format::Bf16) => (Kernel::Bf16Portable, None),
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx512, Format::Int8) if int8::vnni() && !Kernel::forced() => {
+        (Kernel::Avx512, Format::Int8) if int8::vnni() && extensions => {
             (Kernel::Int8Vnni256, Some(Kernel::Int8Vnni512))
         }
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx2Fma, Format::Int8) if int8::avx_vnni() && !Kernel::forced() => {
+        (Kernel::Avx512, Format::Int8) if int8::avx512bw() => {
+            (Kernel::Int8Avx2, Some(Kernel::Int8Avx512Bw))
+        }
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx2Fma, Format::Int8) if int8::avx_vnni() && extensions => {
             (Kernel::Int8AvxVnni, None)
         }
         #[cfg(target_arch = "x86_64")]
@@ -842,7 +847,7 @@ mod tests {
                         "{kernels:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
                     );
                 }
-                if kernels == kernels_for(Kernel::selected(), format) {
+                if kernels == kernels_for(Kernel::selected(), format, !Kernel::forced()) {
                     let mut c2 = vec![f32::NAN; m * n];
                     matmul(&a, k, m, b, &mut c2, n, epi, threads);
                     assert_eq!(c, c2, "tasks and kernel width change nothing: {m}x{k}x{n}");
@@ -857,7 +862,8 @@ mod tests {
         let formats = [Format::F32, Format::Bf16, Format::Int8];
         let all = formats.into_iter().flat_map(|f| {
             let each = Kernel::supported().into_iter();
-            each.map(move |s| (kernels_for(s, f), f))
+            // With and without the extensions: every class this CPU can stand in for.
+            each.flat_map(move |s| [true, false].map(|x| (kernels_for(s, f, x), f)))
         });
         for (kernels, format) in all {
             for (m, k, n) in [
@@ -890,8 +896,8 @@ mod tests {
         let bt: Vec<f32> = (0..n * k)
             .map(|i| if (i / k) % 3 == 0 { -2.0 } else { 2.0 })
             .collect();
-        for selected in Kernel::supported() {
-            let kernels = kernels_for(selected, Format::Int8);
+        let all = Kernel::supported().into_iter();
+        for kernels in all.flat_map(|s| [true, false].map(|x| kernels_for(s, Format::Int8, x))) {
             let max = int8_code_max(kernels);
             let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
             let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);

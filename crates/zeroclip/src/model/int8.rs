@@ -188,6 +188,28 @@ pub(super) fn dot256_avx_vnni(a: __m256, b: __m256, acc: __m256) -> __m256 {
     _mm256_castsi256_ps(_mm256_dpbusd_avx_epi32(acc, a, b))
 }
 
+/// [`dot256`] on 16 lanes (AVX-512 BW), for AVX-512 CPUs without VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+pub(super) fn dot512_bw(a: __m512, b: __m512, acc: __m512) -> __m512 {
+    let pairs = _mm512_maddubs_epi16(_mm512_castps_si512(a), _mm512_castps_si512(b));
+    let quads = _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+    _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), quads))
+}
+
+/// Whether this CPU has AVX-512 BW.
+pub(super) fn avx512bw() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether this CPU has AVX-VNNI.
 pub(super) fn avx_vnni() -> bool {
     #[cfg(target_arch = "x86_64")]

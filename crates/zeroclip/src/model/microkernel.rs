@@ -13,7 +13,7 @@ use super::int8;
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dequant256, dequant512, dot256_avx_vnni, dot256_vnni};
 #[cfg(target_arch = "x86_64")]
-use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512};
+use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int8_dot512_bw};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
@@ -81,6 +81,10 @@ pub(super) enum Kernel {
     /// int8 quads (see [`super::int8`]), 12 rows × two panels with `vpdpbusd`.
     #[cfg(target_arch = "x86_64")]
     Int8Vnni512,
+    /// int8 quads, 12 rows × two panels with `vpmaddubsw` + `vpmaddwd` on 16 lanes (AVX-512 BW
+    /// without VNNI; weights within ±63).
+    #[cfg(target_arch = "x86_64")]
+    Int8Avx512Bw,
     /// int8 quads on 6 rows × one panel with 8-lane `vpdpbusd` (AVX-512 VL).
     #[cfg(target_arch = "x86_64")]
     Int8Vnni256,
@@ -164,6 +168,8 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Vnni256 => "avx512-vnni (8 lanes)",
             #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Avx512Bw => "avx512bw (int8 vpmaddubsw)",
+            #[cfg(target_arch = "x86_64")]
             Kernel::Int8AvxVnni => "avx-vnni",
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Avx2 => "avx2 (int8 vpmaddubsw)",
@@ -214,6 +220,8 @@ impl Kernel {
                 }
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Vnni256 => arms!(narrow kernel_int8_vnni256),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Int8Avx512Bw => arms!(wide kernel_int8_avx512bw),
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8AvxVnni => arms!(narrow kernel_int8_avx_vnni),
                 #[cfg(target_arch = "x86_64")]
@@ -439,6 +447,20 @@ simd_kernel!(
     _mm256_storeu_ps,
     dequant256,
     8
+);
+simd_kernel!(
+    kernel_int8_avx512bw,
+    "avx512f,avx512bw",
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    int8_dot512_bw,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps,
+    dequant512,
+    NR
 );
 simd_kernel!(
     kernel_int8_avx_vnni,
