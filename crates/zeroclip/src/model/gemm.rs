@@ -2,20 +2,21 @@
 //! layer's weight) packed once into the layout the kernel streams, and a per-column affine map,
 //! residual, ReLU or QuickGELU applied to each finished tile while it is still in registers or L1.
 //!
-//! Why not candle's matmul (the `gemm` crate) for these: it packs the weight again on every call
-//! (28 % of ViT-B/32's time at batch 1, where a GEMM has only 50 rows), and on the ResNet's
-//! convolution shapes it ran at 60-140 GFLOP/s of the ~220 this machine's two cores can do
-//! (docs/PERFORMANCE.md). Here the weight is packed at load into panels of [`NR`] columns,
-//! `[k][NR]` each (64-byte aligned, the last panel zero-padded), and a register-blocked
-//! micro-kernel broadcasts `A` straight from its rows (no copy of the activations), blocked by
-//! [`KC`] along `k` so a panel's slice stays in L1 while up to [`MC`] rows of `A` stream from L2.
-//! With AVX-512 it computes 12 rows × two panels (24 of the 32 vector registers accumulate),
-//! which halves the loads per multiply-add against the AVX2 + FMA kernel's 6 × 16 and measured
-//! 1.3-1.5× its speed on this AMD EPYC (Zen 4) even though both reach the same FMA peak; the
-//! AVX2 kernel takes single panels and CPUs without AVX-512, a portable one CPUs without AVX2.
-//! The AVX2 kernel packs `A` as well (BLIS-style) when a task spans many panels, where the copy
-//! pays for itself; on the ResNet's narrow shapes, and for the AVX-512 kernel, it measured slower.
-//! Each kernel call prefetches the `C` rows of the next call (docs/PERFORMANCE.md).
+//! Why not candle's matmul (the `gemm` crate) for these: it packs the weight again on every call,
+//! a large share of the work when a GEMM has few rows (batch 1), and it ran the ResNet's
+//! convolution shapes well below the FMA peak (docs/PERFORMANCE.md, speed round 2). Here the
+//! weight is packed at load into panels of [`NR`] columns, `[k][NR]` each (64-byte aligned, the
+//! last panel zero-padded), and a register-blocked micro-kernel broadcasts `A` straight from its
+//! rows (no copy of the activations), blocked by [`KC`] along `k` so a panel's slice stays in L1
+//! while up to [`MC`] rows of `A` stream from L2. With AVX-512 it computes 12 rows × two panels
+//! (24 of the 32 vector registers accumulate), which halves the loads per multiply-add against
+//! the AVX2 + FMA kernel's 6 × 16; the AVX2 kernel takes single panels and CPUs without
+//! AVX-512, a portable one CPUs without AVX2. The AVX2 kernel packs `A` as well (BLIS-style)
+//! when a task spans many panels, where the copy pays for itself; on narrow shapes, and for the
+//! AVX-512 kernel, it measured slower. Each kernel call prefetches the `C` rows of the next call.
+//! [`Format::Bf16`] and [`Format::Int8`] matrices run through the same driver as slots of 2 or 4
+//! values of consecutive `k` (see `bf16.rs`, `int8.rs`); the measurements are in
+//! docs/PERFORMANCE.md.
 //!
 //! Arithmetic: each output is a sum of fused multiply-adds over `k` in increasing order within a
 //! [`KC`] block, blocks added in order — the same in the AVX-512 and AVX2 kernels and for any
