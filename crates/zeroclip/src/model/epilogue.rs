@@ -17,7 +17,7 @@ pub struct Epilogue<'a> {
     pub residual: Option<&'a [f32]>,
     /// `max(0, ·)` after the residual.
     pub relu: bool,
-    /// [`super::ops::quick_gelu_value`] last, on the finished tile while it is in L1 (the MLP's
+    /// `ops::quick_gelu_value` last, on the finished tile while it is in L1 (the MLP's
     /// `c_fc`), instead of a pass over the whole activation and a buffer for its result.
     pub quick_gelu: bool,
 }

@@ -5,21 +5,21 @@
 //! Why not candle's matmul (the `gemm` crate) for these: it packs the weight again on every call,
 //! a large share of the work when a GEMM has few rows (batch 1), and it ran the ResNet's
 //! convolution shapes well below the FMA peak (docs/PERFORMANCE.md, speed round 2). Here the
-//! weight is packed at load into panels of [`NR`] columns, `[k][NR]` each (64-byte aligned, the
+//! weight is packed at load into panels of `NR` columns, `[k][NR]` each (64-byte aligned, the
 //! last panel zero-padded), and a register-blocked micro-kernel broadcasts `A` straight from its
-//! rows (no copy of the activations), blocked by [`KC`] along `k` so a panel's slice stays in L1
-//! while up to [`MC`] rows of `A` stream from L2. With AVX-512 it computes 12 rows × two panels
+//! rows (no copy of the activations), blocked by `KC` along `k` so a panel's slice stays in L1
+//! while up to `MC` rows of `A` stream from L2. With AVX-512 it computes 12 rows × two panels
 //! (24 of the 32 vector registers accumulate), which halves the loads per multiply-add against
 //! the AVX2 + FMA kernel's 6 × 16; the AVX2 kernel takes single panels and CPUs without
 //! AVX-512, a portable one CPUs without AVX2. The AVX2 kernel packs `A` as well (BLIS-style)
 //! when a task spans many panels, where the copy pays for itself; on narrow shapes, and for the
 //! AVX-512 kernel, it measured slower. Each kernel call prefetches the `C` rows of the next call.
-//! [`Format::Bf16`] and [`Format::Int8`] matrices run through the same driver as slots of 2 or 4
+//! `Format::Bf16` and `Format::Int8` matrices run through the same driver as slots of 2 or 4
 //! values of consecutive `k` (see `bf16.rs`, `int8.rs`); the measurements are in
 //! docs/PERFORMANCE.md.
 //!
 //! Arithmetic: each output is a sum of fused multiply-adds over `k` in increasing order within a
-//! [`KC`] block, blocks added in order — the same in the AVX-512 and AVX2 kernels and for any
+//! `KC` block, blocks added in order — the same in the AVX-512 and AVX2 kernels and for any
 //! number of threads (the portable kernel rounds each product before adding); the epilogue computes
 //! `acc·scale + shift`, `+ residual`, `max(0, ·)` or QuickGELU as the reference applies bias,
 //! BatchNorm, residual and activation after its product.
@@ -51,11 +51,11 @@ pub enum Format {
     /// f32, as given.
     #[default]
     F32,
-    /// Rounded to bf16 and stored as slots of two consecutive `k` (see [`super::bf16`]); the
+    /// Rounded to bf16 and stored as slots of two consecutive `k` (see `bf16.rs`); the
     /// left-hand side is rounded to bf16 for the product too, which accumulates in f32.
     Bf16,
     /// Symmetric int8 codes per column with a scale each, stored as slots of four consecutive
-    /// `k` (see [`super::int8`]); the left-hand side is quantized per row for each product.
+    /// `k` (see `int8.rs`); the left-hand side is quantized per row for each product.
     Int8,
 }
 
@@ -292,7 +292,7 @@ fn steps_of(k: usize, format: Format) -> usize {
 }
 
 /// The largest weight code of `format` (int8): ±63 where the products run on the plain AVX2
-/// kernel (see [`super::int8`]), else ±127.
+/// kernel (see `int8.rs`), else ±127.
 fn weight_code_max(format: Format) -> f32 {
     let kernels = kernels_for(Kernel::selected(), format, !Kernel::forced());
     int8_code_max(kernels)

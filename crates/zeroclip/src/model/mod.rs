@@ -1,7 +1,8 @@
 //! The CLIP model: both towers and the logits, as `clip.model.CLIP`.
 //!
-//! Everything is computed in f32 (the reference on CPU calls `model.float()`); fp16 weights are
-//! widened as each layer takes them (GEMM weights are packed straight from fp16).
+//! Everything is computed in f32 (the reference on CPU calls `model.float()`) unless the model is
+//! loaded in a lower [`Precision`] for its linear layers; fp16 weights are widened as each layer
+//! takes them (GEMM weights are packed straight from fp16).
 //! `encode_image` / `encode_text` return unnormalized embeddings; `forward` L2-normalizes them
 //! and scales the cosine similarities by `logit_scale.exp()`.
 
@@ -10,14 +11,16 @@ pub mod config;
 mod conv;
 mod epilogue;
 mod fused;
+/// The CPU GEMM, public only for the benchmark (`examples/bench_model.rs`); not a stable API.
+#[doc(hidden)]
 pub mod gemm;
 mod int8;
 mod microkernel;
 mod ops;
-pub mod resnet;
-pub mod text;
-pub mod transformer;
-pub mod vit;
+pub(crate) mod resnet;
+pub(crate) mod text;
+pub(crate) mod transformer;
+pub(crate) mod vit;
 mod winograd;
 
 pub use config::{Activation, ClipConfig, VisionConfig};
