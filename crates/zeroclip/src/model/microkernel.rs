@@ -49,6 +49,7 @@ pub(super) struct Tile {
 
 /// [`Epilogue`] for one full tile: pointers at its first column (and row, for the residual,
 /// whose row stride is `C`'s); null where the step is skipped.
+#[derive(Clone, Copy)]
 pub(super) struct TileEpi {
     /// int8 only (else null): the tile's rows' activation scales, and its columns' weight
     /// scales and zero-point corrections (i32 bits); the accumulators hold i32 sums until then.
@@ -59,6 +60,25 @@ pub(super) struct TileEpi {
     pub(super) shift: *const f32,
     pub(super) residual: *const f32,
     pub(super) relu: bool,
+}
+
+impl TileEpi {
+    /// The same epilogue for the tile's rows from `first` on (rows `ldc` apart).
+    fn rows_from(epi: Option<&TileEpi>, first: usize, ldc: usize) -> Option<TileEpi> {
+        epi.map(|e| TileEpi {
+            row_scale: if e.row_scale.is_null() {
+                e.row_scale
+            } else {
+                e.row_scale.wrapping_add(first)
+            },
+            residual: if e.residual.is_null() {
+                e.residual
+            } else {
+                e.residual.wrapping_add(first * ldc)
+            },
+            ..*e
+        })
+    }
 }
 
 /// The micro-kernel this CPU runs.
@@ -97,6 +117,18 @@ pub(super) enum Kernel {
     Int8Avx2,
     /// int8 quads without SIMD.
     Int8Portable,
+}
+
+/// `$f::<rows>($t, $epi)` for `$r` of 1 to 3 rows.
+macro_rules! up_to_three {
+    ($f:ident, $r:expr, $t:expr, $epi:expr) => {
+        match $r {
+            3 => $f::<3>($t, $epi),
+            2 => $f::<2>($t, $epi),
+            1 => $f::<1>($t, $epi),
+            r => unreachable!("a pass of {r} rows"),
+        }
+    };
 }
 
 impl Kernel {
@@ -212,7 +244,10 @@ impl Kernel {
                     arms!(wide kernel_bf16_avx512)
                 }
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Bf16Avx2 => arms!(narrow kernel_bf16_avx2),
+                Kernel::Bf16Avx2 => in_passes_of_three(r, t, epi, |r, t, epi| {
+                    // At most three rows of the tile the caller vouches for.
+                    up_to_three!(kernel_bf16_avx2, r, t, epi)
+                }),
                 Kernel::Bf16Portable => arms!(narrow kernel_bf16_portable),
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Vnni512 => {
@@ -225,7 +260,10 @@ impl Kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8AvxVnni => arms!(narrow kernel_int8_avx_vnni),
                 #[cfg(target_arch = "x86_64")]
-                Kernel::Int8Avx2 => arms!(narrow kernel_int8_avx2),
+                Kernel::Int8Avx2 => in_passes_of_three(r, t, epi, |r, t, epi| {
+                    // At most three rows of the tile the caller vouches for.
+                    up_to_three!(kernel_int8_avx2, r, t, epi)
+                }),
                 Kernel::Int8Portable => arms!(narrow kernel_int8_portable),
             }
         }
@@ -249,6 +287,31 @@ fn choose(request: &str, supported: &[Kernel]) -> (Kernel, Option<String>) {
         .unwrap_or(&Kernel::Portable);
     let problem = (rank_of(&kernel) != rank).then(|| "this CPU cannot run it".to_string());
     (kernel, problem)
+}
+
+/// A 6-row kernel on `r` rows as passes of at most three: the widening bf16 kernel and the
+/// `vpmaddubsw` int8 kernel need more registers than the fp32 one, and six rows would spill
+/// the accumulators.
+///
+/// # Safety
+///
+/// As for [`Kernel::run`]; `pass(rows, tile, epi)` must be such a call for at most 3 rows.
+unsafe fn in_passes_of_three(
+    r: usize,
+    t: &Tile,
+    epi: Option<&TileEpi>,
+    pass: impl Fn(usize, &Tile, Option<&TileEpi>),
+) {
+    if r <= 3 {
+        return pass(r, t, epi);
+    }
+    pass(3, t, epi);
+    let rest = Tile {
+        a: t.a.wrapping_add(3 * t.lda),
+        c: t.c.wrapping_add(3 * t.ldc),
+        ..*t
+    };
+    pass(r - 3, &rest, TileEpi::rows_from(epi, 3, t.ldc).as_ref());
 }
 
 /// Defines a SIMD micro-kernel `C[0..R, 0..2·lanes] (+)= A[0..R, 0..kc] · B` whose two column
