@@ -22,6 +22,12 @@ Usage (from the repository root):
 
 Checkpoints are deleted after each model unless `--keep`. Results are printed as a Markdown table
 for docs/FIDELITY.md.
+
+`--precision-check CHECKPOINT` instead compares `--precision bf16` and `int8` to fp32 on any
+checkpoint a user has (cosine of the image and text embeddings, top-1 agreement over a label set),
+through the zeroclip CLI: numpy only, no PyTorch. See scripts/precision_check.py for its options:
+
+    ZEROCLIP_CLI=target/release/zeroclip python3 scripts/full_size_check.py --precision-check ViT-B/32
 """
 
 import argparse
@@ -32,12 +38,19 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
+if __name__ == "__main__" and "--precision-check" in sys.argv[1:]:
+    # Dispatched before PyTorch is imported: that mode needs only numpy and the CLI.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from precision_check import main as precision_check
 
-import clip
-from clip.model import CLIP, convert_weights
-from safetensors.torch import save_file
+    sys.exit(precision_check(sys.argv[1:]))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import clip  # noqa: E402
+from clip.model import CLIP, convert_weights  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_model_fixtures import perturb  # noqa: E402
