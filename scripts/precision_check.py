@@ -34,6 +34,7 @@ printed as a Markdown table for docs/FIDELITY.md.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ TEMPLATE = "a photo of a {}."
 PRECISIONS = ["fp32", "bf16", "int8"]
 KERNELS = ["native", "avx512", "avx2", "portable"]
 # The CPU flags that decide which kernel `native` runs.
-KERNEL_FLAGS = ["fma", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16"]
+KERNEL_FLAGS = ["fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16"]
 
 
 def default_images() -> list[Path]:
@@ -73,6 +74,15 @@ def cpu_flags() -> str:
     except OSError:
         pass
     return "unknown (no /proc/cpuinfo)"
+
+
+def cli_identity(cli: str) -> tuple:
+    path = Path(cli) if os.sep in cli else Path(shutil.which(cli) or cli)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise SystemExit(f"the zeroclip CLI {cli}: {e.strerror} (set ZEROCLIP_CLI or --cli)")
+    return st.st_mtime_ns, st.st_size
 
 
 def run_cli(cli: str, kernel: str, args: list[str], what: str) -> str:
@@ -172,8 +182,11 @@ def main(argv: list[str]) -> int:
 
     images = args.images or [str(p) for p in default_images()]
     labels = labels_of(args.label_set)
-    print(f"checkpoint {args.precision_check}; {len(labels)} labels ({args.label_set}); "
-          f"CPU flags: {cpu_flags()}", flush=True)
+    # A CLI rebuilt while the runs go would mix two builds in one table.
+    identity = cli_identity(args.cli)
+    version = run_cli(args.cli, "native", ["--version"], "version").strip()
+    print(f"{version} ({args.cli}); checkpoint {args.precision_check}; {len(labels)} labels "
+          f"({args.label_set}); CPU flags: {cpu_flags()}", flush=True)
     runs = [(args.kernels[0], "fp32")]
     runs += [(k, p) for k in args.kernels for p in args.precisions if (k, p) != runs[0]]
     rows = []
@@ -190,6 +203,8 @@ def main(argv: list[str]) -> int:
             raise SystemExit("no image could be classified")
         for key in runs[1:]:
             rows.append((key, compare(base, results[key], labels)))
+    if cli_identity(args.cli) != identity:
+        raise SystemExit(f"{args.cli} changed while the check ran: run it again")
     if not rows:
         raise SystemExit("nothing to compare: add a precision or a kernel besides fp32 on the first kernel")
     print()
