@@ -76,12 +76,18 @@ def cpu_flags() -> str:
     return "unknown (no /proc/cpuinfo)"
 
 
+def fail(message: str) -> None:
+    """Exit 2 (usage or fatal, as the CLI) naming what went wrong."""
+    print(f"precision check: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def cli_identity(cli: str) -> tuple:
     path = Path(cli) if os.sep in cli else Path(shutil.which(cli) or cli)
     try:
         st = path.stat()
     except OSError as e:
-        raise SystemExit(f"the zeroclip CLI {cli}: {e.strerror} (set ZEROCLIP_CLI or --cli)")
+        fail(f"the zeroclip CLI {cli}: {e.strerror} (set ZEROCLIP_CLI or --cli)")
     return st.st_mtime_ns, st.st_size
 
 
@@ -93,19 +99,18 @@ def run_cli(cli: str, kernel: str, args: list[str], what: str) -> str:
     proc = subprocess.run([cli, *args], env=env, capture_output=True, text=True)
     # Exit 1 means some inputs failed (reported per input and left out); 2 is fatal.
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"{what}: `{' '.join([cli, *args])}` exited {proc.returncode}:\n{proc.stderr}")
+        fail(f"{what} (kernel {kernel}) exited {proc.returncode}: {proc.stderr.strip()}")
     return proc.stdout
 
 
-def embed_images(cli, kernel, common, images, out: Path) -> dict[str, np.ndarray]:
+def embed_images(cli, kernel, common, images, out: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     stdout = run_cli(cli, kernel, ["embed", *common, "-o", str(out), *map(str, images)], "embed images")
+    records = [json.loads(line) for line in stdout.splitlines()]
+    if not any("row" in rec for rec in records):
+        fail(f"no image could be read: {records[0]['error'] if records else 'no inputs'}")
     rows = np.load(out)
-    by_input = {}
-    for line in stdout.splitlines():
-        rec = json.loads(line)
-        if "row" in rec:
-            by_input[rec["input"]] = rows[rec["row"]]
-    return by_input
+    unread = [f"{rec['input']} ({rec['error']})" for rec in records if "error" in rec]
+    return {rec["input"]: rows[rec["row"]] for rec in records if "row" in rec}, unread
 
 
 def run_once(cli, kernel, precision, args, images, prompts_file, work: Path) -> dict:
@@ -114,11 +119,13 @@ def run_once(cli, kernel, precision, args, images, prompts_file, work: Path) -> 
     if args.threads:
         common += ["--threads", str(args.threads)]
     tag = f"{kernel}-{precision}"
-    img = embed_images(cli, kernel, common, images, work / f"{tag}.images.npy")
+    img, unread = embed_images(cli, kernel, common, images, work / f"{tag}.images.npy")
     texts_out = work / f"{tag}.texts.npy"
     run_cli(cli, kernel, ["embed", *common, "--texts-file", str(prompts_file), "-o", str(texts_out)],
             "embed texts")
     txt = np.load(texts_out)
+    if len(txt) != prompts_file.read_text(encoding="utf-8").count("\n"):
+        fail(f"embed texts (kernel {kernel}) returned {len(txt)} rows for the label set's prompts")
     stdout = run_cli(cli, kernel, ["classify", *common, "--label-set", args.label_set, "--top-k", "1",
                                    "--format", "jsonl", "--no-cache", *map(str, images)], "classify")
     top1 = {}
@@ -126,7 +133,7 @@ def run_once(cli, kernel, precision, args, images, prompts_file, work: Path) -> 
         rec = json.loads(line)
         if rec.get("predictions"):
             top1[rec["input"]] = rec["predictions"][0]["label"]
-    return {"images": img, "texts": txt, "top1": top1}
+    return {"images": img, "texts": txt, "top1": top1, "unread": unread}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -189,6 +196,8 @@ def main(argv: list[str]) -> int:
           f"({args.label_set}); CPU flags: {cpu_flags()}", flush=True)
     runs = [(args.kernels[0], "fp32")]
     runs += [(k, p) for k in args.kernels for p in args.precisions if (k, p) != runs[0]]
+    if len(runs) == 1:
+        fail("nothing to compare: add a precision or a kernel besides fp32 on the first kernel")
     rows = []
     with tempfile.TemporaryDirectory(prefix="zeroclip-precision-") as tmp:
         work = Path(tmp)
@@ -199,14 +208,12 @@ def main(argv: list[str]) -> int:
             results[kernel, precision] = run_once(args.cli, kernel, precision, args, images, prompts, work)
             print(f"ran {precision} on kernel {kernel}", flush=True)
         base = results[runs[0]]
-        if not base["top1"]:
-            raise SystemExit("no image could be classified")
+        for unread in base["unread"]:
+            print(f"left out: {unread}", file=sys.stderr)
         for key in runs[1:]:
             rows.append((key, compare(base, results[key], labels)))
     if cli_identity(args.cli) != identity:
-        raise SystemExit(f"{args.cli} changed while the check ran: run it again")
-    if not rows:
-        raise SystemExit("nothing to compare: add a precision or a kernel besides fp32 on the first kernel")
+        fail(f"{args.cli} changed while the check ran: run it again")
     print()
     print(f"| precision | kernel | image cosine to fp32 min / mean ({rows[0][1]['n']} images) | "
           f"text cosine min / mean ({rows[0][1]['n_txt']} prompts) | top-1 = fp32's | "
