@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Precision check: `--precision bf16` and `int8` against fp32 on any checkpoint, through the CLI.
 
-Needs numpy and a built `zeroclip` CLI, no PyTorch: the CLI does all the model work. For each GEMM
-kernel asked for (`--kernels`; `native` leaves `ZEROCLIP_KERNEL` unset, so the widest kernel the CPU
-has runs) and each precision, it runs
+Needs numpy and a built `zeroclip` CLI, no PyTorch: the CLI does all the model work. For each CPU
+kernel class asked for (`--kernels`: `native` leaves `ZEROCLIP_KERNEL` unset, so everything the CPU
+has is used; `avx512`, `avx2` and `portable` set it, `avx512` being the class without VNNI and BF16)
+and each precision, it runs
 
 - `zeroclip embed` on the images (raw image embeddings),
 - `zeroclip embed --texts-file` on the label set's prompts ("a photo of a {label}.", as `classify
@@ -13,18 +14,19 @@ has runs) and each precision, it runs
 and compares each run to fp32 on the first kernel listed: cosine of every image embedding and of
 every text embedding to fp32's (min / mean: the image and the text tower end to end), and how many
 images keep fp32's top-1 label — with both towers in the run's precision (classify's labels), and
-with one tower in it and the other in fp32 (from the embeddings: which tower moves the labels). Two columns explain a lost top-1: the median gap between fp32's best
-and second-best image-label cosine, and the largest change of any image-label cosine the run made.
-If every image-label cosine moves by at most d, only an image whose fp32 margin is at most 2d can
-change its top-1 label.
+with one tower in it and the other in fp32 (from the embeddings: which tower moves the labels).
+Two columns explain a lost top-1: the median gap between fp32's best and second-best image-label
+cosine, and the largest change of any image-label cosine the run made. If every image-label cosine
+moves by at most d, only an image whose fp32 margin is at most 2d can change its top-1 label.
 
 As a consistency check the top-1 label is also computed from the embeddings (argmax of the cosine);
-it must equal `classify`'s for every image (else the prompts here differ from the CLI's).
+a warning says when it differs from `classify`'s (then the prompts here are not the CLI's).
 
 Usage (from the repository root):
 
     ZEROCLIP_CLI=target/release/zeroclip python3 scripts/full_size_check.py \\
         --precision-check ViT-B/32 [--images DIR ...] [--label-set imagenet] [--kernels native avx2]
+        [--precisions bf16 int8] [--threads N] [--batch-size N]
 
 The checkpoint is anything `--model` accepts: a model name, a Hugging Face id, or a local file or
 directory. Images default to the repository's JPEG/PNG fixtures and assets/CLIP.png. Results are
