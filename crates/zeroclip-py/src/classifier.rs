@@ -1,5 +1,5 @@
 //! `Classifier`: zero-shot classification and embedding of many images, each batch decoded in
-//! parallel one batch ahead of the model (the library's `batch::run_batches`, as the CLI runs it).
+//! parallel, then run through the model (the library's `batch::run_batches`, as the CLI runs it).
 //!
 //! Inputs arrive from the Python layer as tagged tuples, already told apart there (a path, an
 //! encoded file's bytes, a Pillow image's raw pixels, preprocessed pixels, or an input that failed

@@ -1,10 +1,13 @@
-//! Batched inference over many images, as every front end runs it: images are decoded and
-//! preprocessed in parallel on the rayon pool one batch ahead of the model, each batch of the
-//! images that decoded goes through the model once, and every input gets its own result — its
-//! output, its decoding error, or its batch's inference error — in input order.
+//! Batched inference over many images, as every front end runs it: each batch's images are
+//! decoded and preprocessed in parallel on the rayon pool, the ones that decoded go through the
+//! model once, and every input gets its own result — its output, its decoding error, or its
+//! batch's inference error — in input order.
 //!
-//! The reference runs `preprocess` on one PIL image at a time and the model on whatever batch the
-//! caller stacks; this module is that loop, with the decoding overlapped and no input dropped.
+//! Decoding and inference alternate, each on every core of the one pool, rather than decoding the
+//! next batch while the model runs: the model's kernels already keep every worker busy, so a
+//! decode running beside them only made their tasks wait for it (docs/PERFORMANCE.md, speed
+//! round 3). The reference runs `preprocess` on one PIL image at a time and the model on whatever
+//! batch the caller stacks; this module is that loop, in parallel, with no input dropped.
 
 use crate::image::{Preprocess, RawImage};
 use rayon::prelude::*;
@@ -83,8 +86,8 @@ impl ImageSource {
     }
 }
 
-/// Decodes `sources` in batches of `batch_size` (one batch ahead, in parallel), calls `infer`
-/// once per batch on the pixels of the images that decoded, and hands each input's result to
+/// Decodes `sources` in batches of `batch_size` (each batch in parallel), calls `infer` once per
+/// batch on the pixels of the images that decoded, and hands each input's result to
 /// `sink(index, result)` in input order. `sink` returns `false` to stop early (say, the reader of
 /// the output went away); the return value is whether every input was handed over.
 ///
@@ -100,39 +103,22 @@ pub fn run_batches<T: Send, E: std::fmt::Display>(
     mut sink: impl FnMut(usize, Result<T, String>) -> bool,
 ) -> bool {
     let batch_size = batch_size.max(1);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        // Decode the next batch while the current one runs through the model: this thread only
-        // waits; the decoding itself runs as tasks of the same pool as the model's kernels, so the
-        // two share the cores instead of oversubscribing them.
-        scope.spawn(move || {
-            for (b, chunk) in sources.chunks(batch_size).enumerate() {
-                let decode = || -> Vec<Result<Vec<f32>, String>> {
-                    chunk.par_iter().map(|s| s.preprocess(preprocess)).collect()
-                };
-                let decoded = match pool {
-                    Some(pool) => pool.install(decode),
-                    None => decode(),
-                };
-                if tx.send((b * batch_size, decoded)).is_err() {
-                    break;
-                }
-            }
-        });
-        for (start, decoded) in rx {
-            let run = || infer_decoded(decoded, &mut infer);
-            let results = match pool {
-                Some(pool) => pool.install(run),
-                None => run(),
-            };
-            for (i, result) in results.into_iter().enumerate() {
-                if !sink(start + i, result) {
-                    return false;
-                }
+    let in_pool = |work: &mut (dyn FnMut() + Send)| match pool {
+        Some(pool) => pool.install(work),
+        None => work(),
+    };
+    for (b, chunk) in sources.chunks(batch_size).enumerate() {
+        let mut decoded = Vec::new();
+        in_pool(&mut || decoded = chunk.par_iter().map(|s| s.preprocess(preprocess)).collect());
+        let mut results = Vec::new();
+        in_pool(&mut || results = infer_decoded(std::mem::take(&mut decoded), &mut infer));
+        for (i, result) in results.into_iter().enumerate() {
+            if !sink(b * batch_size + i, result) {
+                return false;
             }
         }
-        true
-    })
+    }
+    true
 }
 
 /// Runs `batch` once on the pixels of the items that decoded, and gives each item its own

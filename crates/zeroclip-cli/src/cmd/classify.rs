@@ -1,8 +1,8 @@
 //! `zeroclip classify`: zero-shot classification of images against labels, the reference
 //! example as a tool (`clip.load`, `preprocess`, `clip.tokenize`, `model(image, text)`, softmax).
 //!
-//! Images are decoded in parallel, one batch ahead of inference; results are written in input
-//! order as each batch finishes. Every input appears in the output, with predictions or an error.
+//! Each batch of images is decoded in parallel, then run through the model (`zeroclip::batch`);
+//! results are written in input order as each batch finishes. Every input appears in the output, with predictions or an error.
 
 use super::shared::{build_classifier, progress_bar, ModelArgs};
 use crate::inputs::{self, Item};
