@@ -211,7 +211,7 @@ def render(res: dict) -> str:
         zq, zf, oq = (rate("zeroclip", "int8", "ViT-B-32", b), rate("zeroclip", "fp32", "ViT-B-32", b),
                       rate("onnxruntime", "int8", "ViT-B-32", b))
         own = (f"≥ 2× own fp32 (VNNI): {verdict(ratio(zq, zf), 2.0)}" if vnni
-               else f"faster than own fp32 (AVX2): {verdict(ratio(zq, zf), 1.0001)}")
+               else f"faster than own fp32 (no VNNI): {verdict(ratio(zq, zf), 1.0001)}")
         checks.append(f"ViT-B/32 int8 batch {b}: {own}; ≥ 1.2× ORT int8: {verdict(ratio(zq, oq), 1.2)}")
     lines.append("Targets: " + "; ".join(checks) + ".")
     lines.append("")
