@@ -3,7 +3,8 @@
 //! AVX-512 kernel (12 rows × two 16-column panels, 24 of the 32 vector registers accumulate) and
 //! the AVX2 + FMA one (6 rows × one panel as two 8-column halves), so they cannot drift apart; a
 //! portable kernel runs the same loops on other CPUs. Which one runs is decided at run time: the
-//! widest the CPU has, or the narrower one [`KERNEL_ENV`] asks for.
+//! widest the CPU has, or a narrower class (`dispatch.rs`). bf16 and int8 kernels read 32-bit
+//! slots of 2 or 4 values (`bf16.rs`, `int8.rs`) through the same macro body.
 
 use super::bf16::unslot;
 #[cfg(target_arch = "x86_64")]
@@ -17,15 +18,6 @@ use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
-
-/// The environment variable that restricts the kernels to a class of CPU (case-insensitive):
-/// `native` (the default: everything the CPU has), `avx512` (AVX-512 F without its VNNI and BF16
-/// extensions), `avx2` (AVX2 + FMA without AVX-VNNI) or `portable` (no SIMD). It lets one machine
-/// measure and test the code paths of the CPUs it is not.
-pub const KERNEL_ENV: &str = "ZEROCLIP_KERNEL";
-
-/// Set once [`KERNEL_ENV`] is read and honoured or narrowed.
-static FORCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One micro-kernel call: a tile of `C` over one `k` block.
 #[derive(Clone, Copy)]
@@ -132,57 +124,7 @@ macro_rules! up_to_three {
 }
 
 impl Kernel {
-    /// Every kernel this CPU runs, widest first (the portable one always).
-    pub(super) fn supported() -> Vec<Kernel> {
-        let mut all = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma");
-            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
-                all.push(Kernel::Avx512);
-            }
-            if avx2 {
-                all.push(Kernel::Avx2Fma);
-            }
-        }
-        all.push(Kernel::Portable);
-        all
-    }
-
-    /// The kernel the products use: the widest this CPU runs, or the one [`KERNEL_ENV`] asks
-    /// for. A name this CPU cannot run, or an unknown one, is reported once on standard error
-    /// and the widest supported kernel no wider than the request is used.
-    pub(super) fn selected() -> Kernel {
-        static SELECTED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *SELECTED.get_or_init(|| {
-            let supported = Self::supported();
-            let Ok(request) = std::env::var(KERNEL_ENV) else {
-                return supported[0];
-            };
-            if request.trim().eq_ignore_ascii_case("native") {
-                return supported[0];
-            }
-            FORCED.store(true, std::sync::atomic::Ordering::Relaxed);
-            let (kernel, problem) = choose(&request, &supported);
-            if let Some(problem) = problem {
-                eprintln!(
-                    "zeroclip: {KERNEL_ENV}={request:?}: {problem}; using {}",
-                    kernel.name()
-                );
-            }
-            kernel
-        })
-    }
-
-    /// Whether [`KERNEL_ENV`] names a class (then the extensions beyond it — AVX-512 VNNI and
-    /// BF16, AVX-VNNI — stay unused, so the class is measured as it is).
-    pub(super) fn forced() -> bool {
-        Self::selected();
-        FORCED.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The kernel's name as [`KERNEL_ENV`] spells it.
+    /// The kernel's name, as `ZEROCLIP_KERNEL` spells the f32 ones.
     pub(super) fn name(self) -> &'static str {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -268,25 +210,6 @@ impl Kernel {
             }
         }
     }
-}
-
-/// The kernel for a [`KERNEL_ENV`] value among `supported` (widest first), and why the request
-/// was not honoured as given, if it was not.
-fn choose(request: &str, supported: &[Kernel]) -> (Kernel, Option<String>) {
-    const ORDER: [&str; 3] = ["avx512", "avx2", "portable"];
-    let wanted = request.trim().to_ascii_lowercase();
-    let Some(rank) = ORDER.iter().position(|n| *n == wanted) else {
-        let problem = format!("unknown kernel (expected native, {})", ORDER.join(", "));
-        return (supported[0], Some(problem));
-    };
-    let rank_of = |k: &Kernel| ORDER.iter().position(|n| *n == k.name()).unwrap_or(0);
-    // `supported` always ends with the portable kernel, the narrowest.
-    let kernel = *supported
-        .iter()
-        .find(|k| rank_of(k) >= rank)
-        .unwrap_or(&Kernel::Portable);
-    let problem = (rank_of(&kernel) != rank).then(|| "this CPU cannot run it".to_string());
-    (kernel, problem)
 }
 
 /// A 6-row kernel on `r` rows as passes of at most three: the widening bf16 kernel and the
@@ -658,28 +581,5 @@ unsafe fn kernel_with<const R: usize>(
                 finish(row, 0, res, &whole);
             }
         }
-    }
-}
-
-#[cfg(all(test, target_arch = "x86_64"))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_request_is_honoured_or_narrowed_never_widened() {
-        let all = [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable];
-        assert_eq!(choose("avx2", &all), (Kernel::Avx2Fma, None));
-        assert_eq!(choose(" AVX512 ", &all), (Kernel::Avx512, None));
-        assert_eq!(choose("portable", &all), (Kernel::Portable, None));
-        let avx2_only = [Kernel::Avx2Fma, Kernel::Portable];
-        let (k, problem) = choose("avx512", &avx2_only);
-        assert_eq!(k, Kernel::Avx2Fma);
-        assert!(problem.unwrap().contains("cannot run"));
-        let (k, problem) = choose("avx2", &[Kernel::Portable]);
-        assert_eq!(k, Kernel::Portable);
-        assert!(problem.is_some());
-        let (k, problem) = choose("sse9", &all);
-        assert_eq!(k, Kernel::Avx512);
-        assert!(problem.unwrap().contains("native, avx512, avx2, portable"));
     }
 }

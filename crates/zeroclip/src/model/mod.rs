@@ -9,6 +9,7 @@
 mod bf16;
 pub mod config;
 mod conv;
+mod dispatch;
 mod epilogue;
 mod fused;
 /// The CPU GEMM, public only for the benchmark (`examples/bench_model.rs`); not a stable API.
@@ -17,6 +18,7 @@ pub mod gemm;
 mod int8;
 mod microkernel;
 mod ops;
+mod packed;
 pub(crate) mod resnet;
 pub(crate) mod text;
 pub(crate) mod transformer;

@@ -126,6 +126,16 @@ impl CustomOp1 for QuickGelu {
     }
 }
 
+/// Calls `f` with the values of a CPU f32 tensor (copied first if not contiguous).
+pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => Ok(f(contiguous_f32(cpu, layout, "matrix operand")?)),
+        _ => candle_core::bail!("gemm: operand on {:?}, expected the CPU", t.device()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,256 @@
+//! The GEMM against an f64 product, on every kernel this CPU can run.
+
+use super::*;
+use crate::model::dispatch::int8_code_max;
+
+fn rand(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// f64 reference of `epilogue(A·B)`.
+fn naive(a: &[f32], m: usize, k: usize, bt: &[f32], n: usize, epi: &Epilogue) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for kk in 0..k {
+                s += a[i * k + kk] as f64 * bt[j * k + kk] as f64;
+            }
+            let mut v = s as f32;
+            if let Some(sc) = epi.scale {
+                v *= sc[j];
+            }
+            if let Some(sh) = epi.shift {
+                v += sh[j];
+            }
+            if let Some(r) = epi.residual {
+                v += r[i * n + j];
+            }
+            if epi.relu {
+                v = v.max(0.0);
+            }
+            if epi.quick_gelu {
+                v = crate::model::ops::quick_gelu_value(v);
+            }
+            out[i * n + j] = v;
+        }
+    }
+    out
+}
+
+fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads: usize) {
+    let a = rand(m * k, 1);
+    let bt = rand(n * k, 2); // [n, k], B = btᵀ
+    let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
+    // The operands as the product sees them: rounded, or quantized per row of `A` and per
+    // column of `B` (a row of `bt`).
+    let max = int8_code_max(kernels);
+    let seen = |v: &[f32], rows: usize, activations: bool| -> Vec<f32> {
+        match format {
+            Format::F32 => v.to_vec(),
+            Format::Bf16 => v.iter().map(|&x| bf16::widen(bf16::round(x))).collect(),
+            Format::Int8 => v
+                .chunks(k)
+                .take(rows)
+                .flat_map(|row| {
+                    if activations {
+                        let mut slots = vec![0f32; k.div_ceil(4)];
+                        let s = int8::pack_activations(row, &mut slots);
+                        let codes = slots.iter().flat_map(|&q| int8::unslot(q));
+                        let values = codes.map(|u| (u as i32 - int8::ZERO_POINT) as f32 * s);
+                        values.take(k).collect::<Vec<_>>()
+                    } else {
+                        let mut codes = vec![0i8; k];
+                        let s = int8::quantize(row, max, &mut codes);
+                        codes.iter().map(|&q| q as f32 * s).collect()
+                    }
+                })
+                .collect(),
+        }
+    };
+    let (a_seen, bt_seen) = (seen(&a, m, true), seen(&bt, n, false));
+    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+    let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, max, copy);
+    let mut matrices = vec![packed];
+    if format == Format::F32 {
+        let mut b_rows = vec![0f32; k * n];
+        for j in 0..n {
+            for kk in 0..k {
+                b_rows[kk * n + j] = bt[j * k + kk];
+            }
+        }
+        matrices.push(PackedMatrix::from_rows(&b_rows, k, n));
+    }
+    // `A` as the kernels read it.
+    let (a_in, row_scales) = match format {
+        Format::F32 => (a.clone(), Vec::new()),
+        _ => a_as_slots(&a, k, m, k, format, 1),
+    };
+    let lda_in = steps_of(k, format).max(1);
+    let epis = [
+        Epilogue::default(),
+        Epilogue {
+            shift: Some(&shift),
+            residual: Some(&res),
+            ..Default::default()
+        },
+        Epilogue {
+            scale: Some(&scale),
+            shift: Some(&shift),
+            relu: true,
+            ..Default::default()
+        },
+        Epilogue {
+            shift: Some(&shift),
+            quick_gelu: true,
+            ..Default::default()
+        },
+    ];
+    for (e, epi) in epis.iter().enumerate() {
+        let want = naive(&a_seen, m, k, &bt_seen, n, epi);
+        for b in &matrices {
+            let mut c = vec![f32::NAN; m * n];
+            // Same loops as `matmul`, forcing the kernel under test.
+            let tasks = m.div_ceil(MC);
+            for t in 0..tasks {
+                let rows = t * MC..(t * MC + MC).min(m);
+                // SAFETY: one task at a time, each inside `c`; the kernel was checked above.
+                unsafe {
+                    block(
+                        kernels,
+                        &a_in,
+                        lda_in,
+                        &row_scales,
+                        b,
+                        c.as_mut_ptr(),
+                        n,
+                        epi,
+                        rows,
+                        0..n.div_ceil(NR),
+                    )
+                };
+            }
+            let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+            for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{kernels:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
+                );
+            }
+            if kernels == kernels_for(Kernel::selected(), format, !Kernel::forced()) {
+                let mut c2 = vec![f32::NAN; m * n];
+                matmul(&a, k, m, b, &mut c2, n, epi, threads);
+                assert_eq!(c, c2, "tasks and kernel width change nothing: {m}x{k}x{n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn matches_a_naive_product_on_every_edge() {
+    // Every kernel this CPU runs, whichever `matmul` picks, in both formats.
+    let formats = [Format::F32, Format::Bf16, Format::Int8];
+    let all = formats.into_iter().flat_map(|f| {
+        let each = Kernel::supported().into_iter();
+        // With and without the extensions: every class this CPU can stand in for.
+        each.flat_map(move |s| [true, false].map(|x| (kernels_for(s, f, x), f)))
+    });
+    for (kernels, format) in all {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (5, 3, 17),
+            (6, 16, 16),
+            (7, 255, 31),
+            (13, 257, 48),
+            (50, 520, 40),
+            (121, 33, 5),
+            (250, 64, 70),
+            (600, 40, 20),
+            (30, 70, 100),
+            (19, 530, 520),
+        ] {
+            check(kernels, format, m, k, n, 2);
+        }
+    }
+}
+
+#[test]
+fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
+    // Every activation at its largest code (u = 255 or 1) against every weight at its
+    // largest (±127, or ±63 for the AVX2 kernel), so every byte pair of `vpmaddubsw` sits at
+    // the edge of its i16 range: the sums must still be exact.
+    let (m, k, n) = (7, 96, 40);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| if (i / k) % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let bt: Vec<f32> = (0..n * k)
+        .map(|i| if (i / k) % 3 == 0 { -2.0 } else { 2.0 })
+        .collect();
+    let all = Kernel::supported().into_iter();
+    for kernels in all.flat_map(|s| [true, false].map(|x| kernels_for(s, Format::Int8, x))) {
+        let max = int8_code_max(kernels);
+        let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+        let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
+        let (a_in, row_scales) = a_as_slots(&a, k, m, k, Format::Int8, 1);
+        let mut c = vec![f32::NAN; m * n];
+        let epi = Epilogue::default();
+        // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
+        unsafe {
+            let panels = 0..n.div_ceil(NR);
+            let (ptr, steps) = (c.as_mut_ptr(), k.div_ceil(4));
+            block(
+                kernels,
+                &a_in,
+                steps,
+                &row_scales,
+                &b,
+                ptr,
+                n,
+                &epi,
+                0..m,
+                panels,
+            )
+        };
+        for i in 0..m {
+            for j in 0..n {
+                let want = a[i * k] * bt[j * k] * k as f32;
+                let got = c[i * n + j];
+                assert!(
+                    (got - want).abs() <= 1e-3,
+                    "{kernels:?} ({i}, {j}): {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn respects_row_strides() {
+    let (m, k, n, lda, ldc) = (9, 20, 18, 27, 25);
+    let a = rand(m * lda, 7);
+    let bt = rand(n * k, 8);
+    let b = PackedMatrix::from_transposed(&bt, n, k);
+    let mut c = vec![-7f32; m * ldc];
+    matmul(&a, lda, m, &b, &mut c, ldc, &Epilogue::default(), 2);
+    for i in 0..m {
+        for j in 0..ldc {
+            let got = c[i * ldc + j];
+            if j >= n {
+                assert_eq!(got, -7.0, "padding column {j} of row {i} untouched");
+                continue;
+            }
+            let want: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
+            assert!((got - want).abs() < 1e-4, "{i},{j}: {got} vs {want}");
+        }
+    }
+}
