@@ -23,7 +23,7 @@ pub struct ModelArgs {
     pub threads: Option<u64>,
     /// Arithmetic of the transformer's linear layers: fp32 (the reference's), bf16 (half the
     /// weight memory; faster only with AVX-512 BF16) or int8 (dynamic quantization: a quarter
-    /// of the weight memory). See docs/PERFORMANCE.md for the speed and fidelity of each.
+    /// of the weight memory). Speed: docs/PERFORMANCE.md; fidelity: docs/FIDELITY.md.
     #[arg(long, default_value = "fp32", value_name = "fp32|bf16|int8")]
     pub precision: zeroclip::Precision,
 }
