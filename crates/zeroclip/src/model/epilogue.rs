@@ -47,8 +47,6 @@ pub(super) fn finish(row: &mut [f32], col0: usize, residual: Option<&[f32]>, epi
         }
     }
     if epi.quick_gelu {
-        for v in row.iter_mut() {
-            *v = super::ops::quick_gelu_value(*v);
-        }
+        super::ops::quick_gelu_slice(row);
     }
 }

@@ -374,9 +374,7 @@ unsafe fn activate(c: *mut f32, rows: usize, cols: usize, ldc: usize) {
     for i in 0..rows {
         // SAFETY: row `i` of the tile, inside what the caller vouches for.
         let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        for v in row {
-            *v = super::ops::quick_gelu_value(*v);
-        }
+        super::ops::quick_gelu_slice(row);
     }
 }
 

@@ -100,6 +100,78 @@ pub(crate) fn quick_gelu_value(v: f32) -> f32 {
     v * (1.0 / (1.0 + (-1.702 * v).exp()))
 }
 
+/// [`quick_gelu_value`] over a slice, eight values at a time where the CPU has AVX2 and FMA:
+/// `exp` by range reduction and a degree-6 polynomial (within about 1 ulp of libm's `expf` on
+/// the reduced range), the division and product as the scalar form does them. The scalar form
+/// calls libm once per value, which made QuickGELU a tenth of an int8 ViT's time.
+pub(crate) fn quick_gelu_slice(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe { quick_gelu_avx2(values) };
+        return;
+    }
+    for v in values {
+        *v = quick_gelu_value(*v);
+    }
+}
+
+/// [`quick_gelu_slice`] with AVX2 and FMA.
+///
+/// # Safety
+///
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quick_gelu_avx2(values: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let whole = values.len() / 8 * 8;
+    let (head, tail) = values.split_at_mut(whole);
+    let one = _mm256_set1_ps(1.0);
+    for chunk in head.chunks_exact_mut(8) {
+        // SAFETY: `chunk` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+        let e = exp8(_mm256_mul_ps(v, _mm256_set1_ps(-1.702)));
+        let y = _mm256_mul_ps(v, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), y) };
+    }
+    for v in tail {
+        *v = quick_gelu_value(*v);
+    }
+}
+
+/// `e^x` on 8 lanes: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `e^r` by its Taylor polynomial of
+/// degree 6 (relative error below 1.2e-7 there), times `2^n` built in the exponent bits. Inputs
+/// are held to [-87, 88], where `2^n` stays a normal float; beyond, the sigmoid is 0 or 1 to
+/// f32 precision either way.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+        _mm256_set1_ps(88.0),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    // ln 2 split in two so that `n · ln2_hi` is exact.
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+    let mut p = _mm256_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
+}
+
 impl CustomOp1 for QuickGelu {
     fn name(&self) -> &'static str {
         "quick-gelu"
@@ -114,14 +186,8 @@ impl CustomOp1 for QuickGelu {
             Some((a, b)) => &data[a..b],
             None => candle_core::bail!("quick gelu input must be contiguous"),
         };
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(4096)
-            .zip(src.par_chunks(4096))
-            .for_each(|(out, inp)| {
-                for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = quick_gelu_value(v);
-                }
-            });
+        let mut dst = src.to_vec();
+        dst.par_chunks_mut(4096).for_each(quick_gelu_slice);
         Ok((CpuStorage::F32(dst), l.shape().clone()))
     }
 }
@@ -157,6 +223,27 @@ mod tests {
         for (i, v) in y.iter().enumerate() {
             let want = (i as f32 - 3.5) / (var + 1e-5).sqrt();
             assert!((v - want).abs() < 1e-5, "{i}: {v} vs {want}");
+        }
+    }
+
+    #[test]
+    fn quick_gelu_slices_match_the_scalar_form_on_every_path() {
+        // Dense over the range where the sigmoid is neither 0 nor 1, then the tails; lengths
+        // that are not multiples of the SIMD width reach the scalar remainder too.
+        let mut xs: Vec<f32> = (-24_000..24_000).map(|i| i as f32 * 1e-3).collect();
+        xs.extend([
+            -200.0, -90.0, -60.0, 60.0, 90.0, 200.0, 0.0, -0.0, 1e-30, -1e-30,
+        ]);
+        for len in [xs.len(), xs.len() - 3, 5] {
+            let mut got = xs[..len].to_vec();
+            quick_gelu_slice(&mut got);
+            for (&x, &y) in xs.iter().zip(&got) {
+                // Against the scalar form in f32: the same rounding of `-1.702·x`, so only the
+                // exponential's own error shows (a few ulp).
+                let want = quick_gelu_value(x);
+                let err = (y - want).abs();
+                assert!(err <= 4e-7 * want.abs() + 1e-35, "x {x}: {y} vs {want}");
+            }
         }
     }
 
