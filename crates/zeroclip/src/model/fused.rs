@@ -144,11 +144,11 @@ impl CustomOp1 for Attention {
                         *pj = dot(q, k) * scale;
                         max = max.max(*pj);
                     }
-                    let mut sum = 0f32;
                     for pj in &mut p[..keys] {
-                        *pj = (*pj - max).exp();
-                        sum += *pj;
+                        *pj -= max;
                     }
+                    super::ops::exp_slice(&mut p[..keys]);
+                    let sum: f32 = p[..keys].iter().sum();
                     let inv = 1.0 / sum;
                     for (&pj, v) in p[..keys].iter().zip(vbuf.chunks_exact(d)) {
                         let a = pj * inv;
