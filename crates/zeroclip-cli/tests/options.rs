@@ -2,35 +2,10 @@
 //! machine (a million-pixel side, a hundred thousand threads) is a usage error naming the option,
 //! exit 2, before any model or image is read.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/model");
 
-/// Runs the binary; one still running after a minute (a server that started) is killed and
-/// fails the test.
-fn run_bounded(args: &[String]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zeroclip"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} is still running: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+mod common;
+use common::run_bounded;
 
 #[test]
 fn out_of_range_numbers_are_usage_errors_naming_the_option() {
@@ -88,7 +63,7 @@ fn out_of_range_numbers_are_usage_errors_naming_the_option() {
         (serve("--max-body-mib", "100000000"), "--max-body-mib"),
     ];
     for (args, option) in cases {
-        let run = run_bounded(&args);
+        let run = run_bounded(&args, &[]);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(

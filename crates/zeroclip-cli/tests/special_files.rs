@@ -3,33 +3,12 @@
 //! naming the path and what it is, instead of hanging or reading zeros until memory runs out.
 #![cfg(unix)]
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
 
-/// Runs the binary; one still running after a minute is killed and fails the test (a hang
-/// detector, not a timing assertion).
-fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zeroclip"))
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} hangs");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+mod common;
+use common::run_bounded;
 
 /// A FIFO in a fresh temporary directory (kept alive by the returned guard).
 fn fifo() -> (tempfile::TempDir, String) {
