@@ -121,7 +121,7 @@ pub fn matmul(
 }
 
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[m, steps]`: rounded to bf16, or
-/// quantized to int8 with each row's scale (the second vector; empty for bf16).
+/// quantized to int8 with each row's scale (the second vector; zeros for bf16).
 fn a_as_slots(
     a: &[f32],
     lda: usize,
@@ -132,34 +132,21 @@ fn a_as_slots(
 ) -> (Vec<f32>, Vec<f32>) {
     let steps = steps_of(k, format).max(1);
     let mut out = vec![0f32; m * steps];
-    let mut scales = vec![0f32; if format == Format::Int8 { m } else { 0 }];
-    let row = |i: usize, dst: &mut [f32]| match format {
-        Format::Int8 => int8::pack_activations(&a[i * lda..][..k], dst),
-        _ => {
-            bf16::pack_row(&a[i * lda..][..k], dst);
-            0.0
+    // One scale per row (bf16 rows have none: theirs stay 0 and are not read).
+    let mut scales = vec![0f32; m];
+    let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| {
+        let src = &a[i * lda..][..k];
+        match format {
+            Format::Int8 => *s = int8::pack_activations(src, dst),
+            _ => bf16::pack_row(src, dst),
         }
     };
-    let parallel = threads > 1 && m * k >= 1 << 16;
-    if format == Format::Int8 {
-        let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| *s = row(i, dst);
-        if parallel {
-            let rows = out.par_chunks_mut(steps).zip(scales.par_iter_mut());
-            rows.enumerate().for_each(each);
-        } else {
-            out.chunks_mut(steps)
-                .zip(scales.iter_mut())
-                .enumerate()
-                .for_each(each);
-        }
-    } else if parallel {
-        out.par_chunks_mut(steps).enumerate().for_each(|(i, d)| {
-            row(i, d);
-        });
+    if threads > 1 && m * k >= 1 << 16 {
+        let rows = out.par_chunks_mut(steps).zip(scales.par_iter_mut());
+        rows.enumerate().for_each(each);
     } else {
-        out.chunks_mut(steps).enumerate().for_each(|(i, d)| {
-            row(i, d);
-        });
+        let rows = out.chunks_mut(steps).zip(scales.iter_mut());
+        rows.enumerate().for_each(each);
     }
     (out, scales)
 }

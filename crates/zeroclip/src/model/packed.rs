@@ -93,20 +93,22 @@ impl PackedMatrix {
             w.len()
         );
         let steps = steps_of(k, format);
-        let mut packed = Self::build(k, n, format, |rows, p, cols, panel| {
+        Self::build(k, n, format, |rows, p, cols, panel, column_quant| {
             // The panel's weight rows widened whole into scratch (and rounded or quantized into
             // slots), then transposed: contiguous reads and writes on both sides.
             let len = k + steps;
             rows.resize(cols * len, 0.0);
             let mut codes = vec![0i8; k];
-            for (j, row) in rows.chunks_exact_mut(len).enumerate() {
+            for ((j, row), quant) in rows.chunks_exact_mut(len).enumerate().zip(column_quant) {
                 let (wide, packed) = row.split_at_mut(k);
                 widen(&w[(p * NR + j) * k..][..k], wide);
                 match format {
                     Format::F32 => {}
                     Format::Bf16 => bf16::pack_row(wide, packed),
                     Format::Int8 => {
-                        int8::quantize(wide, max, &mut codes);
+                        let scale = int8::quantize(wide, max, &mut codes);
+                        let sum: i32 = codes.iter().map(|&q| q as i32).sum();
+                        *quant = [scale, f32::from_bits((int8::ZERO_POINT * sum) as u32)];
                         for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {
                             let mut b = [0u8; 4];
                             for (b, c) in b.iter_mut().zip(q) {
@@ -123,28 +125,7 @@ impl PackedMatrix {
                     *d = rows[j * len + from + kk];
                 }
             }
-        });
-        if format == Format::Int8 {
-            // The same codes again, for each column's scale and zero-point correction.
-            let padded = n.div_ceil(NR) * NR;
-            let mut scales = vec![0f32; padded];
-            let mut corr = vec![0f32; padded];
-            scales[..n]
-                .par_iter_mut()
-                .zip(&mut corr[..n])
-                .enumerate()
-                .for_each_init(
-                    || (vec![0f32; k], vec![0i8; k]),
-                    |(wide, codes), (j, (s, c))| {
-                        widen(&w[j * k..][..k], wide);
-                        *s = int8::quantize(wide, max, codes);
-                        let sum: i32 = codes.iter().map(|&q| q as i32).sum();
-                        *c = f32::from_bits((int8::ZERO_POINT * sum) as u32);
-                    },
-                );
-            packed.quant = Some(Arc::new((scales, corr)));
-        }
-        packed
+        })
     }
 
     /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format`.
@@ -172,40 +153,47 @@ impl PackedMatrix {
             "matrix of {} values for [{k}, {n}]",
             b.len()
         );
-        Self::build(k, n, Format::F32, |_, p, cols, panel| {
+        Self::build(k, n, Format::F32, |_, p, cols, panel, _| {
             for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 dst[..cols].copy_from_slice(&b[kk * n + p * NR..][..cols]);
             }
         })
     }
 
-    /// `fill(scratch, p, cols, panel)` writes panel `p` (`cols` valid columns) as
-    /// `[steps][NR]`.
+    /// `fill(scratch, p, cols, panel, column_quant)` writes panel `p` (`cols` valid columns) as
+    /// `[steps][NR]`, and for int8 each of its columns' `[scale, correction]`.
     fn build(
         k: usize,
         n: usize,
         format: Format,
-        fill: impl Fn(&mut Vec<f32>, usize, usize, &mut [f32]) + Sync,
+        fill: impl Fn(&mut Vec<f32>, usize, usize, &mut [f32], &mut [[f32; 2]]) + Sync,
     ) -> Self {
         let steps = steps_of(k, format);
         let panels = n.div_ceil(NR);
         let len = panels * steps * NR;
         let mut data = Buffer::zeroed(len);
+        // Per column (int8 only): the weight scale and the zero-point correction.
+        let mut column_quant = vec![[0f32; 2]; panels * NR];
         if steps > 0 {
             data.as_mut_slice()
                 .par_chunks_mut(steps * NR)
+                .zip(column_quant.par_chunks_mut(NR))
                 .enumerate()
-                .for_each_init(Vec::new, |scratch, (p, panel)| {
-                    fill(scratch, p, NR.min(n - p * NR), panel)
+                .for_each_init(Vec::new, |scratch, (p, (panel, quant))| {
+                    fill(scratch, p, NR.min(n - p * NR), panel, quant)
                 });
         }
+        let quant = (format == Format::Int8).then(|| {
+            let (scales, corr) = column_quant.iter().map(|q| (q[0], q[1])).unzip();
+            Arc::new((scales, corr))
+        });
         PackedMatrix {
             k,
             n,
             format,
             steps,
             data: Arc::new(data),
-            quant: None,
+            quant,
         }
     }
 
