@@ -87,7 +87,14 @@ fn bf16_and_int8_stay_within_their_cosine_targets_on_every_kernel() {
     let dir = temp_dir("modes");
     for model in ["vit_zip.pt", "rn_jit.pt", REAL_VOCAB, "openclip_vit_gelu"] {
         let fp32 = embeddings(model, "native", "fp32", &dir);
-        for kernel in ["native", "avx512", "avx2", "portable"] {
+        for kernel in [
+            "native",
+            "avx512-vnni",
+            "avx512",
+            "avx2-vnni",
+            "avx2",
+            "portable",
+        ] {
             for (precision, min_cosine) in PRECISIONS {
                 let got = embeddings(model, kernel, precision, &dir);
                 assert_eq!(got.len(), fp32.len());

@@ -5,87 +5,172 @@
 //! when no class is named.
 
 use super::microkernel::Kernel;
-use super::{bf16, int8};
+use super::{amx, bf16, int8};
 use crate::tensors::Precision;
 
-/// The environment variable that restricts the kernels to a class of CPU (case-insensitive):
-/// `native` (the default: everything the CPU has), `avx512` (AVX-512 F without its VNNI and BF16
-/// extensions), `avx2` (AVX2 + FMA without AVX-VNNI) or `portable` (no SIMD). It lets one machine
-/// measure and test the code paths of the CPUs it is not.
+/// The environment variable that holds the kernels to a class of CPU (case-insensitive; see
+/// [`Class`]): `native` (the default: everything the CPU has), `avx512-vnni`, `avx512`,
+/// `avx2-vnni`, `avx2` or `portable`. It lets one machine measure and test the code paths of
+/// the CPUs it is not.
 pub const KERNEL_ENV: &str = "ZEROCLIP_KERNEL";
 
-/// Set once [`KERNEL_ENV`] is read and honoured or narrowed.
-static FORCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A class of CPU the products can be held to, widest first. Each names what its kernels may
+/// use, so a machine with more stands in for one with less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Class {
+    /// Everything this CPU has, AMX tiles included.
+    Native,
+    /// AVX-512 with VNNI (and BF16 where present), no AMX: Ice Lake to Zen 4.
+    Avx512Vnni,
+    /// AVX-512 F, BW and VL without VNNI and BF16: Skylake-SP.
+    Avx512,
+    /// AVX2 + FMA with AVX-VNNI, no AVX-512: Alder Lake and later client CPUs.
+    Avx2Vnni,
+    /// AVX2 + FMA alone: Haswell to Zen 3.
+    Avx2,
+    /// No SIMD (and every CPU other than x86-64).
+    Portable,
+}
 
-impl Kernel {
-    /// Every kernel this CPU runs, widest first (the portable one always).
-    pub(super) fn supported() -> Vec<Kernel> {
-        let mut all = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma");
-            if avx2 && std::arch::is_x86_feature_detected!("avx512f") {
-                all.push(Kernel::Avx512);
-            }
-            if avx2 {
-                all.push(Kernel::Avx2Fma);
-            }
+/// What a class's products may use beyond its f32 kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Extensions {
+    /// AVX-512 VNNI's `vpdpbusd` and AVX-512 BF16's `vdpbf16ps`.
+    pub(super) avx512_vnni_bf16: bool,
+    /// AVX-VNNI's `vpdpbusd` on 256-bit registers.
+    pub(super) avx_vnni: bool,
+    /// AMX tiles for int8 and bf16 products (where the CPU and the OS allow them).
+    pub(super) amx: bool,
+}
+
+impl Class {
+    const ALL: [Class; 6] = [
+        Class::Native,
+        Class::Avx512Vnni,
+        Class::Avx512,
+        Class::Avx2Vnni,
+        Class::Avx2,
+        Class::Portable,
+    ];
+
+    /// The class's name, as [`KERNEL_ENV`] spells it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Class::Native => "native",
+            Class::Avx512Vnni => "avx512-vnni",
+            Class::Avx512 => "avx512",
+            Class::Avx2Vnni => "avx2-vnni",
+            Class::Avx2 => "avx2",
+            Class::Portable => "portable",
         }
-        all.push(Kernel::Portable);
-        all
     }
 
-    /// The kernel the products use: the widest this CPU runs, or the one [`KERNEL_ENV`] asks
-    /// for. A name this CPU cannot run, or an unknown one, is reported once on standard error
-    /// and the widest supported kernel no wider than the request is used.
-    pub(super) fn selected() -> Kernel {
-        static SELECTED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *SELECTED.get_or_init(|| {
-            let supported = Self::supported();
-            let Ok(request) = std::env::var(KERNEL_ENV) else {
-                return supported[0];
-            };
-            if request.trim().eq_ignore_ascii_case("native") {
-                return supported[0];
+    /// The next narrower class a request falls back to when this CPU cannot run it.
+    fn narrower(self) -> Class {
+        match self {
+            Class::Native | Class::Avx512Vnni => Class::Avx512,
+            Class::Avx512 | Class::Avx2Vnni => Class::Avx2,
+            Class::Avx2 | Class::Portable => Class::Portable,
+        }
+    }
+
+    /// Whether this CPU runs the class.
+    pub(super) fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl");
+            match self {
+                Class::Native | Class::Portable => true,
+                Class::Avx512Vnni => avx512 && int8::vnni(),
+                Class::Avx512 => avx512,
+                Class::Avx2Vnni => avx2 && int8::avx_vnni(),
+                Class::Avx2 => avx2,
             }
-            FORCED.store(true, std::sync::atomic::Ordering::Relaxed);
-            let (kernel, problem) = choose(&request, &supported);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            matches!(self, Class::Native | Class::Portable)
+        }
+    }
+
+    /// Every class this CPU can stand in for, widest first.
+    #[cfg(test)]
+    pub(super) fn runnable() -> Vec<Class> {
+        Self::ALL.into_iter().filter(|c| c.runs_here()).collect()
+    }
+
+    /// The class the products use: [`Class::Native`], or the one [`KERNEL_ENV`] asks for. A
+    /// name this CPU cannot run, or an unknown one, is reported once on standard error and the
+    /// next narrower class it runs is used — never a wider one.
+    pub(super) fn selected() -> Class {
+        static SELECTED: std::sync::OnceLock<Class> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let Ok(request) = std::env::var(KERNEL_ENV) else {
+                return Class::Native;
+            };
+            let (class, problem) = choose(&request, Class::runs_here);
             if let Some(problem) = problem {
                 eprintln!(
                     "zeroclip: {KERNEL_ENV}={request:?}: {problem}; using {}",
-                    kernel.name()
+                    class.name()
                 );
             }
-            kernel
+            class
         })
     }
 
-    /// Whether [`KERNEL_ENV`] names a class (then the extensions beyond it — AVX-512 VNNI and
-    /// BF16, AVX-VNNI — stay unused, so the class is measured as it is).
-    pub(super) fn forced() -> bool {
-        Self::selected();
-        FORCED.load(std::sync::atomic::Ordering::Relaxed)
+    /// The f32 kernel of the class on this CPU.
+    pub(super) fn kernel(self) -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            match self {
+                Class::Native if avx2 && has!("avx512f") => Kernel::Avx512,
+                Class::Avx512Vnni | Class::Avx512 => Kernel::Avx512,
+                Class::Native | Class::Avx2Vnni | Class::Avx2 if avx2 => Kernel::Avx2Fma,
+                _ => Kernel::Portable,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Kernel::Portable
+        }
+    }
+
+    /// The extensions the class allows that this CPU has.
+    pub(super) fn extensions(self) -> Extensions {
+        let (vnni, avx_vnni, tiles) = match self {
+            Class::Native => (true, true, true),
+            Class::Avx512Vnni => (true, false, false),
+            Class::Avx2Vnni => (false, true, false),
+            Class::Avx512 | Class::Avx2 | Class::Portable => (false, false, false),
+        };
+        Extensions {
+            avx512_vnni_bf16: vnni,
+            avx_vnni: avx_vnni && int8::avx_vnni(),
+            amx: tiles && amx::usable(),
+        }
     }
 }
 
-/// The kernel for a [`KERNEL_ENV`] value among `supported` (widest first), and why the request
+/// The class for a [`KERNEL_ENV`] value, given which classes this CPU runs, and why the request
 /// was not honoured as given, if it was not.
-fn choose(request: &str, supported: &[Kernel]) -> (Kernel, Option<String>) {
-    const ORDER: [&str; 3] = ["avx512", "avx2", "portable"];
+fn choose(request: &str, runs: impl Fn(Class) -> bool) -> (Class, Option<String>) {
     let wanted = request.trim().to_ascii_lowercase();
-    let Some(rank) = ORDER.iter().position(|n| *n == wanted) else {
-        let problem = format!("unknown kernel (expected native, {})", ORDER.join(", "));
-        return (supported[0], Some(problem));
+    let Some(mut class) = Class::ALL.into_iter().find(|c| c.name() == wanted) else {
+        let names: Vec<_> = Class::ALL.iter().map(|c| c.name()).collect();
+        let problem = format!("unknown kernel class (expected {})", names.join(", "));
+        return (Class::Native, Some(problem));
     };
-    let rank_of = |k: &Kernel| ORDER.iter().position(|n| *n == k.name()).unwrap_or(0);
-    // `supported` always ends with the portable kernel, the narrowest.
-    let kernel = *supported
-        .iter()
-        .find(|k| rank_of(k) >= rank)
-        .unwrap_or(&Kernel::Portable);
-    let problem = (rank_of(&kernel) != rank).then(|| "this CPU cannot run it".to_string());
-    (kernel, problem)
+    let asked = class;
+    while !runs(class) {
+        class = class.narrower();
+    }
+    let problem = (class != asked).then(|| "this CPU cannot run it".to_string());
+    (class, problem)
 }
 
 /// How a packed matrix (`packed.rs`) stores its values.
@@ -112,36 +197,44 @@ impl From<Precision> for Format {
     }
 }
 
-/// The kernel the products of `format` run with (their wide one where there is one).
+/// The kernel the products of `format` run with (their widest).
 pub fn kernel_name_for(format: Format) -> &'static str {
-    let k = kernels_for(Kernel::selected(), format, !Kernel::forced());
+    let k = kernels_for(Class::selected(), format);
+    if k.amx {
+        return match format {
+            Format::Int8 => "amx-int8",
+            _ => "amx-bf16",
+        };
+    }
     k.wide.unwrap_or(k.narrow).name()
 }
 
-/// The kernels of a product: one for single panels, and one for pairs of full panels where
-/// the CPU has a wider one.
+/// The kernels of a product: one for single panels, one for pairs of full panels where the CPU
+/// has a wider one, and whether AMX tiles take the products whose `k` fills whole tiles.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Kernels {
     pub(super) narrow: Kernel,
     pub(super) wide: Option<Kernel>,
+    pub(super) amx: bool,
 }
 
-/// The kernels for `format` when the f32 products use `selected`, with the CPU's extensions
-/// beyond the class (AVX-512 BF16 and VNNI, AVX-VNNI) where `extensions` allows.
-pub(super) fn kernels_for(selected: Kernel, format: Format, extensions: bool) -> Kernels {
+/// The kernels for `format` in `class` on this CPU.
+pub(super) fn kernels_for(class: Class, format: Format) -> Kernels {
+    let selected = class.kernel();
+    let ext = class.extensions();
     let (narrow, wide) = match (selected, format) {
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx512, Format::F32) => (Kernel::Avx2Fma, Some(Kernel::Avx512)),
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx512, Format::Bf16) => {
-            let native = bf16::native() && extensions;
+            let native = bf16::native() && ext.avx512_vnni_bf16;
             (Kernel::Bf16Avx2, native.then_some(Kernel::Bf16Avx512))
         }
         #[cfg(target_arch = "x86_64")]
         (_, Format::Bf16) if selected != Kernel::Portable => (Kernel::Bf16Avx2, None),
         (_, Format::Bf16) => (Kernel::Bf16Portable, None),
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx512, Format::Int8) if int8::vnni() && extensions => {
+        (Kernel::Avx512, Format::Int8) if int8::vnni() && ext.avx512_vnni_bf16 => {
             (Kernel::Int8Vnni256, Some(Kernel::Int8Vnni512))
         }
         #[cfg(target_arch = "x86_64")]
@@ -149,22 +242,25 @@ pub(super) fn kernels_for(selected: Kernel, format: Format, extensions: bool) ->
             (Kernel::Int8Avx2, Some(Kernel::Int8Avx512Bw))
         }
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx2Fma, Format::Int8) if int8::avx_vnni() && extensions => {
-            (Kernel::Int8AvxVnni, None)
-        }
+        (Kernel::Avx2Fma, Format::Int8) if ext.avx_vnni => (Kernel::Int8AvxVnni, None),
         #[cfg(target_arch = "x86_64")]
         (_, Format::Int8) if selected != Kernel::Portable => (Kernel::Int8Avx2, None),
         (_, Format::Int8) => (Kernel::Int8Portable, None),
         (other, Format::F32) => (other, None),
     };
-    Kernels { narrow, wide }
+    let amx = ext.amx
+        && match format {
+            Format::F32 => false,
+            Format::Bf16 => amx::bf16(),
+            Format::Int8 => amx::int8(),
+        };
+    Kernels { narrow, wide, amx }
 }
 
 /// The largest weight code of `format` (int8): ±63 where the products run on the plain AVX2
 /// kernel (see `int8.rs`), else ±127.
 pub(super) fn weight_code_max(format: Format) -> f32 {
-    let kernels = kernels_for(Kernel::selected(), format, !Kernel::forced());
-    int8_code_max(kernels)
+    int8_code_max(kernels_for(Class::selected(), format))
 }
 
 /// [`weight_code_max`] for given kernels.
@@ -177,25 +273,69 @@ pub(super) fn int8_code_max(kernels: Kernels) -> f32 {
     127.0
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_request_is_honoured_or_narrowed_never_widened() {
-        let all = [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable];
-        assert_eq!(choose("avx2", &all), (Kernel::Avx2Fma, None));
-        assert_eq!(choose(" AVX512 ", &all), (Kernel::Avx512, None));
-        assert_eq!(choose("portable", &all), (Kernel::Portable, None));
-        let avx2_only = [Kernel::Avx2Fma, Kernel::Portable];
-        let (k, problem) = choose("avx512", &avx2_only);
-        assert_eq!(k, Kernel::Avx2Fma);
+        let everything = |_: Class| true;
+        assert_eq!(choose("avx2", everything), (Class::Avx2, None));
+        assert_eq!(
+            choose(" AVX512-VNNI ", everything),
+            (Class::Avx512Vnni, None)
+        );
+        assert_eq!(choose("portable", everything), (Class::Portable, None));
+        assert_eq!(choose("native", everything), (Class::Native, None));
+        // An AVX2-only CPU (with AVX-VNNI, an Alder Lake).
+        let alder = |c: Class| {
+            matches!(
+                c,
+                Class::Native | Class::Avx2Vnni | Class::Avx2 | Class::Portable
+            )
+        };
+        let (c, problem) = choose("avx512-vnni", alder);
+        assert_eq!(
+            c,
+            Class::Avx2,
+            "AVX-512 VNNI falls to the plain classes, not AVX-VNNI"
+        );
         assert!(problem.unwrap().contains("cannot run"));
-        let (k, problem) = choose("avx2", &[Kernel::Portable]);
-        assert_eq!(k, Kernel::Portable);
+        assert_eq!(choose("avx2-vnni", alder), (Class::Avx2Vnni, None));
+        // A Skylake-SP: AVX-512 without VNNI.
+        let skylake = |c: Class| !matches!(c, Class::Avx512Vnni | Class::Avx2Vnni);
+        assert_eq!(choose("avx512-vnni", skylake).0, Class::Avx512);
+        assert_eq!(choose("avx2-vnni", skylake).0, Class::Avx2);
+        let (c, problem) = choose("avx2", |c| matches!(c, Class::Native | Class::Portable));
+        assert_eq!(c, Class::Portable);
         assert!(problem.is_some());
-        let (k, problem) = choose("sse9", &all);
-        assert_eq!(k, Kernel::Avx512);
-        assert!(problem.unwrap().contains("native, avx512, avx2, portable"));
+        let (c, problem) = choose("sse9", everything);
+        assert_eq!(c, Class::Native);
+        let problem = problem.unwrap();
+        assert!(problem.contains("native, avx512-vnni, avx512, avx2-vnni, avx2, portable"));
+    }
+
+    #[test]
+    fn a_class_uses_no_extension_beyond_it() {
+        for class in [Class::Avx512, Class::Avx2, Class::Portable] {
+            let ext = class.extensions();
+            assert!(
+                !ext.avx512_vnni_bf16 && !ext.avx_vnni && !ext.amx,
+                "{class:?}"
+            );
+        }
+        assert!(!Class::Avx512Vnni.extensions().amx);
+        assert!(!Class::Avx2Vnni.extensions().avx512_vnni_bf16);
+        for format in [Format::F32, Format::Bf16, Format::Int8] {
+            for class in Class::runnable() {
+                let k = kernels_for(class, format);
+                if class != Class::Native {
+                    assert!(!k.amx, "{class:?} {format:?}");
+                }
+                if matches!(class, Class::Avx2 | Class::Avx2Vnni | Class::Portable) {
+                    assert!(k.wide.is_none(), "{class:?} {format:?}: no 512-bit kernel");
+                }
+            }
+        }
     }
 }

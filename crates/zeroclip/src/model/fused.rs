@@ -60,22 +60,140 @@ struct Attention {
     query: Option<Vec<usize>>,
 }
 
-/// Dot product with eight independent partial sums, so the compiler can vectorize it.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// Keys per block of scores, and values per block of the output: one vector register.
+const LANES: usize = 16;
+
+/// One (sequence, head)'s keys, transposed (`kt` `[d][stride]`, `stride` the keys rounded up
+/// to whole blocks, zero-padded), and values (`v` `[len][d]`).
+struct Head<'a> {
+    kt: &'a [f32],
+    stride: usize,
+    v: &'a [f32],
+    d: usize,
+}
+
+/// One query of a head: `o = softmax(q·kᵀ·scale) · v` over the first `keys` keys, `p` scratch
+/// for at least `keys` rounded up to a block. Each score sums over `d` in order and each output
+/// over the keys in order, a block of lanes held in registers meanwhile, so the compiler's
+/// vectors of any width give the same result.
+#[inline(always)]
+fn query(head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut [f32]) {
+    let blocks = keys.div_ceil(LANES);
+    for (b, scores) in p.chunks_exact_mut(LANES).take(blocks).enumerate() {
+        let mut acc = [0f32; LANES];
+        for (dd, &qv) in q.iter().enumerate() {
+            let k = &head.kt[dd * head.stride + b * LANES..][..LANES];
+            for (a, &kv) in acc.iter_mut().zip(k) {
+                *a += qv * kv;
+            }
+        }
+        scores.copy_from_slice(&acc);
+    }
+    let p = &mut p[..keys];
+    let mut max = f32::NEG_INFINITY;
+    for pj in p.iter_mut() {
+        *pj *= scale;
+        max = max.max(*pj);
+    }
+    for pj in p.iter_mut() {
+        *pj -= max;
+    }
+    super::ops::exp_slice(p);
+    let sum: f32 = p.iter().sum();
+    let inv = 1.0 / sum;
+    for pj in p.iter_mut() {
+        *pj *= inv;
+    }
+    let d = head.d;
+    let mut c0 = 0;
+    while c0 + LANES <= d {
+        let out = &mut o[c0..c0 + LANES];
+        let mut acc = [0f32; LANES];
+        acc.copy_from_slice(out);
+        for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
+            for (x, &vv) in acc.iter_mut().zip(&v[c0..c0 + LANES]) {
+                *x += a * vv;
+            }
+        }
+        out.copy_from_slice(&acc);
+        c0 += LANES;
+    }
+    for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
+        for (x, &vv) in o[c0..].iter_mut().zip(&v[c0..]) {
+            *x += a * vv;
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
+}
+
+/// The vector width the attention loops are compiled for: the widest the selected CPU class
+/// allows (`dispatch.rs`), so a class held narrower is measured as it is.
+#[derive(Clone, Copy)]
+enum Width {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Baseline,
+}
+
+impl Width {
+    fn selected() -> Width {
+        match super::dispatch::Class::selected().kernel() {
+            #[cfg(target_arch = "x86_64")]
+            super::microkernel::Kernel::Avx512 => Width::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            super::microkernel::Kernel::Avx2Fma => Width::Avx2,
+            _ => Width::Baseline,
+        }
     }
-    s
+
+    fn query(self, head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut [f32]) {
+        match self {
+            // SAFETY: the selected class's kernel runs on this CPU, so it has these features.
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx512 => unsafe { query_avx512(head, q, scale, keys, p, o) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Width::Avx2 => unsafe { query_avx2(head, q, scale, keys, p, o) },
+            Width::Baseline => query(head, q, scale, keys, p, o),
+        }
+    }
+}
+
+/// [`query`] compiled for AVX-512.
+///
+/// # Safety
+///
+/// The CPU must have AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn query_avx512(
+    head: &Head,
+    q: &[f32],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: &mut [f32],
+) {
+    query(head, q, scale, keys, p, o)
+}
+
+/// [`query`] compiled for AVX2.
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn query_avx2(
+    head: &Head,
+    q: &[f32],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: &mut [f32],
+) {
+    query(head, q, scale, keys, p, o)
 }
 
 impl CustomOp1 for Attention {
@@ -101,29 +219,42 @@ impl CustomOp1 for Attention {
         let mut dst = vec![0f32; out_rows * width];
         let out = SendPtr(dst.as_mut_ptr());
         let causal = self.causal;
-        // One task per (sequence, head): its keys and values are copied once into contiguous
-        // `[len, d]` buffers (in the input they are 3·width floats apart) and serve every query.
+        let wide = Width::selected();
+        // One task per (sequence, head): its keys (transposed, `[d][stride]`, so a query's scores
+        // are a sum of whole rows) and values (`[len, d]`) are copied once, out of the input's
+        // rows 3·width floats apart, and serve every query.
+        let stride_max = longest.next_multiple_of(LANES);
         (0..self.segments.len() * h).into_par_iter().for_each_init(
             || {
                 (
+                    vec![0f32; stride_max * d],
                     vec![0f32; longest * d],
-                    vec![0f32; longest * d],
-                    vec![0f32; longest],
+                    vec![0f32; stride_max],
                 )
             },
-            |(kbuf, vbuf, p), task| {
+            |(kt, vbuf, p), task| {
                 let (sg, hd) = (task / h, task % h);
                 let (first, len) = self.segments[sg];
+                let stride = len.next_multiple_of(LANES);
                 let seq = &src[first * w3..(first + len) * w3];
-                for (j, (kr, vr)) in kbuf
-                    .chunks_exact_mut(d)
-                    .zip(vbuf.chunks_exact_mut(d))
-                    .take(len)
-                    .enumerate()
-                {
-                    kr.copy_from_slice(&seq[j * w3 + width + hd * d..][..d]);
+                for (dd, row) in kt.chunks_exact_mut(stride).take(d).enumerate() {
+                    for (j, slot) in row.iter_mut().enumerate() {
+                        *slot = if j < len {
+                            seq[j * w3 + width + hd * d + dd]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+                for (j, vr) in vbuf.chunks_exact_mut(d).take(len).enumerate() {
                     vr.copy_from_slice(&seq[j * w3 + 2 * width + hd * d..][..d]);
                 }
+                let head = Head {
+                    kt: &kt[..d * stride],
+                    stride,
+                    v: &vbuf[..len * d],
+                    d,
+                };
                 let queries = match &self.query {
                     Some(q) => q[sg]..q[sg] + 1,
                     None => 0..len,
@@ -133,29 +264,13 @@ impl CustomOp1 for Attention {
                         Some(_) => sg,
                         None => first + i,
                     };
-                    // Safety: each (output row, head) slice is written by exactly one task.
+                    // SAFETY: each (output row, head) slice is written by exactly one task.
                     let o = unsafe {
                         std::slice::from_raw_parts_mut(out.get().add(row * width + hd * d), d)
                     };
                     let keys = if causal { i + 1 } else { len };
                     let q = &seq[i * w3 + hd * d..][..d];
-                    let mut max = f32::NEG_INFINITY;
-                    for (pj, k) in p[..keys].iter_mut().zip(kbuf.chunks_exact(d)) {
-                        *pj = dot(q, k) * scale;
-                        max = max.max(*pj);
-                    }
-                    for pj in &mut p[..keys] {
-                        *pj -= max;
-                    }
-                    super::ops::exp_slice(&mut p[..keys]);
-                    let sum: f32 = p[..keys].iter().sum();
-                    let inv = 1.0 / sum;
-                    for (&pj, v) in p[..keys].iter().zip(vbuf.chunks_exact(d)) {
-                        let a = pj * inv;
-                        for (oo, &vv) in o.iter_mut().zip(v) {
-                            *oo += a * vv;
-                        }
-                    }
+                    wide.query(&head, q, scale, keys, p, o);
                 }
             },
         );

@@ -28,14 +28,14 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 pub use super::dispatch::{kernel_name_for, Format, KERNEL_ENV};
-use super::dispatch::{kernels_for, Kernels};
+use super::dispatch::{kernels_for, Class, Kernels};
 use super::epilogue::finish;
 pub use super::epilogue::{Epilogue, NR};
 use super::microkernel::{Kernel, Tile, TileEpi, MR_WIDE};
 pub use super::ops::with_f32;
 use super::packed::steps_of;
 pub use super::packed::PackedMatrix;
-use super::{bf16, int8};
+use super::{amx, bf16, int8};
 
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
 const MR: usize = 6;
@@ -72,19 +72,26 @@ pub fn matmul(
         assert!(v.len() >= n, "epilogue vector shorter than {n}");
     }
     let panels = n.div_ceil(NR);
-    let kernels = kernels_for(Kernel::selected(), b.format, !Kernel::forced());
+    let kernels = kernels_for(Class::selected(), b.format);
+    let tiles = kernels.amx && amx::fits(b);
+    // Tiles read `A` in whole blocks of rows; the padding rows are zeros.
+    let (unit, padded) = if tiles {
+        (amx::ROWS, m.next_multiple_of(amx::ROWS))
+    } else {
+        (MR_WIDE, m)
+    };
     // A bf16 or int8 product takes `A` rounded or quantized into slots, once per call.
     let converted;
     let (a, lda, row_scales): (&[f32], usize, &[f32]) = match b.format {
         Format::F32 => (a, lda, &[]),
         format => {
-            converted = a_as_slots(a, lda, m, k, format, threads);
+            converted = a_as_slots(a, lda, m, padded, k, format, threads);
             (&converted.0, b.steps, &converted.1)
         }
     };
     let m_blocks = m.div_ceil(MC);
-    // Equal row blocks (whole micro-tiles of either kernel), so no task is a small remainder.
-    let mc = m.div_ceil(m_blocks).div_ceil(MR_WIDE) * MR_WIDE;
+    // Equal row blocks (whole micro-tiles of the kernel), so no task is a small remainder.
+    let mc = m.div_ceil(m_blocks).next_multiple_of(unit);
     // Enough tasks for the workers to balance, each a run of whole panels.
     let want = if threads > 1 { 4 * threads } else { 1 };
     let n_chunks = want.div_ceil(m_blocks).clamp(1, panels);
@@ -96,6 +103,13 @@ pub fn matmul(
         let (mb, nc) = (t / n_chunks, t % n_chunks);
         let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
         let panels = nc * per_chunk..(nc * per_chunk + per_chunk).min(panels);
+        if tiles {
+            let (c, epi) = (c_ptr.get(), epi);
+            // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside
+            // it; tiles run only where usable and fitting, on `A` padded to whole row blocks.
+            unsafe { amx::block(a, lda, row_scales, b, c, ldc, epi, rows, panels) };
+            return;
+        }
         // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
         unsafe {
             block(
@@ -120,18 +134,21 @@ pub fn matmul(
     }
 }
 
-/// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[m, steps]`: rounded to bf16, or
-/// quantized to int8 with each row's scale (the second vector; zeros for bf16).
+/// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`
+/// zero): rounded to bf16, or quantized to int8 with each row's scale (the second vector;
+/// zeros for bf16).
 fn a_as_slots(
     a: &[f32],
     lda: usize,
     m: usize,
+    padded: usize,
     k: usize,
     format: Format,
     threads: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let steps = steps_of(k, format).max(1);
-    let mut out = vec![0f32; m * steps];
+    let mut out = vec![0f32; padded.max(m) * steps];
+    let out_rows = &mut out[..m * steps];
     // One scale per row (bf16 rows have none: theirs stay 0 and are not read).
     let mut scales = vec![0f32; m];
     let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| {
@@ -142,10 +159,10 @@ fn a_as_slots(
         }
     };
     if threads > 1 && m * k >= 1 << 16 {
-        let rows = out.par_chunks_mut(steps).zip(scales.par_iter_mut());
+        let rows = out_rows.par_chunks_mut(steps).zip(scales.par_iter_mut());
         rows.enumerate().for_each(each);
     } else {
-        let rows = out.chunks_mut(steps).zip(scales.iter_mut());
+        let rows = out_rows.chunks_mut(steps).zip(scales.iter_mut());
         rows.enumerate().for_each(each);
     }
     (out, scales)
@@ -229,6 +246,7 @@ unsafe fn block(
     let Kernels {
         narrow: kernel,
         wide,
+        ..
     } = kernels;
     let quant = b.quant.as_deref();
     let mut edge = [0f32; MR * NR];

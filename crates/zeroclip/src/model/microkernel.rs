@@ -157,7 +157,7 @@ impl Kernel {
     ///
     /// As for the kernels: `t` and `epi` must point at memory valid for `r` rows of the tile
     /// (see `kernel_portable`), and `self` must be a kernel this CPU runs (one of
-    /// [`Kernel::supported`]).
+    /// `dispatch::Class::kernel` or `dispatch::kernels_for`).
     #[inline]
     pub(super) unsafe fn run(self, r: usize, t: &Tile, epi: Option<&TileEpi>) {
         macro_rules! arms {

@@ -1,7 +1,7 @@
 //! The GEMM against an f64 product, on every kernel this CPU can run.
 
 use super::*;
-use crate::model::dispatch::int8_code_max;
+use crate::model::dispatch::{int8_code_max, Class};
 
 fn rand(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
@@ -91,10 +91,11 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
         }
         matrices.push(PackedMatrix::from_rows(&b_rows, k, n));
     }
-    // `A` as the kernels read it.
+    // `A` as the kernels read it (padded to whole tile blocks of rows for AMX).
+    let padded = m.next_multiple_of(amx::ROWS);
     let (a_in, row_scales) = match format {
         Format::F32 => (a.clone(), Vec::new()),
-        _ => a_as_slots(&a, k, m, k, format, 1),
+        _ => a_as_slots(&a, k, m, padded, k, format, 1),
     };
     let lda_in = steps_of(k, format).max(1);
     let epis = [
@@ -124,6 +125,13 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
             let tasks = m.div_ceil(MC);
             for t in 0..tasks {
                 let rows = t * MC..(t * MC + MC).min(m);
+                if kernels.amx && amx::fits(b) {
+                    let (ptr, panels) = (c.as_mut_ptr(), 0..n.div_ceil(NR));
+                    // SAFETY: one task at a time, each inside `c`; tiles are usable here
+                    // (`kernels.amx`), `b` fits them and `A` is padded to whole row blocks.
+                    unsafe { amx::block(&a_in, lda_in, &row_scales, b, ptr, n, epi, rows, panels) };
+                    continue;
+                }
                 // SAFETY: one task at a time, each inside `c`; the kernel was checked above.
                 unsafe {
                     block(
@@ -147,7 +155,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
                     "{kernels:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
                 );
             }
-            if kernels == kernels_for(Kernel::selected(), format, !Kernel::forced()) {
+            if kernels == kernels_for(Class::selected(), format) {
                 let mut c2 = vec![f32::NAN; m * n];
                 matmul(&a, k, m, b, &mut c2, n, epi, threads);
                 assert_eq!(c, c2, "tasks and kernel width change nothing: {m}x{k}x{n}");
@@ -161,9 +169,10 @@ fn matches_a_naive_product_on_every_edge() {
     // Every kernel this CPU runs, whichever `matmul` picks, in both formats.
     let formats = [Format::F32, Format::Bf16, Format::Int8];
     let all = formats.into_iter().flat_map(|f| {
-        let each = Kernel::supported().into_iter();
-        // With and without the extensions: every class this CPU can stand in for.
-        each.flat_map(move |s| [true, false].map(|x| (kernels_for(s, f, x), f)))
+        // Every class this CPU can stand in for.
+        Class::runnable()
+            .into_iter()
+            .map(move |c| (kernels_for(c, f), f))
     });
     for (kernels, format) in all {
         for (m, k, n) in [
@@ -178,6 +187,9 @@ fn matches_a_naive_product_on_every_edge() {
             (600, 40, 20),
             (30, 70, 100),
             (19, 530, 520),
+            (50, 768, 96),
+            (33, 128, 40),
+            (64, 256, 17),
         ] {
             check(kernels, format, m, k, n, 2);
         }
@@ -196,12 +208,12 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
     let bt: Vec<f32> = (0..n * k)
         .map(|i| if (i / k) % 3 == 0 { -2.0 } else { 2.0 })
         .collect();
-    let all = Kernel::supported().into_iter();
-    for kernels in all.flat_map(|s| [true, false].map(|x| kernels_for(s, Format::Int8, x))) {
+    for class in Class::runnable() {
+        let kernels = kernels_for(class, Format::Int8);
         let max = int8_code_max(kernels);
         let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
         let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
-        let (a_in, row_scales) = a_as_slots(&a, k, m, k, Format::Int8, 1);
+        let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
         let mut c = vec![f32::NAN; m * n];
         let epi = Epilogue::default();
         // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
@@ -252,5 +264,71 @@ fn respects_row_strides() {
             let want: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
             assert!((got - want).abs() < 1e-4, "{i},{j}: {got} vs {want}");
         }
+    }
+}
+
+#[test]
+fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
+    // Both sum the same integer products exactly and finish them in the same order.
+    let (tiles, vnni) = (kernels_for(Class::Native, Format::Int8), Class::Avx512Vnni);
+    if !tiles.amx || !Class::Avx512Vnni.runs_here() {
+        eprintln!("skipped: this CPU has no AMX-INT8 tiles (or no AVX-512 VNNI)");
+        return;
+    }
+    let vnni = kernels_for(vnni, Format::Int8);
+    let (m, k, n) = (77, 512, 80);
+    let (a, bt, shift, res) = (
+        rand(m * k, 11),
+        rand(n * k, 12),
+        rand(n, 13),
+        rand(m * n, 14),
+    );
+    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, 127.0, copy);
+    assert!(amx::fits(&b));
+    let (a_in, row_scales) =
+        a_as_slots(&a, k, m, m.next_multiple_of(amx::ROWS), k, Format::Int8, 1);
+    for epi in [
+        Epilogue {
+            shift: Some(&shift),
+            residual: Some(&res),
+            ..Default::default()
+        },
+        Epilogue {
+            shift: Some(&shift),
+            quick_gelu: true,
+            ..Default::default()
+        },
+    ] {
+        let (mut want, mut got) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+        let panels = 0..n.div_ceil(NR);
+        // SAFETY: one task over all of each output; both kernels run on this CPU, `A` padded.
+        unsafe {
+            let steps = b.steps;
+            block(
+                vnni,
+                &a_in,
+                steps,
+                &row_scales,
+                &b,
+                want.as_mut_ptr(),
+                n,
+                &epi,
+                0..m,
+                panels.clone(),
+            );
+            amx::block(
+                &a_in,
+                steps,
+                &row_scales,
+                &b,
+                got.as_mut_ptr(),
+                n,
+                &epi,
+                0..m,
+                panels,
+            );
+        }
+        assert_eq!(got, want);
     }
 }
