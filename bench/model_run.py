@@ -91,7 +91,7 @@ def machine() -> dict:
     lscpu = sh("lscpu")
     field = lambda k: next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith(k + ":")), "?")
     flags = field("Flags").split()
-    simd = [f for f in flags if re.match(r"^(sse4_2|avx|avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|amx\w*)$", f)]
+    simd = [f for f in flags if re.match(r"^(sse4_2|avx|avx2|fma|f16c|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|avx_vnni|amx\w*)$", f)]
     mem_kb = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
     lock = (ROOT / "Cargo.lock").read_text()
     ver = lambda name: (re.search(rf'name = "{name}"\nversion = "([^"]+)"', lock) or [None, "?"])[1]

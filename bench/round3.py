@@ -5,13 +5,15 @@
 classify DIR` against its own image tower and against the reference doing the same
 (bench/reference_classify_dir.py: PIL, batches of 16) — on 640x480 and 4000x3000 JPEGs.
 
-    bench/run.sh --isa native|avx512|avx2 [--quick] [--rounds N] [--no-doc] [--note TEXT]
+    bench/run.sh --isa native|avx512-vnni|avx512|avx2 [--quick] [--rounds N] [--no-doc] [--note TEXT]
 
 `--isa avx2` restricts every framework that can be restricted to AVX2 + FMA, so the AVX2 class is
 measured on an AVX-512 machine: zeroclip with ZEROCLIP_KERNEL=avx2, PyTorch with
 ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and DNNL_MAX_CPU_ISA=AVX2. `--isa avx512`
 is the AVX-512 class without VNNI and BF16 (ZEROCLIP_KERNEL=avx512; PyTorch's AVX512 capability
-with oneDNN held to AVX512_CORE). `native` is whatever the machine has. ONNX Runtime
+with oneDNN held to AVX512_CORE). `--isa avx512-vnni` is the AVX-512 VNNI/BF16 class without AMX
+(ZEROCLIP_KERNEL=avx512-vnni; oneDNN held to AVX512_CORE_BF16). `native` is whatever the machine
+has, AMX included. ONNX Runtime
 has no such switch (MLAS picks its kernels from CPUID): its cells are marked unrestricted.
 Rounds alternate the contenders; each cell keeps its best round (the median of its timed calls).
 The pipeline's rate is marginal: (large - small) images over the difference of the median wall
@@ -35,6 +37,11 @@ import model_run as mr
 
 ISA_ENV = {
     "native": {},
+    "avx512-vnni": {
+        "zeroclip": {"ZEROCLIP_KERNEL": "avx512-vnni"},
+        "pytorch": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512_E4",
+                    "DNNL_MAX_CPU_ISA": "AVX512_CORE_BF16"},
+    },
     "avx512": {
         "zeroclip": {"ZEROCLIP_KERNEL": "avx512"},
         "pytorch": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
@@ -46,7 +53,7 @@ ISA_ENV = {
                     "DNNL_MAX_CPU_ISA": "AVX2"},
     },
 }
-UNRESTRICTED = {"avx2": {"onnxruntime"}, "avx512": {"onnxruntime"}}
+UNRESTRICTED = {"avx2": {"onnxruntime"}, "avx512": {"onnxruntime"}, "avx512-vnni": {"onnxruntime"}}
 TOWERS = [("ViT-B-32", 1), ("ViT-B-32", 16), ("RN50", 16)]
 SIZES = [(640, 480), (4000, 3000)]
 LABELS = ["a diagram", "a dog", "a cat", "a car", "a tree", "a person", "a building", "food"]
@@ -201,12 +208,13 @@ def render(res: dict) -> str:
     checks = [f"ViT-B/32 fp32 ≥ 1.0× ORT at batch {b}: {verdict(ratio(z, o), 1.0)}" for b, z, o in vit]
     checks.append(f"RN50 batch 16 fp32 ≥ 1.0× ORT: {verdict(ratio(rn[0], rn[1]), 1.0)}, ≥ 1.5× PyTorch: "
                   f"{verdict(ratio(rn[0], rn[2]), 1.5)}")
-    bf16_native = "avx512_bf16" in m["simd_flags"] and isa == "native"
+    # The classes whose products may use AVX-512 BF16 / VNNI (and AMX, natively).
+    bf16_native = "avx512_bf16" in m["simd_flags"] and isa in ("native", "avx512-vnni")
     for b in (1, 16):
         zb, ox = rate("zeroclip", "bf16", "ViT-B-32", b), rate("onnxruntime", "fp32", "ViT-B-32", b)
         checks.append(f"ViT-B/32 bf16 ≥ 1.5× ORT fp32 at batch {b} (AVX-512 BF16 hardware): "
                       + (verdict(ratio(zb, ox), 1.5) if bf16_native else "not applicable (no vdpbf16ps in use)"))
-    vnni = "avx512_vnni" in m["simd_flags"] and isa == "native"
+    vnni = "avx512_vnni" in m["simd_flags"] and isa in ("native", "avx512-vnni")
     for b in (1, 16):
         zq, zf, oq = (rate("zeroclip", "int8", "ViT-B-32", b), rate("zeroclip", "fp32", "ViT-B-32", b),
                       rate("onnxruntime", "int8", "ViT-B-32", b))

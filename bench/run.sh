@@ -3,7 +3,7 @@
 # Runtime, 2 threads each, fp32, same inputs. See docs/PERFORMANCE.md, section "Model (issue 6)".
 #
 #   bench/run.sh [--quick] [--no-doc] [--frameworks pytorch onnxruntime zeroclip] [--note TEXT]
-#   bench/run.sh --isa native|avx512|avx2 [--quick] [--rounds N] [--no-pipeline] [--no-doc] [--note TEXT]
+#   bench/run.sh --isa native|avx512-vnni|avx512|avx2 [--quick] [--rounds N] [--no-pipeline] [--no-doc] [--note TEXT]
 #
 # With --isa, speed round 3 (issue 11) instead: bench/round3.py, every framework restricted to the
 # instruction set (zeroclip by ZEROCLIP_KERNEL, PyTorch by ATEN_CPU_CAPABILITY and friends),
