@@ -257,20 +257,10 @@ pub(super) fn kernels_for(class: Class, format: Format) -> Kernels {
     Kernels { narrow, wide, amx }
 }
 
-/// The largest weight code of `format` (int8): ±63 where the products run on the plain AVX2
-/// kernel (see `int8.rs`), else ±127.
+/// The largest weight code of `format` (int8): ±127 on every kernel (see `int8.rs`).
 pub(super) fn weight_code_max(format: Format) -> f32 {
-    int8_code_max(kernels_for(Class::selected(), format))
-}
-
-/// [`weight_code_max`] for given kernels.
-pub(super) fn int8_code_max(kernels: Kernels) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if kernels.narrow == Kernel::Int8Avx2 {
-        return 63.0;
-    }
-    let _ = kernels;
-    127.0
+    let _ = format;
+    int8::W_MAX
 }
 
 #[cfg(test)]

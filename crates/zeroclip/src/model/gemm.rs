@@ -356,6 +356,7 @@ unsafe fn block(
                             let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
                             if let Some((scales, corr)) = quant {
                                 let (scales, corr) = (&scales[col0..], &corr[col0..]);
+                                let corr = (!kernel.signed_sums()).then_some(corr);
                                 int8::dequant_row(row, corr, scales, row_scales[r0 + i]);
                             }
                             let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);

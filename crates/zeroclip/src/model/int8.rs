@@ -6,14 +6,20 @@
 //! f32 one with a quarter of the `k`; the kernels accumulate exact i32 sums and dequantize the
 //! finished tile: `out = (Σ u·w − 128·Σ w) · row_scale · col_scale`, then the usual epilogue.
 //!
-//! The weight codes span ±127, or ±63 where the plain AVX2 kernel runs: `vpmaddubsw` adds two
-//! u8·i8 products into a saturating i16, and 255·63·2 stays below 2^15 where 255·127·2 would not.
+//! The weight codes span ±127 on every kernel. Without VNNI, `vpmaddubsw` adds two u8·i8 products
+//! into a saturating i16, and 255·127·2 would overflow it; so those kernels multiply the signed
+//! activation code `a = u − 128` instead, as `|a|` (unsigned) times the weight carrying `a`'s sign
+//! (`vpsignb`): 127·127·2 stays below 2^15. Their sums are `Σ a·w`, which is exactly the VNNI
+//! kernels' `Σ u·w − 128·Σ w`, so they skip the zero-point correction and every kernel gives the
+//! same result bit for bit.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// The offset that makes an activation code unsigned.
 pub(super) const ZERO_POINT: i32 = 128;
+/// The largest weight code magnitude.
+pub(super) const W_MAX: f32 = 127.0;
 /// The largest activation code magnitude.
 const A_MAX: f32 = 127.0;
 
@@ -141,10 +147,17 @@ pub(super) fn dequant_portable(acc: f32, corr: f32, scale: f32) -> f32 {
     (acc.to_bits() as i32).wrapping_sub(corr.to_bits() as i32) as f32 * scale
 }
 
-/// [`dequant_portable`] over a row segment: `corr` and `col_scale` for its columns.
-pub(super) fn dequant_row(row: &mut [f32], corr: &[f32], col_scale: &[f32], row_scale: f32) {
-    for ((v, c), s) in row.iter_mut().zip(corr).zip(col_scale) {
-        *v = dequant_portable(*v, *c, row_scale * s);
+/// [`dequant_portable`] over a row segment: `corr` and `col_scale` for its columns; `corr` is
+/// `None` for the sums of the signed kernels ([`dot256`], [`dot512_bw`]), already corrected.
+pub(super) fn dequant_row(
+    row: &mut [f32],
+    corr: Option<&[f32]>,
+    col_scale: &[f32],
+    row_scale: f32,
+) {
+    for (j, (v, s)) in row.iter_mut().zip(col_scale).enumerate() {
+        let c = corr.map_or(0f32, |c| c[j]);
+        *v = dequant_portable(*v, c, row_scale * s);
     }
 }
 
@@ -193,7 +206,13 @@ pub(super) fn dot256_avx_vnni(a: __m256, b: __m256, acc: __m256) -> __m256 {
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
 pub(super) fn dot512_bw(a: __m512, b: __m512, acc: __m512) -> __m512 {
-    let pairs = _mm512_maddubs_epi16(_mm512_castps_si512(a), _mm512_castps_si512(b));
+    let signed = _mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi8(i8::MIN));
+    // `vpsignb` has no 512-bit form: the weights whose activation is negative are negated
+    // under a mask, and those whose activation is zero meet `|a| = 0` anyway.
+    let negative = _mm512_movepi8_mask(signed);
+    let b = _mm512_castps_si512(b);
+    let b = _mm512_mask_sub_epi8(b, negative, _mm512_setzero_si512(), b);
+    let pairs = _mm512_maddubs_epi16(_mm512_abs_epi8(signed), b);
     let quads = _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
     _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), quads))
 }
@@ -222,15 +241,35 @@ pub(super) fn avx_vnni() -> bool {
     }
 }
 
-/// [`dot512`]'s sums on 8 lanes with plain AVX2: byte pairs into i16 (`vpmaddubsw`; exact for
-/// weight codes within ±63), then pairs of those into i32 (`vpmaddwd`).
+/// `acc + Σ a·w` per lane with plain AVX2, `a = u − 128` the signed activation codes: `|a|`
+/// times the weights carrying `a`'s sign, byte pairs into i16 (`vpmaddubsw`, exact since
+/// 127·127·2 < 2^15), then pairs of those into i32 (`vpmaddwd`). See the module's header.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(super) fn dot256(a: __m256, b: __m256, acc: __m256) -> __m256 {
-    let pairs = _mm256_maddubs_epi16(_mm256_castps_si256(a), _mm256_castps_si256(b));
+    let signed = _mm256_xor_si256(_mm256_castps_si256(a), _mm256_set1_epi8(i8::MIN));
+    let b = _mm256_sign_epi8(_mm256_castps_si256(b), signed);
+    let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(signed), b);
     let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
     _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
+}
+
+/// The signed kernels' dequantization on 16 lanes: `acc · scale` (`corr` unused: the sums are
+/// already `Σ a·w`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn dequant512_signed(acc: __m512, _corr: __m512, scale: __m512) -> __m512 {
+    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_castps_si512(acc)), scale)
+}
+
+/// [`dequant512_signed`] on 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn dequant256_signed(acc: __m256, _corr: __m256, scale: __m256) -> __m256 {
+    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_castps_si256(acc)), scale)
 }
 
 /// [`dequant_portable`] on 16 lanes.

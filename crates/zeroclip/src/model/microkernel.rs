@@ -12,9 +12,11 @@ use super::bf16::{dot256, dot512};
 use super::epilogue::{finish, Epilogue, NR};
 use super::int8;
 #[cfg(target_arch = "x86_64")]
-use super::int8::{dequant256, dequant512, dot256_avx_vnni, dot256_vnni};
+use super::int8::{dequant256, dequant256_signed, dequant512, dequant512_signed};
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int8_dot512_bw};
+#[cfg(target_arch = "x86_64")]
+use super::int8::{dot256_avx_vnni, dot256_vnni};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
@@ -94,7 +96,7 @@ pub(super) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Int8Vnni512,
     /// int8 quads, 12 rows × two panels with `vpmaddubsw` + `vpmaddwd` on 16 lanes (AVX-512 BW
-    /// without VNNI; weights within ±63).
+    /// without VNNI), on signed activations (see [`super::int8`]).
     #[cfg(target_arch = "x86_64")]
     Int8Avx512Bw,
     /// int8 quads on 6 rows × one panel with 8-lane `vpdpbusd` (AVX-512 VL).
@@ -104,7 +106,7 @@ pub(super) enum Kernel {
     /// CPUs without AVX-512).
     #[cfg(target_arch = "x86_64")]
     Int8AvxVnni,
-    /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd` (weights within ±63).
+    /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd`, on signed activations.
     #[cfg(target_arch = "x86_64")]
     Int8Avx2,
     /// int8 quads without SIMD.
@@ -149,6 +151,16 @@ impl Kernel {
             Kernel::Int8Avx2 => "avx2 (int8 vpmaddubsw)",
             Kernel::Int8Portable => "portable (int8)",
         }
+    }
+
+    /// Whether the kernel's int8 sums are `Σ a·w` on signed activation codes, already
+    /// corrected for the zero point (see [`super::int8`]), rather than `Σ u·w`.
+    pub(super) fn signed_sums(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self, Kernel::Int8Avx2 | Kernel::Int8Avx512Bw) {
+            return true;
+        }
+        false
     }
 
     /// `C[0..r, cols] (+)= A[0..r, 0..kc] · B` for `r` up to 12 (AVX-512) or 6 rows.
@@ -445,7 +457,7 @@ simd_kernel!(
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
-    dequant512,
+    dequant512_signed,
     NR
 );
 simd_kernel!(
@@ -473,7 +485,7 @@ simd_kernel!(
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_storeu_ps,
-    dequant256,
+    dequant256_signed,
     8
 );
 
@@ -574,7 +586,7 @@ unsafe fn kernel_with<const R: usize>(
                 if !e.row_scale.is_null() {
                     let corr = std::slice::from_raw_parts(e.corr, NR);
                     let scales = std::slice::from_raw_parts(e.col_scale, NR);
-                    int8::dequant_row(row, corr, scales, *e.row_scale.add(i));
+                    int8::dequant_row(row, Some(corr), scales, *e.row_scale.add(i));
                 }
                 let res = (!e.residual.is_null())
                     .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));

@@ -1,7 +1,7 @@
 //! The GEMM against an f64 product, on every kernel this CPU can run.
 
 use super::*;
-use crate::model::dispatch::{int8_code_max, Class};
+use crate::model::dispatch::{weight_code_max, Class};
 
 fn rand(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
@@ -54,7 +54,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
     let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
     // The operands as the product sees them: rounded, or quantized per row of `A` and per
     // column of `B` (a row of `bt`).
-    let max = int8_code_max(kernels);
+    let max = weight_code_max(format);
     let seen = |v: &[f32], rows: usize, activations: bool| -> Vec<f32> {
         match format {
             Format::F32 => v.to_vec(),
@@ -199,8 +199,8 @@ fn matches_a_naive_product_on_every_edge() {
 #[test]
 fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
     // Every activation at its largest code (u = 255 or 1) against every weight at its
-    // largest (±127, or ±63 for the AVX2 kernel), so every byte pair of `vpmaddubsw` sits at
-    // the edge of its i16 range: the sums must still be exact.
+    // largest (±127), so every byte pair of `vpmaddubsw` sits at the edge of its i16 range:
+    // the sums must still be exact.
     let (m, k, n) = (7, 96, 40);
     let a: Vec<f32> = (0..m * k)
         .map(|i| if (i / k) % 2 == 0 { 1.0 } else { -1.0 })
@@ -210,7 +210,7 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
         .collect();
     for class in Class::runnable() {
         let kernels = kernels_for(class, Format::Int8);
-        let max = int8_code_max(kernels);
+        let max = weight_code_max(Format::Int8);
         let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
         let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
         let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
@@ -330,5 +330,53 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
             );
         }
         assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn every_int8_kernel_gives_the_same_bits() {
+    // Exact integer sums (u·w, or a·w already corrected for the zero point) finished in one
+    // order: the class a CPU falls in must not change an int8 result.
+    let (m, k, n) = (29, 198, 56); // `k` pads the last slot with zero codes
+    let (a, bt, shift, res) = (
+        rand(m * k, 21),
+        rand(n * k, 22),
+        rand(n, 23),
+        rand(m * n, 24),
+    );
+    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+    let max = weight_code_max(Format::Int8);
+    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
+    let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
+    let epi = Epilogue {
+        shift: Some(&shift),
+        residual: Some(&res),
+        ..Default::default()
+    };
+    let mut first: Option<(Class, Vec<f32>)> = None;
+    for class in Class::runnable() {
+        let kernels = kernels_for(class, Format::Int8);
+        let mut c = vec![f32::NAN; m * n];
+        // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
+        unsafe {
+            let panels = 0..n.div_ceil(NR);
+            let ptr = c.as_mut_ptr();
+            block(
+                kernels,
+                &a_in,
+                b.steps,
+                &row_scales,
+                &b,
+                ptr,
+                n,
+                &epi,
+                0..m,
+                panels,
+            )
+        };
+        match &first {
+            None => first = Some((class, c)),
+            Some((c0, want)) => assert_eq!(&c, want, "{class:?} ({kernels:?}) against {c0:?}"),
+        }
     }
 }
