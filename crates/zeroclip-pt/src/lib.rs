@@ -21,7 +21,7 @@ mod tensor;
 mod value;
 
 pub use error::Error;
-pub use tensor::{DType, TensorRecord};
+pub use tensor::{release_range, DType, TensorRecord};
 
 use memmap2::Mmap;
 use std::path::Path;

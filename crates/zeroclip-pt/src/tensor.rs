@@ -198,6 +198,24 @@ impl TensorRecord {
         true
     }
 
+    /// Lets the tensor's pages of the mapped file leave the process's resident memory, once its
+    /// values have been read: the page cache keeps them, and a later read faults them back in
+    /// from the file. Only the whole pages inside the tensor's bytes are released, so that its
+    /// neighbours' stay. A gathered (non-contiguous) view releases nothing.
+    pub fn release_pages(&self) {
+        #[allow(irrefutable_let_patterns)] // `Bytes::Owned` exists in unit tests only
+        let Bytes::Mapped { map, start, .. } = &self.storage.bytes
+        else {
+            return;
+        };
+        if !self.is_contiguous() {
+            return;
+        }
+        let elem = self.dtype.size_in_bytes();
+        let from = start + self.offset * elem;
+        release_range(map, from, self.numel() * elem);
+    }
+
     /// The elements in row-major contiguous order, little-endian. Borrowed from the mapped file
     /// when the tensor is contiguous there; gathered (and byte-swapped if needed) otherwise.
     pub fn contiguous_bytes(&self) -> Cow<'_, [u8]> {
@@ -256,6 +274,32 @@ impl TensorRecord {
         }
         Cow::Owned(out)
     }
+}
+
+/// `MADV_DONTNEED` on the whole pages of `map[start..start + len]`; a failure only leaves them
+/// resident.
+pub fn release_range(map: &Mmap, start: usize, len: usize) {
+    // Pages are at least this large; rounding inward to it never touches bytes outside the range
+    // (memmap2 rounds the start down to the real page size, which only widens it on a larger one).
+    const PAGE: usize = 4096;
+    let base = map.as_ptr() as usize;
+    let (Some(from), Some(to)) = (
+        (base + start).checked_next_multiple_of(PAGE),
+        (base + start).checked_add(len),
+    ) else {
+        return;
+    };
+    let to = to / PAGE * PAGE;
+    if to <= from || start.saturating_add(len) > map.len() {
+        return;
+    }
+    // SAFETY: `Mmap::map` maps the file shared and read-only, so after MADV_DONTNEED a read of
+    // these pages faults the same file bytes back in: slices borrowed from the map keep reading
+    // the values they read before (the file must not change while mapped, as for the map itself).
+    #[cfg(unix)]
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from - base, to - from)
+    };
 }
 
 #[cfg(test)]
@@ -342,5 +386,30 @@ mod tests {
         };
         assert!(TensorRecord::new("x".into(), &expand(3), storage.clone()).is_ok());
         assert!(TensorRecord::new("x".into(), &expand(1 << 40), storage).is_err());
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    #[test]
+    fn released_pages_read_back_the_same_bytes() {
+        let path = std::env::temp_dir().join(format!("zeroclip-pt-release-{}", std::process::id()));
+        let bytes: Vec<u8> = (0..5 * 4096 + 123).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a read-only map of a file only this test writes, before mapping it.
+        let map = unsafe { Mmap::map(&file) }.unwrap();
+        assert_eq!(&map[..], &bytes[..]);
+        release_range(&map, 100, 3 * 4096 + 5);
+        release_range(&map, 0, map.len());
+        release_range(&map, map.len() - 1, 1);
+        // Out of range or empty: nothing happens.
+        release_range(&map, map.len(), 4096);
+        release_range(&map, usize::MAX, 2);
+        assert_eq!(&map[..], &bytes[..]);
+        drop(map);
+        std::fs::remove_file(&path).unwrap();
     }
 }

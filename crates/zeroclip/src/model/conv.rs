@@ -17,6 +17,7 @@
 //! candle's convolution on NCHW views.
 
 use super::gemm::{self, Epilogue, PackedMatrix};
+use crate::tensors::StoredTensor;
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
@@ -74,21 +75,32 @@ fn cpu_f32(t: &Tensor) -> bool {
 }
 
 impl ConvAffine {
-    /// `weight` `[c_out, c_in, k, k]` (f32 or fp16); `scale`, `shift` `[c_out]`; padding `k / 2`.
-    pub fn new(weight: Tensor, scale: Tensor, shift: Tensor, stride: usize) -> Result<Self> {
-        let (c_out, c_in, k, k_w) = weight.dims4()?;
+    /// `weight` `[c_out, c_in, k, k]` (f32 or fp16, or still in the mapped file); `scale`,
+    /// `shift` `[c_out]`; padding `k / 2`.
+    pub fn new(weight: StoredTensor, scale: Tensor, shift: Tensor, stride: usize) -> Result<Self> {
+        let &[c_out, c_in, k, k_w] = weight.dims() else {
+            candle_core::bail!(
+                "conv: weight {:?} is not [c_out, c_in, k, k]",
+                weight.dims()
+            );
+        };
         if k != k_w || stride == 0 {
             candle_core::bail!("conv: weight {:?}, stride {stride}", weight.dims());
         }
-        let weight = if matches!(weight.device(), Device::Cpu) {
+        let weight = if weight.is_cpu() {
             let product = if k == 3 && stride == 1 {
-                let w = crate::tensors::to_f32(weight)?;
+                let w = weight.into_f32_tensor()?;
                 Product::Winograd(gemm::with_f32(&w, |v| {
                     super::winograd::Winograd3x3::new(v, c_out, c_in)
                 })?)
+            } else if k == 1 {
+                // [c_out, c_in, 1, 1] is already [c_out, c_in] row-major: packed from the file.
+                let w = weight.reshape(&[c_out, c_in])?;
+                Product::Im2col(PackedMatrix::from_stored_transposed(w, gemm::Format::F32)?)
             } else {
                 // [c_out, kh, kw, c_in] as [c_out, kh·kw·c_in]; f16 or f32.
                 let w = weight
+                    .into_tensor()?
                     .permute((0, 2, 3, 1))?
                     .contiguous()?
                     .reshape((c_out, k * k * c_in))?;
@@ -102,7 +114,7 @@ impl ConvAffine {
             }
         } else {
             Weight::Tensor {
-                weight: weight.to_dtype(DType::F32)?,
+                weight: weight.into_tensor()?.to_dtype(DType::F32)?,
                 scale,
                 shift,
             }
@@ -372,7 +384,8 @@ mod tests {
             let wt = Tensor::randn(0f32, 1.0, (20, 3, k, k), &dev).unwrap();
             let scale = Tensor::randn(0f32, 1.0, 20, &dev).unwrap();
             let shift = Tensor::randn(0f32, 1.0, 20, &dev).unwrap();
-            let conv = ConvAffine::new(wt.clone(), scale.clone(), shift.clone(), stride).unwrap();
+            let conv =
+                ConvAffine::new(wt.clone().into(), scale.clone(), shift.clone(), stride).unwrap();
             let y = x.conv2d(&wt, k / 2, stride, 1, 1).unwrap();
             let y = y
                 .broadcast_mul(&scale.reshape((1, 20, 1, 1)).unwrap())
@@ -399,7 +412,7 @@ mod tests {
         let wt = Tensor::randn(0f32, 0.05, (5, 300, 3, 3), &dev).unwrap();
         let ones = Tensor::ones(5, DType::F32, &dev).unwrap();
         let zeros = Tensor::zeros(5, DType::F32, &dev).unwrap();
-        let conv = ConvAffine::new(wt.clone(), ones, zeros, 1).unwrap();
+        let conv = ConvAffine::new(wt.clone().into(), ones, zeros, 1).unwrap();
         let want = nhwc(&x.conv2d(&wt, 1, 1, 1, 1).unwrap());
         let got = conv.forward(&nhwc(&x), None, false).unwrap();
         assert!(max_diff(&got, &want) < 1e-3);

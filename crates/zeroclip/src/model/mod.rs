@@ -2,7 +2,7 @@
 //!
 //! Everything is computed in f32 (the reference on CPU calls `model.float()`) unless the model is
 //! loaded in a lower [`Precision`] for its linear layers; fp16 weights are widened as each layer
-//! takes them (GEMM weights are packed straight from fp16).
+//! takes them (on the CPU, GEMM weights are packed straight from the mapped checkpoint's bytes).
 //! `encode_image` / `encode_text` return unnormalized embeddings; `forward` L2-normalizes them
 //! and scales the cosine similarities by `logit_scale.exp()`.
 
@@ -30,7 +30,7 @@ pub use config::{Activation, ClipConfig, VisionConfig};
 
 use crate::error::{Error, Result};
 pub use crate::tensors::{Precision, UnknownPrecision};
-use crate::tensors::{TensorStore, Vb};
+use crate::tensors::{StoredTensor, TensorStore, Vb};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -109,18 +109,19 @@ impl Clip {
         // Hashed now, while the tensors exist anyway: keeping them for a later hash would hold
         // a second copy of every weight the layers pack.
         let digest = tensors_digest(&converted)?;
-        Self::build(converted, cfg, device, Origin::Tensors { digest }, options)
+        let stored = converted.into_iter().map(|(k, t)| (k, t.into())).collect();
+        Self::build(stored, cfg, device, Origin::Tensors { digest }, options)
     }
 
     pub(crate) fn build(
-        tensors: HashMap<String, Tensor>,
+        tensors: HashMap<String, StoredTensor>,
         config: ClipConfig,
         device: &Device,
         origin: Origin,
         options: &LoadOptions,
     ) -> Result<Clip> {
         config.validate("model configuration")?;
-        let store = TensorStore::new(tensors).with_precision(options.precision);
+        let store = TensorStore::from_stored(tensors).with_precision(options.precision);
         let vb: Vb = store.root();
         let visual = match &config.vision {
             VisionConfig::ViT {

@@ -11,6 +11,8 @@ use super::dispatch::{weight_code_max, Format};
 use super::epilogue::NR;
 use super::ops::with_f32;
 use super::{bf16, int8};
+use crate::tensors::{widen_le_row, StoredTensor};
+use zeroclip_pt::DType;
 
 /// A `[k, n]` right-hand matrix laid out for [`super::gemm::matmul`].
 #[derive(Clone)]
@@ -92,6 +94,80 @@ impl PackedMatrix {
             "weight of {} values for [{n}, {k}]",
             w.len()
         );
+        Self::from_rows_widened(n, k, format, max, |r, dst| widen(&w[r * k..][..k], dst))
+    }
+
+    /// Packs `wᵀ` for `w` `[n, k]` given as row-major little-endian f32, f16 or bf16 `bytes` (a
+    /// weight as a checkpoint file stores it), each row widened as it is packed: no full-size
+    /// copy of the weight is made. Refuses bytes that do not hold exactly `n·k` such values.
+    pub fn from_le_bytes_transposed(
+        dtype: DType,
+        bytes: &[u8],
+        n: usize,
+        k: usize,
+        format: Format,
+    ) -> candle_core::Result<Self> {
+        Self::from_le_parts_transposed(dtype, &[bytes], n, k, format)
+    }
+
+    /// [`Self::from_le_bytes_transposed`] for `w` given as blocks of whole rows, in order.
+    fn from_le_parts_transposed(
+        dtype: DType,
+        parts: &[&[u8]],
+        n: usize,
+        k: usize,
+        format: Format,
+    ) -> candle_core::Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            candle_core::bail!("cannot pack a {dtype:?} weight");
+        }
+        let row = k.checked_mul(dtype.size_in_bytes());
+        let have: usize = parts.iter().map(|p| p.len()).sum();
+        if row.and_then(|r| r.checked_mul(n)) != Some(have) {
+            candle_core::bail!("{have} bytes do not hold a [{n}, {k}] {dtype:?} weight");
+        }
+        let row = row.unwrap_or(0).max(1);
+        if parts.iter().any(|p| p.len() % row != 0) {
+            candle_core::bail!("the blocks of a [{n}, {k}] weight are not whole rows");
+        }
+        // The first row of each block, to find a row's block.
+        let firsts: Vec<usize> = parts
+            .iter()
+            .scan(0, |r, p| {
+                let first = *r;
+                *r += p.len() / row;
+                Some(first)
+            })
+            .collect();
+        let max = weight_code_max(format);
+        Ok(Self::from_rows_widened(n, k, format, max, |r, dst| {
+            let i = firsts.partition_point(|&f| f <= r) - 1;
+            let bytes = &parts[i][(r - firsts[i]) * row..][..row];
+            widen_le_row(dtype, bytes, dst).expect("dtype and lengths checked above")
+        }))
+    }
+
+    /// Packs `wᵀ` for a weight `[n, k]` as the checkpoint reader left it: from the mapped file's
+    /// bytes, or from a tensor ([`Self::from_tensor_transposed`]).
+    pub fn from_stored_transposed(w: StoredTensor, format: Format) -> candle_core::Result<Self> {
+        let &[n, k] = w.dims() else {
+            candle_core::bail!("a weight to pack has shape {:?}, not [n, k]", w.dims());
+        };
+        if let Some((dtype, parts)) = w.le_parts() {
+            let parts: Vec<&[u8]> = parts.iter().map(|p| &**p).collect();
+            return Self::from_le_parts_transposed(dtype, &parts, n, k, format);
+        }
+        Self::from_tensor_transposed(&w.into_tensor()?, format)
+    }
+
+    /// `widen(r, dst)` writes row `r` of `w` (`k` values, f32) into `dst`.
+    fn from_rows_widened(
+        n: usize,
+        k: usize,
+        format: Format,
+        max: f32,
+        widen: impl Fn(usize, &mut [f32]) + Sync,
+    ) -> Self {
         let steps = steps_of(k, format);
         Self::build(k, n, format, |rows, p, cols, panel, column_quant| {
             // The panel's weight rows widened whole into scratch (and rounded or quantized into
@@ -101,7 +177,7 @@ impl PackedMatrix {
             let mut codes = vec![0i8; k];
             for ((j, row), quant) in rows.chunks_exact_mut(len).enumerate().zip(column_quant) {
                 let (wide, packed) = row.split_at_mut(k);
-                widen(&w[(p * NR + j) * k..][..k], wide);
+                widen(p * NR + j, wide);
                 match format {
                     Format::F32 => {}
                     Format::Bf16 => bf16::pack_row(wide, packed),
@@ -219,5 +295,120 @@ pub(super) fn steps_of(k: usize, format: Format) -> usize {
         Format::F32 => k,
         Format::Bf16 => k.div_ceil(2),
         Format::Int8 => k.div_ceil(4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// `n·k` pseudo-random values of `dtype` (as f32, exactly representable in it), the tensor
+    /// holding them in `dtype`, and their little-endian bytes.
+    fn weight(dtype: DType, n: usize, k: usize, seed: u32) -> (Tensor, Vec<u8>) {
+        let mut x = seed;
+        let values: Vec<f32> = (0..n * k)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        let dev = Device::Cpu;
+        match dtype {
+            DType::F32 => {
+                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (Tensor::from_vec(values, (n, k), &dev).unwrap(), bytes)
+            }
+            DType::F16 => {
+                let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+                let bytes = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (Tensor::from_vec(h, (n, k), &dev).unwrap(), bytes)
+            }
+            DType::BF16 => {
+                let h: Vec<half::bf16> = values.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                let bytes = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (Tensor::from_vec(h, (n, k), &dev).unwrap(), bytes)
+            }
+            other => unreachable!("no {other:?} weights in these tests"),
+        }
+    }
+
+    fn same_bits(a: &PackedMatrix, b: &PackedMatrix) -> bool {
+        let bits = |m: &PackedMatrix| -> Vec<u32> {
+            let quant = m.quant.iter().flat_map(|q| q.0.iter().chain(&q.1));
+            m.data
+                .as_slice()
+                .iter()
+                .chain(quant)
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        (a.k, a.n, a.steps, a.format) == (b.k, b.n, b.steps, b.format) && bits(a) == bits(b)
+    }
+
+    #[test]
+    fn packing_the_file_bytes_equals_packing_the_tensor() {
+        // Neither k nor n a multiple of a slot or a panel.
+        let (n, k) = (2 * NR + 5, 45);
+        for format in [Format::F32, Format::Bf16, Format::Int8] {
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                let (t, bytes) = weight(dtype, n, k, 7);
+                let want = PackedMatrix::from_tensor_transposed(&t, format).unwrap();
+                let got = PackedMatrix::from_le_bytes_transposed(dtype, &bytes, n, k, format);
+                assert!(same_bits(&got.unwrap(), &want), "{dtype:?} as {format:?}");
+                // Unaligned in memory: the same values through the byte-wise path.
+                let mut shifted = vec![0u8];
+                shifted.extend(&bytes);
+                let got =
+                    PackedMatrix::from_le_bytes_transposed(dtype, &shifted[1..], n, k, format);
+                assert!(same_bits(&got.unwrap(), &want), "{dtype:?} unaligned");
+                let stored = StoredTensor::from_bytes(dtype, &[n, k], bytes.clone()).unwrap();
+                let got = PackedMatrix::from_stored_transposed(stored, format).unwrap();
+                assert!(same_bits(&got, &want), "{dtype:?} stored as {format:?}");
+                // As blocks of rows (transformers' q, k, v), one of them empty.
+                let row = k * dtype.size_in_bytes();
+                let blocks = [(0, 10), (10, 10), (10, n)].map(|(a, b)| {
+                    let part = bytes[a * row..b * row].to_vec();
+                    StoredTensor::from_bytes(dtype, &[b - a, k], part).unwrap()
+                });
+                let stacked = StoredTensor::cat_rows(blocks.into()).unwrap();
+                let got = PackedMatrix::from_stored_transposed(stacked, format).unwrap();
+                assert!(same_bits(&got, &want), "{dtype:?} in blocks as {format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_that_do_not_hold_the_weight_are_refused() {
+        let (_, bytes) = weight(DType::F16, 4, 6, 1);
+        let pack = |dtype, b: &[u8], n, k| {
+            PackedMatrix::from_le_bytes_transposed(dtype, b, n, k, Format::Int8)
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = pack(DType::F16, &bytes[..bytes.len() - 1], 4, 6);
+        assert!(
+            msg.contains("47 bytes do not hold a [4, 6] F16 weight"),
+            "{msg}"
+        );
+        // Declared larger than the bytes, and so large that n·k·size overflows.
+        assert!(pack(DType::F16, &bytes, 4, 7).contains("do not hold"));
+        assert!(pack(DType::F32, &bytes, usize::MAX / 2, 3).contains("do not hold"));
+        assert!(pack(DType::I16, &bytes, 4, 6).contains("cannot pack a I16 weight"));
+        let msg = StoredTensor::from_bytes(DType::F32, &[4, 6], bytes.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("48 bytes do not hold F32 elements of shape [4, 6]"),
+            "{msg}"
+        );
+        let stored = StoredTensor::from_bytes(DType::F16, &[2, 2, 6], bytes.clone()).unwrap();
+        let msg = PackedMatrix::from_stored_transposed(stored, Format::F32).unwrap_err();
+        assert!(msg.to_string().contains("not [n, k]"), "{msg}");
+        let stored = StoredTensor::from_bytes(DType::F16, &[4, 6], bytes.clone()).unwrap();
+        assert!(stored.reshape(&[5, 5]).is_err());
+        let parts = [&bytes[..10], &bytes[10..]];
+        let msg = PackedMatrix::from_le_parts_transposed(DType::F16, &parts, 4, 6, Format::F32);
+        assert!(msg.unwrap_err().to_string().contains("not whole rows"));
     }
 }

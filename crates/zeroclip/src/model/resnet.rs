@@ -39,7 +39,7 @@ impl ConvBn {
         kernel: usize,
         stride: usize,
     ) -> Result<Self> {
-        let w = conv.get_stored(&[c_out, c_in, kernel, kernel], "weight")?;
+        let w = conv.get_weight(&[c_out, c_in, kernel, kernel], "weight")?;
         let gamma = bn.get(&[c_out], "weight")?;
         let bias = bn.get(&[c_out], "bias")?;
         let mean = bn.get(&[c_out], "running_mean")?;

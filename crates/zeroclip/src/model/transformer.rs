@@ -8,7 +8,7 @@
 use super::config::Activation;
 use super::{fused, gemm, ops};
 use crate::error::Result;
-use crate::tensors::Vb;
+use crate::tensors::{StoredTensor, Vb};
 use candle_core::{DType, Device, Module, Tensor, D};
 
 /// `nn.Linear`: `x @ weight.T + bias`. On the CPU the weight is packed once at load for
@@ -34,29 +34,29 @@ impl Linear {
     /// `weight` `[out, in]` and `bias` `[out]` under `vb`.
     pub fn new(vb: &Vb, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Linear::from_parts(
-            vb.get_stored(&[out_dim, in_dim], "weight")?,
+            vb.get_weight(&[out_dim, in_dim], "weight")?,
             Some(vb.get(&[out_dim], "bias")?),
             vb.precision().into(),
         )?)
     }
 
     /// From tensors already checked by the caller (`[out, in]`, `[out]`); the weight may be
-    /// fp16 (packed straight from it on the CPU in `format`, widened to f32 elsewhere).
+    /// still in the mapped file or fp16 (packed straight from it on the CPU in `format`,
+    /// widened to f32 elsewhere).
     pub fn from_parts(
-        weight: Tensor,
+        weight: StoredTensor,
         bias: Option<Tensor>,
         format: gemm::Format,
     ) -> candle_core::Result<Self> {
-        let on_cpu = matches!(weight.device(), Device::Cpu);
-        let weight = if on_cpu {
-            let matrix = gemm::PackedMatrix::from_tensor_transposed(&weight, format)?;
+        let weight = if weight.is_cpu() {
+            let matrix = gemm::PackedMatrix::from_stored_transposed(weight, format)?;
             let bias = match &bias {
                 Some(b) => Some(gemm::with_f32(&b.to_dtype(DType::F32)?, |v| v.into())?),
                 None => None,
             };
             LinearWeight::Packed { matrix, bias }
         } else {
-            LinearWeight::Tensor(weight.to_dtype(DType::F32)?)
+            LinearWeight::Tensor(weight.into_tensor()?.to_dtype(DType::F32)?)
         };
         Ok(Linear { weight, bias })
     }
@@ -157,7 +157,7 @@ impl MultiheadAttention {
     /// Takes `in_proj_weight`/`in_proj_bias` and `out_proj` of width `width` from `vb`.
     pub fn new(vb: &Vb, width: usize, heads: usize) -> Result<Self> {
         let in_proj = Linear::from_parts(
-            vb.get_stored(&[3 * width, width], "in_proj_weight")?,
+            vb.get_weight(&[3 * width, width], "in_proj_weight")?,
             Some(vb.get(&[3 * width], "in_proj_bias")?),
             vb.precision().into(),
         )?;

@@ -40,10 +40,10 @@ impl VisionTransformer {
         let p = patch_size;
         let grid = cfg.image_resolution / p;
         let eps = cfg.layer_norm_eps;
-        let conv = vb.get_stored(&[width, 3, p, p], "conv1.weight")?;
+        let conv = vb.get_weight(&[width, 3, p, p], "conv1.weight")?;
         Ok(VisionTransformer {
             patch_embed: Linear::from_parts(
-                conv.reshape((width, 3 * p * p))?,
+                conv.reshape(&[width, 3 * p * p])?,
                 None,
                 super::gemm::Format::F32, // the patch embedding stays fp32 at any precision
             )?,

@@ -8,7 +8,9 @@
 mod dtype;
 mod precision;
 mod store;
+mod stored;
 
-pub(crate) use dtype::{load_tensor, to_f32};
+pub(crate) use dtype::{load_tensor, to_f32, widen_le, widen_le_row};
 pub use precision::{Precision, UnknownPrecision};
 pub use store::{TensorStore, Vb, IGNORED_KEYS};
+pub use stored::StoredTensor;

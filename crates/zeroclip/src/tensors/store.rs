@@ -2,7 +2,7 @@
 //! expected shape, and after building, every tensor in the checkpoint must have been asked for —
 //! `load_state_dict(strict=True)` in the reference. Names are the canonical (OpenAI) ones.
 
-use super::Precision;
+use super::{Precision, StoredTensor};
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::cell::RefCell;
@@ -14,15 +14,21 @@ pub const IGNORED_KEYS: [&str; 3] = ["input_resolution", "context_length", "voca
 
 /// The checkpoint's tensors not yet taken by the model. A lookup moves the tensor out, so a
 /// layer that converts its weight (the CPU GEMM's packed layout) frees the original at once
-/// instead of keeping both until loading ends.
+/// instead of keeping both until loading ends; a weight still in the mapped file is packed
+/// from the file's bytes.
 pub struct TensorStore {
-    tensors: RefCell<HashMap<String, Tensor>>,
+    tensors: RefCell<HashMap<String, StoredTensor>>,
     precision: Precision,
 }
 
 impl TensorStore {
     /// A store of `tensors`, under canonical (OpenAI) names.
     pub fn new(tensors: HashMap<String, Tensor>) -> Self {
+        Self::from_stored(tensors.into_iter().map(|(k, t)| (k, t.into())).collect())
+    }
+
+    /// A store of tensors as the readers leave them (some still in a mapped file).
+    pub fn from_stored(tensors: HashMap<String, StoredTensor>) -> Self {
         TensorStore {
             tensors: RefCell::new(tensors),
             precision: Precision::default(),
@@ -92,12 +98,17 @@ impl<'a> Vb<'a> {
 
     /// The tensor `name` in f32, which must exist and have exactly `shape`.
     pub fn get(&self, shape: &[usize], name: &str) -> Result<Tensor> {
-        Ok(super::to_f32(self.get_stored(shape, name)?)?)
+        Ok(self.get_weight(shape, name)?.into_f32_tensor()?)
     }
 
-    /// The tensor `name` as the checkpoint stores it (fp16 or f32), for a layer that converts
-    /// it anyway (the CPU GEMM packs its weights straight from fp16).
+    /// The tensor `name` as the checkpoint stores it (fp16 or f32).
     pub fn get_stored(&self, shape: &[usize], name: &str) -> Result<Tensor> {
+        Ok(self.get_weight(shape, name)?.into_tensor()?)
+    }
+
+    /// The tensor `name` as the reader left it, for a layer that converts it anyway: the CPU
+    /// GEMM packs its weights straight from the mapped file's bytes, or from fp16.
+    pub fn get_weight(&self, shape: &[usize], name: &str) -> Result<StoredTensor> {
         let full = self.path(name);
         self.get_with(name, |got| got == shape, shape)?
             .ok_or(Error::MissingTensor { name: full })
@@ -106,7 +117,7 @@ impl<'a> Vb<'a> {
     /// The tensor `name` in f32 if present (it must then have `shape`).
     pub fn get_optional(&self, shape: &[usize], name: &str) -> Result<Option<Tensor>> {
         let t = self.get_with(name, |got| got == shape, shape)?;
-        Ok(t.map(super::to_f32).transpose()?)
+        Ok(t.map(StoredTensor::into_f32_tensor).transpose()?)
     }
 
     /// A scalar stored as `[]` (OpenAI) or `[1]` (some open_clip checkpoints).
@@ -119,7 +130,7 @@ impl<'a> Vb<'a> {
                 &[],
             )?
             .ok_or(Error::MissingTensor { name: full })?;
-        Ok(super::to_f32(t)?.flatten_all()?.to_vec1::<f32>()?[0])
+        Ok(t.into_f32_tensor()?.flatten_all()?.to_vec1::<f32>()?[0])
     }
 
     fn get_with(
@@ -127,7 +138,7 @@ impl<'a> Vb<'a> {
         name: &str,
         accept: impl Fn(&[usize]) -> bool,
         expected: &[usize],
-    ) -> Result<Option<Tensor>> {
+    ) -> Result<Option<StoredTensor>> {
         let full = self.path(name);
         let mut tensors = self.store.tensors.borrow_mut();
         let Some(t) = tensors.get(&full) else {

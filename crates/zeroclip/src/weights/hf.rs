@@ -3,8 +3,9 @@
 //! `preprocessor_config.json` for the pixel mean and std.
 //!
 //! transformers splits `nn.MultiheadAttention`'s fused `in_proj` into `q_proj`/`k_proj`/`v_proj`
-//! (concatenated back here, in that order) and stores the two projections as `nn.Linear`
-//! weights, the transpose of OpenAI's `text_projection` / `visual.proj`. The attention heads and
+//! (concatenated back here, in that order, without copying them out of the file) and stores the
+//! two projections as `nn.Linear` weights, the transpose of OpenAI's `text_projection` /
+//! `visual.proj`. The attention heads and
 //! the activation come from `config.json` (missing fields take transformers' defaults). HF's
 //! text pooling picks the first `eos_token_id`; with `clip.tokenize` ids that is the argmax
 //! position the reference (and this crate) uses. `*.position_ids` buffers are ignored.
@@ -13,7 +14,7 @@ use super::{read_json, triple, Format, Loaded};
 use crate::error::{Error, Result};
 use crate::model::config::{OPENAI_MEAN, OPENAI_STD};
 use crate::model::{Activation, ClipConfig, VisionConfig};
-use candle_core::Tensor;
+use crate::tensors::StoredTensor;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -174,15 +175,16 @@ fn to_hf(name: &str) -> Option<(String, Op)> {
 }
 
 /// Whether the tensors use transformers names.
-pub fn has_hf_names(raw: &[(String, Tensor)]) -> bool {
+pub fn has_hf_names(raw: &[(String, StoredTensor)]) -> bool {
     raw.iter()
         .any(|(n, _)| n.starts_with("text_model.") || n.starts_with("vision_model."))
 }
 
-/// Renames transformers tensors to OpenAI's, fusing q/k/v and transposing the projections.
-pub fn to_canonical(raw: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor>> {
+/// Renames transformers tensors to OpenAI's, fusing q/k/v (left in the file as three blocks of
+/// rows) and transposing the projections (read from the file).
+pub fn to_canonical(raw: Vec<(String, StoredTensor)>) -> Result<HashMap<String, StoredTensor>> {
     let mut out = HashMap::new();
-    let mut fused: HashMap<String, [Option<(String, Tensor)>; 3]> = HashMap::new();
+    let mut fused: HashMap<String, [Option<(String, StoredTensor)>; 3]> = HashMap::new();
     for (name, t) in raw {
         if name.ends_with(".position_ids") {
             continue;
@@ -193,14 +195,14 @@ pub fn to_canonical(raw: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor
                 out.insert(to, t);
             }
             Op::Transpose => {
-                if t.rank() != 2 {
+                if t.dims().len() != 2 {
                     return Err(Error::ShapeMismatch {
                         name,
                         expected: vec![0, 0],
                         got: t.dims().to_vec(),
                     });
                 }
-                out.insert(to, t.t()?.contiguous()?);
+                out.insert(to, t.into_tensor()?.t()?.contiguous()?.into());
             }
             Op::Qkv(i) => fused.entry(to).or_default()[i] = Some((name, t)),
         }
@@ -213,7 +215,7 @@ pub fn to_canonical(raw: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor
                 name: q_name.replace("q_proj", ["q_proj", "k_proj", "v_proj"][i]),
             })?;
             if let Some(first) = tensors.first() {
-                let first: &Tensor = first;
+                let first: &StoredTensor = first;
                 if first.dims() != t.dims() {
                     return Err(Error::ShapeMismatch {
                         name,
@@ -224,7 +226,7 @@ pub fn to_canonical(raw: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor
             }
             tensors.push(t);
         }
-        out.insert(to, Tensor::cat(&tensors, 0)?);
+        out.insert(to, StoredTensor::cat_rows(tensors)?);
     }
     Ok(out)
 }
@@ -277,7 +279,11 @@ pub fn source_names(e: Error) -> Error {
 }
 
 /// Finishes loading tensors read from `weights`, with the configuration files in `dir`.
-pub fn from_raw(raw: Vec<(String, Tensor)>, weights: &Path, dir: &Path) -> Result<Loaded> {
+pub fn from_raw(
+    raw: Vec<(String, StoredTensor)>,
+    weights: &Path,
+    dir: &Path,
+) -> Result<Loaded<StoredTensor>> {
     let config_path = dir.join(CONFIG_FILE);
     let mut files: Vec<PathBuf> = vec![weights.to_path_buf(), config_path.clone()];
     let mut config = parse_config(

@@ -4,9 +4,10 @@
 //! released files); the model's layers are built from them. Each other format has one rename table:
 //! [`hf`] (transformers `CLIPModel`) and [`open_clip`]. [`openai_pt`] reads PyTorch files
 //! (TorchScript archives like OpenAI's, `torch.save` zip and legacy files) through `zeroclip-pt`;
-//! safetensors files are memory-mapped. fp16 tensors are kept as fp16 (half the memory): a
-//! layer widens one when it takes it, and a GEMM weight is packed straight from it; every other
-//! float type is widened to f32 once, here.
+//! safetensors files are memory-mapped. For the CPU, f32, fp16 and bf16 tensors stay in the
+//! mapped file ([`StoredTensor`]): a GEMM weight is packed straight from the file's bytes, and
+//! any other tensor read (widened to f32) when a layer takes it; for other devices, and for other
+//! element types, every tensor is read here (fp16 kept as fp16, the rest widened to f32).
 //! [`Clip::load`] is defined here: the readers build the model from what they loaded, so the model
 //! never depends on them.
 //!
@@ -21,11 +22,10 @@
 pub mod hf;
 pub mod open_clip;
 pub mod openai_pt;
-pub use crate::tensors::{TensorStore, Vb, IGNORED_KEYS};
+pub use crate::tensors::{StoredTensor, TensorStore, Vb, IGNORED_KEYS};
 
 use crate::error::{Error, Result};
 use crate::model::{Clip, ClipConfig, LoadOptions, Origin};
-use crate::tensors::load_tensor;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,12 +53,13 @@ impl Format {
     }
 }
 
-/// A checkpoint read and renamed, ready for [`crate::Clip::from_tensors`].
-pub struct Loaded {
+/// A checkpoint read and renamed, ready for [`crate::Clip::from_tensors`] (`T` = [`Tensor`]), or
+/// as the readers leave it, some tensors still in the mapped file (`T` = [`StoredTensor`]).
+pub struct Loaded<T = Tensor> {
     /// The naming the checkpoint came in.
     pub format: Format,
     /// Tensors on the target device, under canonical names: f32, or fp16 as stored.
-    pub tensors: HashMap<String, Tensor>,
+    pub tensors: HashMap<String, T>,
     /// The architecture, from the configuration file or the shapes.
     pub config: ClipConfig,
     /// The files read (weights first), for checksums.
@@ -66,17 +67,42 @@ pub struct Loaded {
 }
 
 /// A format's last step: named tensors read from a weight file, plus the configuration beside it.
-type FromRaw = fn(Vec<(String, Tensor)>, &Path, &Path) -> Result<Loaded>;
+type FromRaw = fn(Vec<(String, StoredTensor)>, &Path, &Path) -> Result<Loaded<StoredTensor>>;
 
 /// Reads the first of `weight_files` present in `dir`, then lets `finish` add the configuration.
-fn load_dir(dir: &Path, weight_files: &[&str], device: &Device, finish: FromRaw) -> Result<Loaded> {
+fn load_dir(
+    dir: &Path,
+    weight_files: &[&str],
+    device: &Device,
+    finish: FromRaw,
+) -> Result<Loaded<StoredTensor>> {
     let weights = first_file(dir, weight_files)?;
     let raw = read_tensors(&weights, device)?;
     finish(raw, &weights, dir)
 }
 
-/// Reads any supported checkpoint; see the module documentation.
+/// Reads any supported checkpoint into tensors; see the module documentation.
 pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
+    let loaded = load_stored(path, device)?;
+    let mut tensors = HashMap::with_capacity(loaded.tensors.len());
+    for (name, t) in loaded.tensors {
+        let t = t.into_tensor().map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("tensor `{name}`: {e}"),
+        })?;
+        tensors.insert(name, t);
+    }
+    Ok(Loaded {
+        format: loaded.format,
+        tensors,
+        config: loaded.config,
+        files: loaded.files,
+    })
+}
+
+/// Reads any supported checkpoint, leaving tensors in the mapped file where [`read_tensors`]
+/// does; see the module documentation.
+pub fn load_stored(path: &Path, device: &Device) -> Result<Loaded<StoredTensor>> {
     if path.is_dir() {
         if path.join(open_clip::CONFIG_FILE).is_file() {
             return load_dir(path, &open_clip::WEIGHT_FILES, device, open_clip::from_raw);
@@ -122,20 +148,21 @@ pub fn load(path: &Path, device: &Device) -> Result<Loaded> {
 }
 
 /// Tensors under OpenAI names as a map (later duplicates win, as in a Python dict).
-fn openai_names(raw: Vec<(String, Tensor)>) -> HashMap<String, Tensor> {
+fn openai_names(raw: Vec<(String, StoredTensor)>) -> HashMap<String, StoredTensor> {
     raw.into_iter().collect()
 }
 
 /// The shape of every tensor, for architecture inference.
-pub fn shapes(tensors: &HashMap<String, Tensor>) -> HashMap<String, Vec<usize>> {
+pub fn shapes(tensors: &HashMap<String, StoredTensor>) -> HashMap<String, Vec<usize>> {
     tensors
         .iter()
         .map(|(k, v)| (k.clone(), v.dims().to_vec()))
         .collect()
 }
 
-/// Reads every tensor of one file (safetensors or PyTorch, told apart by content) as f32.
-pub fn read_tensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
+/// Reads every tensor of one file (safetensors or PyTorch, told apart by content) for `device`:
+/// on the CPU, float tensors are left in the mapped file.
+pub fn read_tensors(path: &Path, device: &Device) -> Result<Vec<(String, StoredTensor)>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -155,7 +182,7 @@ fn read_safetensors(
     path: &Path,
     file: &std::fs::File,
     device: &Device,
-) -> Result<Vec<(String, Tensor)>> {
+) -> Result<Vec<(String, StoredTensor)>> {
     let bad = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
         reason,
@@ -166,7 +193,9 @@ fn read_safetensors(
         path: path.to_path_buf(),
         source,
     })?;
-    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| bad(e.to_string()))?;
+    let map = std::sync::Arc::new(map);
+    let st = safetensors::SafeTensors::deserialize(&map[..])
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
     let mut out = Vec::with_capacity(st.len());
     for (name, view) in st.tensors() {
         use safetensors::Dtype as S;
@@ -188,7 +217,10 @@ fn read_safetensors(
                 )))
             }
         };
-        let t = load_tensor(elem, view.shape(), view.data(), device)
+        // Where the view's bytes lie in the map, so the tensor can keep the map instead.
+        let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
+        let range = (start, view.data().len());
+        let t = StoredTensor::from_map(elem, view.shape(), &map, range, device)
             .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         out.push((name, t));
     }
@@ -204,7 +236,7 @@ impl Clip {
 
     /// [`Self::load`] with `options` (the precision of the linear layers).
     pub fn load_with(path: &Path, device: &Device, options: &LoadOptions) -> Result<Clip> {
-        let loaded = load(path, device)?;
+        let loaded = load_stored(path, device)?;
         let renamer = loaded.format;
         Clip::build(
             loaded.tensors,

@@ -13,7 +13,7 @@ use super::{read_json, triple, Format, Loaded};
 use crate::error::{Error, Result};
 use crate::model::config::{OPENAI_MEAN, OPENAI_STD};
 use crate::model::{Activation, ClipConfig, VisionConfig};
-use candle_core::Tensor;
+use crate::tensors::StoredTensor;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,7 +24,11 @@ pub const CONFIG_FILE: &str = "open_clip_config.json";
 pub const WEIGHT_FILES: [&str; 2] = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"];
 
 /// Finishes loading tensors read from `weights`, with `open_clip_config.json` from `dir`.
-pub fn from_raw(raw: Vec<(String, Tensor)>, weights: &Path, dir: &Path) -> Result<Loaded> {
+pub fn from_raw(
+    raw: Vec<(String, StoredTensor)>,
+    weights: &Path,
+    dir: &Path,
+) -> Result<Loaded<StoredTensor>> {
     let config_path = dir.join(CONFIG_FILE);
     let config = parse_config(
         &read_json(&config_path)?,
@@ -39,7 +43,7 @@ pub fn from_raw(raw: Vec<(String, Tensor)>, weights: &Path, dir: &Path) -> Resul
 }
 
 /// open_clip names → OpenAI names: drop a DataParallel `module.` prefix.
-pub fn to_canonical(raw: Vec<(String, Tensor)>) -> HashMap<String, Tensor> {
+pub fn to_canonical(raw: Vec<(String, StoredTensor)>) -> HashMap<String, StoredTensor> {
     let prefixed = !raw.is_empty() && raw.iter().all(|(n, _)| n.starts_with("module."));
     raw.into_iter()
         .map(|(n, t)| match (prefixed, n.strip_prefix("module.")) {
