@@ -11,7 +11,8 @@ use super::dispatch::{weight_code_max, Format};
 use super::epilogue::NR;
 use super::ops::with_f32;
 use super::{bf16, int8};
-use crate::tensors::{widen_le_row, StoredTensor};
+use crate::tensors::{LeRows, StoredTensor};
+use std::borrow::Cow;
 use zeroclip_pt::DType;
 
 /// A `[k, n]` right-hand matrix laid out for [`super::gemm::matmul`].
@@ -107,44 +108,14 @@ impl PackedMatrix {
         k: usize,
         format: Format,
     ) -> candle_core::Result<Self> {
-        Self::from_le_parts_transposed(dtype, &[bytes], n, k, format)
+        let rows = LeRows::new(dtype, vec![Cow::Borrowed(bytes)], n, k)?;
+        Ok(Self::from_le_rows(&rows, n, k, format))
     }
 
-    /// [`Self::from_le_bytes_transposed`] for `w` given as blocks of whole rows, in order.
-    fn from_le_parts_transposed(
-        dtype: DType,
-        parts: &[&[u8]],
-        n: usize,
-        k: usize,
-        format: Format,
-    ) -> candle_core::Result<Self> {
-        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
-            candle_core::bail!("cannot pack a {dtype:?} weight");
-        }
-        let row = k.checked_mul(dtype.size_in_bytes());
-        let have: usize = parts.iter().map(|p| p.len()).sum();
-        if row.and_then(|r| r.checked_mul(n)) != Some(have) {
-            candle_core::bail!("{have} bytes do not hold a [{n}, {k}] {dtype:?} weight");
-        }
-        let row = row.unwrap_or(0).max(1);
-        if parts.iter().any(|p| p.len() % row != 0) {
-            candle_core::bail!("the blocks of a [{n}, {k}] weight are not whole rows");
-        }
-        // The first row of each block, to find a row's block.
-        let firsts: Vec<usize> = parts
-            .iter()
-            .scan(0, |r, p| {
-                let first = *r;
-                *r += p.len() / row;
-                Some(first)
-            })
-            .collect();
+    /// Packs `wᵀ` for `w` `[n, k]` read row by row from the file.
+    fn from_le_rows(rows: &LeRows<'_>, n: usize, k: usize, format: Format) -> Self {
         let max = weight_code_max(format);
-        Ok(Self::from_rows_widened(n, k, format, max, |r, dst| {
-            let i = firsts.partition_point(|&f| f <= r) - 1;
-            let bytes = &parts[i][(r - firsts[i]) * row..][..row];
-            widen_le_row(dtype, bytes, dst).expect("dtype and lengths checked above")
-        }))
+        Self::from_rows_widened(n, k, format, max, |r, dst| rows.widen(r, dst))
     }
 
     /// Packs `wᵀ` for a weight `[n, k]` as the checkpoint reader left it: from the mapped file's
@@ -153,9 +124,8 @@ impl PackedMatrix {
         let &[n, k] = w.dims() else {
             candle_core::bail!("a weight to pack has shape {:?}, not [n, k]", w.dims());
         };
-        if let Some((dtype, parts)) = w.le_parts() {
-            let parts: Vec<&[u8]> = parts.iter().map(|p| &**p).collect();
-            return Self::from_le_parts_transposed(dtype, &parts, n, k, format);
+        if let Some(rows) = w.le_rows() {
+            return Ok(Self::from_le_rows(&rows?, n, k, format));
         }
         Self::from_tensor_transposed(&w.into_tensor()?, format)
     }
@@ -388,13 +358,13 @@ mod tests {
         };
         let msg = pack(DType::F16, &bytes[..bytes.len() - 1], 4, 6);
         assert!(
-            msg.contains("47 bytes do not hold a [4, 6] F16 weight"),
+            msg.contains("47 bytes do not hold [4, 6] F16 values"),
             "{msg}"
         );
         // Declared larger than the bytes, and so large that n·k·size overflows.
         assert!(pack(DType::F16, &bytes, 4, 7).contains("do not hold"));
         assert!(pack(DType::F32, &bytes, usize::MAX / 2, 3).contains("do not hold"));
-        assert!(pack(DType::I16, &bytes, 4, 6).contains("cannot pack a I16 weight"));
+        assert!(pack(DType::I16, &bytes, 4, 6).contains("cannot read rows of I16 values"));
         let msg = StoredTensor::from_bytes(DType::F32, &[4, 6], bytes.clone())
             .unwrap_err()
             .to_string();
@@ -407,8 +377,11 @@ mod tests {
         assert!(msg.to_string().contains("not [n, k]"), "{msg}");
         let stored = StoredTensor::from_bytes(DType::F16, &[4, 6], bytes.clone()).unwrap();
         assert!(stored.reshape(&[5, 5]).is_err());
-        let parts = [&bytes[..10], &bytes[10..]];
-        let msg = PackedMatrix::from_le_parts_transposed(DType::F16, &parts, 4, 6, Format::F32);
-        assert!(msg.unwrap_err().to_string().contains("not whole rows"));
+        let parts = vec![Cow::Borrowed(&bytes[..10]), Cow::Borrowed(&bytes[10..])];
+        let msg = LeRows::new(DType::F16, parts, 4, 6)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("not whole rows"), "{msg}");
     }
 }

@@ -12,7 +12,7 @@ use super::config::ClipConfig;
 use super::int8;
 use super::transformer::{LayerNorm, Transformer};
 use crate::error::{Error, Result};
-use crate::tensors::{Precision, Vb};
+use crate::tensors::{Precision, StoredTensor, Vb};
 use candle_core::{DType, Device, Module, Tensor};
 use rayon::prelude::*;
 
@@ -36,32 +36,53 @@ enum TokenTable {
 }
 
 impl TokenTable {
-    fn new(table: Tensor, precision: Precision) -> candle_core::Result<Self> {
-        if precision != Precision::Int8 || !matches!(table.device(), Device::Cpu) {
-            return Ok(TokenTable::F32(table));
+    /// `table` `[vocab, width]`; in int8 on the CPU each token's row is quantized as it is read
+    /// (from the mapped file when the table is still there), so no f32 copy of it is made.
+    fn new(table: StoredTensor, precision: Precision) -> candle_core::Result<Self> {
+        if precision != Precision::Int8 || !table.is_cpu() {
+            return Ok(TokenTable::F32(table.into_f32_tensor()?));
         }
-        let (vocab, width) = table.dims2()?;
-        let values = table.flatten_all()?.to_vec1::<f32>()?;
+        let &[vocab, width] = table.dims() else {
+            candle_core::bail!("token table of shape {:?}", table.dims());
+        };
         let mut codes = vec![0u8; vocab * width];
         let mut scales = vec![0f32; vocab];
+        let quantize = |(q, src, dst, s): (&mut [i8], &[f32], &mut [u8], &mut f32)| {
+            *s = int8::quantize(src, 127.0, q);
+            for (d, q) in dst.iter_mut().zip(q.iter()) {
+                *d = (*q as i32 + int8::ZERO_POINT) as u8;
+            }
+        };
         // Millions of values at load, quantized per token in parallel.
         let w = width.max(1);
-        codes
+        let rows = codes
             .par_chunks_mut(w)
             .zip(scales.par_iter_mut())
-            .zip(values.par_chunks(w))
-            .for_each_init(
-                || vec![0i8; width],
-                |row, ((dst, s), src)| {
-                    *s = int8::quantize(src, 127.0, row);
-                    for (d, q) in dst.iter_mut().zip(row.iter()) {
-                        *d = (*q as i32 + int8::ZERO_POINT) as u8;
-                    }
-                },
-            );
+            .enumerate();
+        match table.le_rows() {
+            Some(file) => {
+                let file = file?;
+                rows.for_each_init(
+                    || (vec![0i8; width], vec![0f32; width]),
+                    |(q, wide), (r, (dst, s))| {
+                        file.widen(r, wide);
+                        quantize((q, wide, dst, s));
+                    },
+                );
+            }
+            None => {
+                let table = table.into_f32_tensor()?;
+                super::ops::with_f32(&table, |values| {
+                    rows.for_each_init(
+                        || vec![0i8; width],
+                        |q, (r, (dst, s))| quantize((q, &values[r * w..][..width], dst, s)),
+                    )
+                })?;
+            }
+        }
         Ok(TokenTable::Int8 {
-            codes: Tensor::from_vec(codes, (vocab, width), table.device())?,
-            scales: Tensor::from_vec(scales, (vocab, 1), table.device())?,
+            codes: Tensor::from_vec(codes, (vocab, width), &Device::Cpu)?,
+            scales: Tensor::from_vec(scales, (vocab, 1), &Device::Cpu)?,
         })
     }
 
@@ -96,7 +117,7 @@ impl TextTransformer {
         let w = cfg.text_width;
         Ok(TextTransformer {
             token_embedding: TokenTable::new(
-                vb.get(&[cfg.vocab_size, w], "token_embedding.weight")?,
+                vb.get_weight(&[cfg.vocab_size, w], "token_embedding.weight")?,
                 vb.precision(),
             )?,
             positional_embedding: vb.get(&[cfg.context_length, w], "positional_embedding")?,

@@ -13,4 +13,5 @@ mod stored;
 pub(crate) use dtype::{load_tensor, to_f32, widen_le, widen_le_row};
 pub use precision::{Precision, UnknownPrecision};
 pub use store::{TensorStore, Vb, IGNORED_KEYS};
+pub(crate) use stored::LeRows;
 pub use stored::StoredTensor;

@@ -192,16 +192,25 @@ impl StoredTensor {
         }
     }
 
-    /// The element type and row-major little-endian bytes of a tensor still in the file, as
-    /// blocks of whole rows (borrowed from the map where the file holds them so); `None` for a
-    /// tensor.
-    pub(crate) fn le_parts(&self) -> Option<(DType, Vec<Cow<'_, [u8]>>)> {
-        match &self.0 {
-            Inner::Tensor(_) => None,
-            Inner::Mapped { dtype, parts, .. } => {
-                Some((*dtype, parts.iter().map(Bytes::read).collect()))
-            }
-        }
+    /// The rows of a tensor still in the file, as `[dims[0], product of the other dims]`;
+    /// `None` for a tensor.
+    pub(crate) fn le_rows(&self) -> Option<candle_core::Result<LeRows<'_>>> {
+        let Inner::Mapped {
+            dtype,
+            shape,
+            parts,
+        } = &self.0
+        else {
+            return None;
+        };
+        let n = shape.first().copied().unwrap_or(1);
+        let k = shape.iter().skip(1).product();
+        Some(LeRows::new(
+            *dtype,
+            parts.iter().map(Bytes::read).collect(),
+            n,
+            k,
+        ))
     }
 
     /// As a tensor in the stored dtype for fp16 (as [`super::load_tensor`] keeps it), f32 for
@@ -243,6 +252,64 @@ impl StoredTensor {
                 Tensor::from_vec(wide, shape, &Device::Cpu)
             }
         }
+    }
+}
+
+/// The rows of an `[n, k]` matrix of little-endian f32, f16 or bf16 values, given as blocks of
+/// whole rows in order (one for a tensor of a file, several for transformers' q, k, v), each
+/// widened to f32 on demand: how a layer reads a weight from the file without copying all of it.
+pub(crate) struct LeRows<'a> {
+    dtype: DType,
+    parts: Vec<Cow<'a, [u8]>>,
+    /// The first row of each block, to find a row's block.
+    firsts: Vec<usize>,
+    /// Bytes per row.
+    row: usize,
+}
+
+impl<'a> LeRows<'a> {
+    /// Refuses a dtype other than f32, f16 and bf16, and blocks that are not exactly `n` rows
+    /// of `k` values in all, or not whole rows each.
+    pub(crate) fn new(
+        dtype: DType,
+        parts: Vec<Cow<'a, [u8]>>,
+        n: usize,
+        k: usize,
+    ) -> candle_core::Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            candle_core::bail!("cannot read rows of {dtype:?} values");
+        }
+        let row = k.checked_mul(dtype.size_in_bytes());
+        let have: usize = parts.iter().map(|p| p.len()).sum();
+        if row.and_then(|r| r.checked_mul(n)) != Some(have) {
+            candle_core::bail!("{have} bytes do not hold [{n}, {k}] {dtype:?} values");
+        }
+        let row = row.unwrap_or(0);
+        if parts.iter().any(|p| p.len() % row.max(1) != 0) {
+            candle_core::bail!("the blocks of a [{n}, {k}] matrix are not whole rows");
+        }
+        let firsts = parts
+            .iter()
+            .scan(0, |r, p| {
+                let first = *r;
+                *r += p.len() / row.max(1);
+                Some(first)
+            })
+            .collect();
+        Ok(LeRows {
+            dtype,
+            parts,
+            firsts,
+            row,
+        })
+    }
+
+    /// Row `r` (`< n`) widened into `dst` (`k` values).
+    pub(crate) fn widen(&self, r: usize, dst: &mut [f32]) {
+        // The last block starting at or before `r`: empty blocks are skipped.
+        let i = self.firsts.partition_point(|&f| f <= r) - 1;
+        let bytes = &self.parts[i][(r - self.firsts[i]) * self.row..][..self.row];
+        super::widen_le_row(self.dtype, bytes, dst).expect("dtype and lengths checked in new");
     }
 }
 
