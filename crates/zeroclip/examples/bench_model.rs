@@ -320,6 +320,11 @@ fn matmul_shapes(
         let a = x.flatten_all()?.to_vec1::<f32>()?;
         let mut c = vec![0f32; m * n];
         let threads = candle_core::utils::get_num_threads();
+        let w_values = w.flatten_all()?.to_vec1::<f32>()?;
+        let scalar = time_calls(1, runs.min(3), || {
+            gemm_scalar(&a, &w_values, &mut c, (m, k, n), threads);
+            Ok(())
+        })?;
         let epi = zeroclip::model::gemm::Epilogue::default();
         let ours = time_calls(2, runs, || {
             zeroclip::model::gemm::matmul(&a, k, m, &packed, &mut c, n, &epi, threads);
@@ -339,8 +344,69 @@ fn matmul_shapes(
                 "gflops_packed".into(),
                 serde_json::json!(flops / ours.median_s / 1e9),
             );
+            o.insert(
+                "gflops_gemm_scalar".into(),
+                serde_json::json!(flops / scalar.median_s / 1e9),
+            );
         }
         emit(v);
     }
     Ok(())
+}
+
+/// `c = a · wᵀ` (`a` `[m, k]`, `w` `[n, k]`) with the `gemm` crate's scalar kernels: what candle's
+/// matmul runs on an x86 CPU without FMA, where its dispatch (CPUID, no switch) picks them.
+fn gemm_scalar(
+    a: &[f32],
+    w: &[f32],
+    c: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    threads: usize,
+) {
+    use gemm_f32::microkernel::scalar::f32 as ukr;
+    let par = if threads > 1 {
+        gemm_common::Parallelism::Rayon(threads)
+    } else {
+        gemm_common::Parallelism::None
+    };
+    assert!(a.len() >= m * k && w.len() >= n * k && c.len() >= m * n);
+    // SAFETY: the strides address `a` `[m, k]`, `w` read as `[k, n]` column-major and `c`
+    // `[m, n]`, all within the slices checked above; the scalar kernels need no CPU feature.
+    unsafe {
+        gemm_common::gemm::gemm_basic_generic::<
+            _,
+            f32,
+            1,
+            { ukr::MR_DIV_N },
+            { ukr::NR },
+            { ukr::MR_DIV_N },
+            { ukr::H_M },
+            { ukr::H_N },
+        >(
+            gemm_common::simd::Scalar,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            |x, y, z| x * y + z,
+            &ukr::UKR,
+            &ukr::H_UKR,
+            false,
+            par,
+        )
+    }
 }

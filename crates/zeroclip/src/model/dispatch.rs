@@ -2,7 +2,10 @@
 //! [`KERNEL_ENV`] names, so one machine tests and measures the classes it is not), and for each
 //! storage [`Format`] the kernel of single panels and, where the CPU has one, the wider kernel of
 //! pairs of panels. Extensions beyond a class — AVX-512 BF16 and VNNI, AVX-VNNI — are used only
-//! when no class is named.
+//! when no class is named. Where only the portable kernel runs and the CPU is not x86 (aarch64),
+//! the f32 products go through the `gemm` crate instead (candle's CPU matmul, which has NEON
+//! kernels; `fallback.rs`); on x86 without AVX2 the portable loops stay, measured faster there
+//! than that crate's scalar kernels (docs/PERFORMANCE.md, speed round 3).
 
 use super::microkernel::Kernel;
 use super::{amx, bf16, int8};
@@ -10,8 +13,8 @@ use crate::tensors::Precision;
 
 /// The environment variable that holds the kernels to a class of CPU (case-insensitive; see
 /// [`Class`]): `native` (the default: everything the CPU has), `avx512-vnni`, `avx512`,
-/// `avx2-vnni`, `avx2` or `portable`. It lets one machine measure and test the code paths of
-/// the CPUs it is not.
+/// `avx2-vnni`, `avx2`, `portable` or `candle`. It lets one machine measure and test the code
+/// paths of the CPUs it is not.
 pub const KERNEL_ENV: &str = "ZEROCLIP_KERNEL";
 
 /// A class of CPU the products can be held to, widest first. Each names what its kernels may
@@ -28,8 +31,12 @@ pub(super) enum Class {
     Avx2Vnni,
     /// AVX2 + FMA alone: Haswell to Zen 3.
     Avx2,
-    /// No SIMD (and every CPU other than x86-64).
+    /// No SIMD of ours: the portable loops (and every CPU other than x86-64, f32 aside: see
+    /// [`Class::f32_through_gemm_crate`]).
     Portable,
+    /// The portable loops for bf16 and int8, the `gemm` crate (candle's matmul) for f32: what a
+    /// CPU other than x86 runs by default, forced anywhere.
+    Candle,
 }
 
 /// What a class's products may use beyond its f32 kernel.
@@ -44,13 +51,14 @@ pub(super) struct Extensions {
 }
 
 impl Class {
-    const ALL: [Class; 6] = [
+    const ALL: [Class; 7] = [
         Class::Native,
         Class::Avx512Vnni,
         Class::Avx512,
         Class::Avx2Vnni,
         Class::Avx2,
         Class::Portable,
+        Class::Candle,
     ];
 
     /// The class's name, as [`KERNEL_ENV`] spells it.
@@ -62,6 +70,7 @@ impl Class {
             Class::Avx2Vnni => "avx2-vnni",
             Class::Avx2 => "avx2",
             Class::Portable => "portable",
+            Class::Candle => "candle",
         }
     }
 
@@ -70,7 +79,7 @@ impl Class {
         match self {
             Class::Native | Class::Avx512Vnni => Class::Avx512,
             Class::Avx512 | Class::Avx2Vnni => Class::Avx2,
-            Class::Avx2 | Class::Portable => Class::Portable,
+            Class::Avx2 | Class::Portable | Class::Candle => Class::Portable,
         }
     }
 
@@ -82,7 +91,7 @@ impl Class {
             let avx2 = has!("avx2") && has!("fma");
             let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl");
             match self {
-                Class::Native | Class::Portable => true,
+                Class::Native | Class::Portable | Class::Candle => true,
                 Class::Avx512Vnni => avx512 && int8::vnni(),
                 Class::Avx512 => avx512,
                 Class::Avx2Vnni => avx2 && int8::avx_vnni(),
@@ -91,7 +100,7 @@ impl Class {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            matches!(self, Class::Native | Class::Portable)
+            matches!(self, Class::Native | Class::Portable | Class::Candle)
         }
     }
 
@@ -140,13 +149,24 @@ impl Class {
         }
     }
 
+    /// Whether the class's f32 products go through the `gemm` crate (`fallback.rs`): for
+    /// [`Class::Candle`], and natively where only the portable kernel runs on a CPU other than
+    /// x86. On x86 without FMA that crate runs scalar kernels, which the portable loops beat.
+    pub(super) fn f32_through_gemm_crate(self) -> bool {
+        match self {
+            Class::Candle => true,
+            Class::Native => self.kernel() == Kernel::Portable && !cfg!(target_arch = "x86_64"),
+            _ => false,
+        }
+    }
+
     /// The extensions the class allows that this CPU has.
     pub(super) fn extensions(self) -> Extensions {
         let (vnni, avx_vnni, tiles) = match self {
             Class::Native => (true, true, true),
             Class::Avx512Vnni => (true, false, false),
             Class::Avx2Vnni => (false, true, false),
-            Class::Avx512 | Class::Avx2 | Class::Portable => (false, false, false),
+            Class::Avx512 | Class::Avx2 | Class::Portable | Class::Candle => (false, false, false),
         };
         Extensions {
             avx512_vnni_bf16: vnni,
@@ -199,6 +219,9 @@ impl From<Precision> for Format {
 
 /// The kernel the products of `format` run with (their widest).
 pub fn kernel_name_for(format: Format) -> &'static str {
+    if format == Format::F32 && Class::selected().f32_through_gemm_crate() {
+        return "candle (gemm crate)";
+    }
     let k = kernels_for(Class::selected(), format);
     if k.amx {
         return match format {
@@ -302,12 +325,32 @@ mod tests {
         let (c, problem) = choose("sse9", everything);
         assert_eq!(c, Class::Native);
         let problem = problem.unwrap();
-        assert!(problem.contains("native, avx512-vnni, avx512, avx2-vnni, avx2, portable"));
+        assert!(problem.contains("native, avx512-vnni, avx512, avx2-vnni, avx2, portable, candle"));
+        assert_eq!(choose("Candle", everything), (Class::Candle, None));
+        assert_eq!(choose("candle", |c| c == Class::Candle).0, Class::Candle);
+    }
+
+    #[test]
+    fn the_gemm_crate_takes_the_f32_products_only_where_asked_or_outside_x86() {
+        assert!(Class::Candle.f32_through_gemm_crate());
+        assert_eq!(Class::Candle.kernel(), Kernel::Portable);
+        for class in [
+            Class::Avx512Vnni,
+            Class::Avx512,
+            Class::Avx2Vnni,
+            Class::Avx2,
+        ] {
+            assert!(!class.f32_through_gemm_crate(), "{class:?}");
+        }
+        assert!(!Class::Portable.f32_through_gemm_crate());
+        // Natively: only where the CPU is not x86 (there the f32 kernel is the portable one).
+        let outside_x86 = !cfg!(target_arch = "x86_64");
+        assert_eq!(Class::Native.f32_through_gemm_crate(), outside_x86);
     }
 
     #[test]
     fn a_class_uses_no_extension_beyond_it() {
-        for class in [Class::Avx512, Class::Avx2, Class::Portable] {
+        for class in [Class::Avx512, Class::Avx2, Class::Portable, Class::Candle] {
             let ext = class.extensions();
             assert!(
                 !ext.avx512_vnni_bf16 && !ext.avx_vnni && !ext.amx,
@@ -322,7 +365,10 @@ mod tests {
                 if class != Class::Native {
                     assert!(!k.amx, "{class:?} {format:?}");
                 }
-                if matches!(class, Class::Avx2 | Class::Avx2Vnni | Class::Portable) {
+                if matches!(
+                    class,
+                    Class::Avx2 | Class::Avx2Vnni | Class::Portable | Class::Candle
+                ) {
                     assert!(k.wide.is_none(), "{class:?} {format:?}: no 512-bit kernel");
                 }
             }

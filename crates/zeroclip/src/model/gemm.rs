@@ -14,6 +14,8 @@
 //! AVX-512, a portable one CPUs without AVX2. The AVX2 kernel packs `A` as well (BLIS-style)
 //! when a task spans many panels, where the copy pays for itself; on narrow shapes, and for the
 //! AVX-512 kernel, it measured slower. Each kernel call prefetches the `C` rows of the next call.
+//! Where only the portable kernel runs outside x86, the f32 products go to the `gemm` crate
+//! instead (`fallback.rs`), on the weight kept as stored.
 //! `Format::Bf16` and `Format::Int8` matrices run through the same driver as slots of 2 or 4
 //! values of consecutive `k` (see `bf16.rs`, `int8.rs`); the measurements are in
 //! docs/PERFORMANCE.md.
@@ -33,8 +35,8 @@ use super::epilogue::finish;
 pub use super::epilogue::{Epilogue, NR};
 use super::microkernel::{Kernel, Tile, TileEpi, MR_WIDE};
 pub use super::ops::with_f32;
-use super::packed::steps_of;
 pub use super::packed::PackedMatrix;
+use super::packed::{steps_of, Layout};
 use super::{amx, bf16, int8};
 
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
@@ -70,6 +72,9 @@ pub fn matmul(
     }
     for v in [epi.scale, epi.shift].into_iter().flatten() {
         assert!(v.len() >= n, "epilogue vector shorter than {n}");
+    }
+    if b.layout == Layout::Transposed {
+        return super::fallback::matmul(a, lda, m, b, c, ldc, epi, threads);
     }
     let panels = n.div_ceil(NR);
     let kernels = kernels_for(Class::selected(), b.format);

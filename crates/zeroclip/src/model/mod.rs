@@ -12,6 +12,7 @@ pub mod config;
 mod conv;
 mod dispatch;
 mod epilogue;
+mod fallback;
 mod fused;
 /// The CPU GEMM, public only for the benchmark (`examples/bench_model.rs`); not a stable API.
 #[doc(hidden)]

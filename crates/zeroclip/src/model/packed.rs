@@ -1,7 +1,8 @@
 //! A layer's weight packed once, at load, into the layout the micro-kernels stream: panels of
 //! `NR` columns, `[steps][NR]` each (64-byte aligned, the last panel zero-padded), in f32, or as
 //! bf16 or int8 slots (`bf16.rs`, `int8.rs`) with, for int8, each column's scale and zero-point
-//! correction.
+//! correction. Where the f32 products go through the `gemm` crate (`fallback.rs`), an f32 weight
+//! is kept as given instead, `[n, k]` row-major: one copy, read in place by that crate.
 
 use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use super::dispatch::{weight_code_max, Format};
 use super::epilogue::NR;
+pub(super) use super::fallback::Layout;
 use super::ops::with_f32;
 use super::{bf16, int8};
 use crate::tensors::{LeRows, StoredTensor};
@@ -23,6 +25,7 @@ pub struct PackedMatrix {
     pub(super) format: Format,
     /// `k` as the kernels count it: values for f32, slots of two for bf16, of four for int8.
     pub(super) steps: usize,
+    pub(super) layout: Layout,
     data: Arc<Buffer>,
     /// int8 only: per column (padded to whole panels), the weight scale and the zero-point
     /// correction `ZERO_POINT · Σ codes` as i32 bits.
@@ -68,7 +71,8 @@ impl PackedMatrix {
     /// [`Self::from_transposed`] in `format`.
     pub fn from_transposed_as(w: &[f32], n: usize, k: usize, format: Format) -> Self {
         let max = weight_code_max(format);
-        Self::from_transposed_with(w, n, k, format, max, |src, dst| dst.copy_from_slice(src))
+        let copy = |src: &[f32], dst: &mut [f32]| dst.copy_from_slice(src);
+        Self::from_transposed_with(w, n, k, format, max, Layout::for_format(format), copy)
     }
 
     /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
@@ -77,16 +81,19 @@ impl PackedMatrix {
         use half::slice::HalfFloatSliceExt;
         let max = weight_code_max(format);
         let widen = |src: &[half::f16], dst: &mut [f32]| src.convert_to_f32_slice(dst);
-        Self::from_transposed_with(w, n, k, format, max, widen)
+        let layout = Layout::for_format(format);
+        Self::from_transposed_with(w, n, k, format, max, layout, widen)
     }
 
-    /// `max`: the largest int8 weight code (see [`weight_code_max`]).
+    /// `max`: the largest int8 weight code (see [`weight_code_max`]); `layout`
+    /// [`Layout::Transposed`] only for f32.
     pub(super) fn from_transposed_with<T: Sync>(
         w: &[T],
         n: usize,
         k: usize,
         format: Format,
         max: f32,
+        layout: Layout,
         widen: impl Fn(&[T], &mut [f32]) + Sync,
     ) -> Self {
         assert_eq!(
@@ -95,7 +102,8 @@ impl PackedMatrix {
             "weight of {} values for [{n}, {k}]",
             w.len()
         );
-        Self::from_rows_widened(n, k, format, max, |r, dst| widen(&w[r * k..][..k], dst))
+        let row = |r: usize, dst: &mut [f32]| widen(&w[r * k..][..k], dst);
+        Self::from_rows_widened(n, k, format, max, layout, row)
     }
 
     /// Packs `wᵀ` for `w` `[n, k]` given as row-major little-endian f32, f16 or bf16 `bytes` (a
@@ -115,7 +123,8 @@ impl PackedMatrix {
     /// Packs `wᵀ` for `w` `[n, k]` read row by row from the file.
     fn from_le_rows(rows: &LeRows<'_>, n: usize, k: usize, format: Format) -> Self {
         let max = weight_code_max(format);
-        Self::from_rows_widened(n, k, format, max, |r, dst| rows.widen(r, dst))
+        let layout = Layout::for_format(format);
+        Self::from_rows_widened(n, k, format, max, layout, |r, dst| rows.widen(r, dst))
     }
 
     /// Packs `wᵀ` for a weight `[n, k]` as the checkpoint reader left it: from the mapped file's
@@ -136,8 +145,26 @@ impl PackedMatrix {
         k: usize,
         format: Format,
         max: f32,
+        layout: Layout,
         widen: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Self {
+        if layout == Layout::Transposed {
+            assert_eq!(format, Format::F32, "only f32 is kept as given");
+            let mut data = Buffer::zeroed(n * k);
+            if k > 0 {
+                let rows = data.as_mut_slice().par_chunks_mut(k).enumerate();
+                rows.for_each(|(r, dst)| widen(r, dst));
+            }
+            return PackedMatrix {
+                k,
+                n,
+                format,
+                steps: k,
+                layout,
+                data: Arc::new(data),
+                quant: None,
+            };
+        }
         let steps = steps_of(k, format);
         Self::build(k, n, format, |rows, p, cols, panel, column_quant| {
             // The panel's weight rows widened whole into scratch (and rounded or quantized into
@@ -238,6 +265,7 @@ impl PackedMatrix {
             n,
             format,
             steps,
+            layout: Layout::Panels,
             data: Arc::new(data),
             quant,
         }
@@ -253,9 +281,34 @@ impl PackedMatrix {
         self.format
     }
 
-    /// Steps `k0..k0 + kc` of panel `p`, `[kc][NR]`.
+    /// Steps `k0..k0 + kc` of panel `p`, `[kc][NR]` ([`Layout::Panels`]).
     pub(super) fn panel_slice(&self, p: usize, k0: usize, kc: usize) -> &[f32] {
+        debug_assert_eq!(self.layout, Layout::Panels);
         &self.data.as_slice()[(p * self.steps + k0) * NR..][..kc * NR]
+    }
+
+    /// `Bᵀ` `[n, k]` row-major ([`Layout::Transposed`]).
+    pub(super) fn transposed(&self) -> &[f32] {
+        debug_assert_eq!(self.layout, Layout::Transposed);
+        self.data.as_slice()
+    }
+
+    /// An f32 matrix's `Bᵀ` `[n, k]` row-major, from either layout (the per-layer precision
+    /// report repacks it in the other formats).
+    pub(super) fn to_transposed(&self) -> Vec<f32> {
+        assert_eq!(self.format, Format::F32, "only f32 unpacks exactly");
+        let (k, n) = (self.k, self.n);
+        if self.layout == Layout::Transposed {
+            return self.transposed()[..n * k].to_vec();
+        }
+        let mut w = vec![0f32; n * k];
+        for (j, row) in w.chunks_exact_mut(k.max(1)).enumerate().take(n) {
+            let panel = &self.data.as_slice()[j / NR * k * NR..];
+            for (kk, v) in row.iter_mut().enumerate() {
+                *v = panel[kk * NR + j % NR];
+            }
+        }
+        w
     }
 }
 

@@ -3,6 +3,29 @@
 use super::*;
 use crate::model::dispatch::{weight_code_max, Class};
 
+/// The epilogues every product is checked with.
+fn epilogues<'a>(scale: &'a [f32], shift: &'a [f32], res: &'a [f32]) -> [Epilogue<'a>; 4] {
+    [
+        Epilogue::default(),
+        Epilogue {
+            shift: Some(shift),
+            residual: Some(res),
+            ..Default::default()
+        },
+        Epilogue {
+            scale: Some(scale),
+            shift: Some(shift),
+            relu: true,
+            ..Default::default()
+        },
+        Epilogue {
+            shift: Some(shift),
+            quick_gelu: true,
+            ..Default::default()
+        },
+    ]
+}
+
 fn rand(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
         .wrapping_mul(6364136223846793005)
@@ -80,7 +103,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
     };
     let (a_seen, bt_seen) = (seen(&a, m, true), seen(&bt, n, false));
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, max, copy);
+    let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, max, Layout::Panels, copy);
     let mut matrices = vec![packed];
     if format == Format::F32 {
         let mut b_rows = vec![0f32; k * n];
@@ -98,25 +121,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
         _ => a_as_slots(&a, k, m, padded, k, format, 1),
     };
     let lda_in = steps_of(k, format).max(1);
-    let epis = [
-        Epilogue::default(),
-        Epilogue {
-            shift: Some(&shift),
-            residual: Some(&res),
-            ..Default::default()
-        },
-        Epilogue {
-            scale: Some(&scale),
-            shift: Some(&shift),
-            relu: true,
-            ..Default::default()
-        },
-        Epilogue {
-            shift: Some(&shift),
-            quick_gelu: true,
-            ..Default::default()
-        },
-    ];
+    let epis = epilogues(&scale, &shift, &res);
     for (e, epi) in epis.iter().enumerate() {
         let want = naive(&a_seen, m, k, &bt_seen, n, epi);
         for b in &matrices {
@@ -197,6 +202,74 @@ fn matches_a_naive_product_on_every_edge() {
 }
 
 #[test]
+fn the_gemm_crate_path_matches_a_naive_product() {
+    // The f32 products of CPUs without our SIMD kernels outside x86 (`fallback.rs`), run here
+    // whatever this CPU picks: the layout, not the kernel, routes a product there.
+    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+    for (m, k, n) in [
+        (1, 1, 1),
+        (4, 0, 5),
+        (5, 3, 17),
+        (7, 255, 31),
+        (13, 257, 48),
+        (50, 768, 40),
+        (121, 33, 5),
+        (250, 64, 70),
+        (19, 530, 520),
+    ] {
+        let (a, bt) = (rand(m * k, 1), rand(n * k, 2));
+        let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
+        let b = PackedMatrix::from_transposed_with(
+            &bt,
+            n,
+            k,
+            Format::F32,
+            127.0,
+            Layout::Transposed,
+            copy,
+        );
+        for (e, epi) in epilogues(&scale, &shift, &res).iter().enumerate() {
+            let want = naive(&a, m, k, &bt, n, epi);
+            for threads in [1, 2] {
+                let mut c = vec![f32::NAN; m * n];
+                matmul(&a, k, m, &b, &mut c, n, epi, threads);
+                let tol = 1e-5 * (k as f32).sqrt().max(1.0);
+                for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "gemm crate {m}x{k}x{n} epilogue {e} threads {threads} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    // Row strides wider than the rows: the padding is left alone.
+    let (m, k, n, lda, ldc) = (9, 20, 18, 27, 25);
+    let (a, bt, res) = (rand(m * lda, 7), rand(n * k, 8), rand(m * ldc, 9));
+    let b =
+        PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, 127.0, Layout::Transposed, copy);
+    let epi = Epilogue {
+        residual: Some(&res),
+        relu: true,
+        ..Default::default()
+    };
+    let mut c = vec![-7f32; m * ldc];
+    matmul(&a, lda, m, &b, &mut c, ldc, &epi, 2);
+    for i in 0..m {
+        for j in 0..ldc {
+            let got = c[i * ldc + j];
+            if j >= n {
+                assert_eq!(got, -7.0, "padding column {j} of row {i} untouched");
+                continue;
+            }
+            let dot: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
+            let want = (dot + res[i * ldc + j]).max(0.0);
+            assert!((got - want).abs() < 1e-4, "{i},{j}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
 fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
     // Every activation at its largest code (u = 255 or 1) against every weight at its
     // largest (±127), so every byte pair of `vpmaddubsw` sits at the edge of its i16 range:
@@ -212,7 +285,8 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
         let kernels = kernels_for(class, Format::Int8);
         let max = weight_code_max(Format::Int8);
         let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-        let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
+        let b =
+            PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, Layout::Panels, copy);
         let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
         let mut c = vec![f32::NAN; m * n];
         let epi = Epilogue::default();
@@ -284,7 +358,8 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         rand(m * n, 14),
     );
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, 127.0, copy);
+    let b =
+        PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, 127.0, Layout::Panels, copy);
     assert!(amx::fits(&b));
     let (a_in, row_scales) =
         a_as_slots(&a, k, m, m.next_multiple_of(amx::ROWS), k, Format::Int8, 1);
@@ -346,7 +421,7 @@ fn every_int8_kernel_gives_the_same_bits() {
     );
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
     let max = weight_code_max(Format::Int8);
-    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, copy);
+    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, Layout::Panels, copy);
     let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
     let epi = Epilogue {
         shift: Some(&shift),
