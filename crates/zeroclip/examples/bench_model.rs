@@ -7,7 +7,16 @@
 //! bench_model load  --model ViT-B-32.pt
 //! bench_model forever --model ViT-B-32.pt --pixels pixels_224x16.f32 --batch 16 --runs N   (for perf record)
 //! bench_model matmul [--runs 9]   (candle matmul GFLOP/s on ViT-B/32's Linear shapes; no model)
+//! bench_model layers --model NAME|PATH [--images IMG ...] [--prompts FILE]
 //! ```
+//!
+//! `matmul` also times the `gemm` crate's scalar kernels (what candle's matmul runs on x86
+//! without FMA); `ZEROCLIP_KERNEL` picks zeroclip's side (`candle`: the `gemm` crate too).
+//! `layers` prints, per layer type and tower, the cosine of each linear layer's output in bf16
+//! and in int8 to fp32's on the same fp32 input (captured from an fp32 forward on the images and
+//! prompts; defaults: the repository's test images and CIFAR-10's labels as "a photo of a
+//! {label}."), as a Markdown table (docs/FIDELITY.md); any checkpoint `--model` of the CLI
+//! takes.
 //!
 //! Threads: `--threads N` (default 2) sets `RAYON_NUM_THREADS`/`CANDLE_NUM_THREADS` before candle
 //! first reads them (candle 0.11's CPU matmul asks `candle_core::utils::get_num_threads`, which
@@ -27,6 +36,7 @@ struct Args {
     model: PathBuf,
     pixels: Option<PathBuf>,
     prompts: Option<PathBuf>,
+    images: Vec<PathBuf>,
     truncate: bool,
     batches: Vec<usize>,
     warmup: usize,
@@ -46,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         model: PathBuf::new(),
         pixels: None,
         prompts: None,
+        images: Vec::new(),
         truncate: false,
         batches: vec![1, 16],
         warmup: 2,
@@ -75,6 +86,11 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--precision needs a value")?
                     .parse()
                     .map_err(|e| format!("--precision: {e}"))?
+            }
+            "--images" => {
+                while it.peek().is_some_and(|v| !v.starts_with("--")) {
+                    a.images.extend(it.next().map(PathBuf::from));
+                }
             }
             "--batch" => {
                 a.batches.clear();
@@ -223,6 +239,9 @@ fn run(a: Args) -> Result<(), BoxErr> {
     if a.task == "matmul" {
         return matmul_shapes(a.runs.max(1), a.precision, &base);
     }
+    if a.task == "layers" {
+        return layer_report(&a);
+    }
     let (rss_before, _) = rss_mb();
     let t0 = Instant::now();
     let options = zeroclip::LoadOptions::with_precision(a.precision);
@@ -350,6 +369,69 @@ fn matmul_shapes(
             );
         }
         emit(v);
+    }
+    Ok(())
+}
+
+/// The `layers` task: the per-layer cosine table of `zeroclip::model::layer_report`.
+fn layer_report(a: &Args) -> Result<(), BoxErr> {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let model = a.model.to_string_lossy();
+    let (clip, preprocess) = zeroclip::load_with(&model, &Device::Cpu, &Default::default())?;
+    let mut images = a.images.clone();
+    if images.is_empty() {
+        let dir = root.join("tests/fixtures/image/inputs");
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+            if matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png")) {
+                images.push(path);
+            }
+        }
+        images.sort();
+        images.push(root.join("assets/CLIP.png"));
+    }
+    let prompts: Vec<String> = match &a.prompts {
+        Some(path) => std::fs::read_to_string(path)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => std::fs::read_to_string(root.join("crates/zeroclip/data/cifar10.txt"))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("a photo of a {}.", l.trim_end()))
+            .collect(),
+    };
+    let mut values = Vec::new();
+    for path in &images {
+        values.extend(preprocess.preprocess_path(path)?);
+    }
+    let r = clip.config().image_resolution;
+    let pixels = Tensor::from_vec(values, (images.len(), 3, r, r), &Device::Cpu)?;
+    let ids = zeroclip::tokenize(&prompts, true)?;
+    let report = zeroclip::model::layer_report::layer_cosines(&clip, &pixels, &ids)?;
+    println!(
+        "{}: {} images, {} prompts; kernels: bf16 {}, int8 {}",
+        model,
+        images.len(),
+        prompts.len(),
+        zeroclip::model::gemm::kernel_name_for(zeroclip::Precision::Bf16.into()),
+        zeroclip::model::gemm::kernel_name_for(zeroclip::Precision::Int8.into()),
+    );
+    println!("\n| tower | layer | precision | layers | rows | min cosine | mean cosine |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in report {
+        println!(
+            "| {} | {} | {} | {} | {} | {:.6} | {:.6} |",
+            r.tower,
+            r.layer,
+            r.precision.name(),
+            r.layers,
+            r.rows,
+            r.min,
+            r.mean
+        );
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ mod fused;
 #[doc(hidden)]
 pub mod gemm;
 mod int8;
+#[doc(hidden)]
+pub mod layer_report;
 mod microkernel;
 mod ops;
 mod packed;

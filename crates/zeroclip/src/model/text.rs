@@ -167,6 +167,26 @@ impl TextTransformer {
         self.project(&pooled)
     }
 
+    /// The token embedding rows of `ids` up to each row's EOT, as stored (f32) and as the int8
+    /// precision stores them; `None` unless the table is f32 on the CPU (the per-layer precision
+    /// report, `layer_report.rs`).
+    pub(super) fn token_rows_f32_and_int8(&self, ids: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let TokenTable::F32(table) = &self.token_embedding else {
+            return Ok(None);
+        };
+        if !matches!(table.device(), Device::Cpu) {
+            return Ok(None);
+        }
+        let ids = self.read_ids(ids)?;
+        let flat: Vec<u32> = (ids.rows.iter().zip(&ids.eot))
+            .flat_map(|(row, &eot)| row[..=eot].to_vec())
+            .collect();
+        let n = flat.len();
+        let flat = Tensor::from_vec(flat, n, table.device())?;
+        let int8 = TokenTable::new(table.clone(), Precision::Int8)?;
+        Ok(Some((table.index_select(&flat, 0)?, int8.lookup(&flat)?)))
+    }
+
     /// `ln_final` and the projection of the pooled rows (`ln_final` acts per position, so it
     /// is applied to those rows only).
     fn project(&self, pooled: &Tensor) -> Result<Tensor> {

@@ -10,6 +10,8 @@ use super::{fused, gemm, ops};
 use crate::error::Result;
 use crate::tensors::{StoredTensor, Vb};
 use candle_core::{DType, Device, Module, Tensor, D};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// `nn.Linear`: `x @ weight.T + bias`. On the CPU the weight is packed once at load for
 /// [`gemm`] (and the stored `[out, in]` tensor dropped, so the model holds one copy); on other
@@ -18,6 +20,31 @@ use candle_core::{DType, Device, Module, Tensor, D};
 pub struct Linear {
     weight: LinearWeight,
     bias: Option<Tensor>,
+    /// The checkpoint name of a layer whose precision follows the model's (for
+    /// [`record_inputs`]); `None` for one that stays fp32.
+    name: Option<Arc<str>>,
+}
+
+/// A named CPU [`Linear`]'s input during [`record_inputs`], with its weight and bias.
+pub(super) struct Capture {
+    pub(super) name: Arc<str>,
+    pub(super) input: Tensor,
+    pub(super) matrix: gemm::PackedMatrix,
+    pub(super) bias: Option<Arc<[f32]>>,
+}
+
+thread_local! {
+    /// The captures of a [`record_inputs`] running on this thread.
+    static CAPTURES: RefCell<Option<Vec<Capture>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a forward on this thread) and returns the input of every named CPU [`Linear`] it
+/// applied, in order (the per-layer precision report, `layer_report.rs`).
+pub(super) fn record_inputs(f: impl FnOnce() -> crate::Result<()>) -> crate::Result<Vec<Capture>> {
+    CAPTURES.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let result = f();
+    let captures = CAPTURES.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    result.map(|()| captures)
 }
 
 #[derive(Clone, Debug)]
@@ -37,7 +64,16 @@ impl Linear {
             vb.get_weight(&[out_dim, in_dim], "weight")?,
             Some(vb.get(&[out_dim], "bias")?),
             vb.precision().into(),
-        )?)
+        )?
+        .named(vb.prefix()))
+    }
+
+    /// The layer under its checkpoint name, one whose precision follows the model's.
+    pub fn named(self, name: &str) -> Self {
+        Linear {
+            name: Some(name.into()),
+            ..self
+        }
     }
 
     /// From tensors already checked by the caller (`[out, in]`, `[out]`); the weight may be
@@ -58,7 +94,11 @@ impl Linear {
         } else {
             LinearWeight::Tensor(weight.into_tensor()?.to_dtype(DType::F32)?)
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            name: None,
+        })
     }
 
     /// `[.., in]` → `[.., out]`, plus `residual` (shaped like the output) if given, added after
@@ -75,6 +115,18 @@ impl Linear {
         let x2 = x.reshape((rows, in_dim))?;
         let y = match &self.weight {
             LinearWeight::Packed { matrix, bias } => {
+                if let Some(name) = &self.name {
+                    CAPTURES.with(|c| {
+                        if let Some(captures) = c.borrow_mut().as_mut() {
+                            captures.push(Capture {
+                                name: name.clone(),
+                                input: x2.clone(),
+                                matrix: matrix.clone(),
+                                bias: bias.clone(),
+                            });
+                        }
+                    });
+                }
                 let residual = match residual {
                     Some(r) => Some(r.reshape((rows, matrix.cols()))?),
                     None => None,
@@ -160,7 +212,8 @@ impl MultiheadAttention {
             vb.get_weight(&[3 * width, width], "in_proj_weight")?,
             Some(vb.get(&[3 * width], "in_proj_bias")?),
             vb.precision().into(),
-        )?;
+        )?
+        .named(&vb.path("in_proj"));
         Ok(MultiheadAttention {
             in_proj,
             out_proj: Linear::new(&vb.pp("out_proj"), width, width)?,

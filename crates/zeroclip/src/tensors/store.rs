@@ -87,6 +87,11 @@ impl<'a> Vb<'a> {
         self.store.precision
     }
 
+    /// The prefix itself (empty at the root).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The full name of `name` under this prefix.
     pub fn path(&self, name: impl Display) -> String {
         if self.prefix.is_empty() {
