@@ -310,24 +310,6 @@ impl PackedMatrix {
         debug_assert_eq!(self.layout, Layout::Transposed);
         self.data.as_slice()
     }
-
-    /// An f32 matrix's `Bᵀ` `[n, k]` row-major, from either layout (the per-layer precision
-    /// report repacks it in the other formats).
-    pub(super) fn to_transposed(&self) -> Vec<f32> {
-        assert_eq!(self.format, Format::F32, "only f32 unpacks exactly");
-        let (k, n) = (self.k, self.n);
-        if self.layout == Layout::Transposed {
-            return self.transposed()[..n * k].to_vec();
-        }
-        let mut w = vec![0f32; n * k];
-        for (j, row) in w.chunks_exact_mut(k.max(1)).enumerate().take(n) {
-            let panel = &self.data.as_slice()[j / NR * k * NR..];
-            for (kk, v) in row.iter_mut().enumerate() {
-                *v = panel[kk * NR + j % NR];
-            }
-        }
-        w
-    }
 }
 
 /// `k` as the kernels of `format` step through it.

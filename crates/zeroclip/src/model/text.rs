@@ -183,7 +183,7 @@ impl TextTransformer {
             .collect();
         let n = flat.len();
         let flat = Tensor::from_vec(flat, n, table.device())?;
-        let int8 = TokenTable::new(table.clone(), Precision::Int8)?;
+        let int8 = TokenTable::new(table.clone().into(), Precision::Int8)?;
         Ok(Some((table.index_select(&flat, 0)?, int8.lookup(&flat)?)))
     }
 
