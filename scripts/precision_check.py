@@ -3,7 +3,8 @@
 
 Needs numpy and a built `zeroclip` CLI, no PyTorch: the CLI does all the model work. For each CPU
 kernel class asked for (`--kernels`: `native` leaves `ZEROCLIP_KERNEL` unset, so everything the CPU
-has is used; `avx512`, `avx2` and `portable` set it, `avx512` being the class without VNNI and BF16)
+has is used; the other classes of `ZEROCLIP_KERNEL` set it — `avx512-vnni` without AMX, `avx512`
+without VNNI and BF16, `avx2-vnni`, `avx2`, `portable`, `candle`)
 and each precision, it runs
 
 - `zeroclip embed` on the images (raw image embeddings),
@@ -50,7 +51,7 @@ LABEL_SETS = {"imagenet": "imagenet1k.txt", "cifar10": "cifar10.txt", "cifar100"
 # `classify --label-set`'s default template (see `zeroclip classify --help`).
 TEMPLATE = "a photo of a {}."
 PRECISIONS = ["fp32", "bf16", "int8"]
-KERNELS = ["native", "avx512", "avx2", "portable"]
+KERNELS = ["native", "avx512-vnni", "avx512", "avx2-vnni", "avx2", "portable", "candle"]
 # The CPU flags that decide which kernel `native` runs.
 KERNEL_FLAGS = ["fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16"]
 

@@ -94,6 +94,7 @@ fn bf16_and_int8_stay_within_their_cosine_targets_on_every_kernel() {
             "avx2-vnni",
             "avx2",
             "portable",
+            "candle",
         ] {
             for (precision, min_cosine) in PRECISIONS {
                 let got = embeddings(model, kernel, precision, &dir);

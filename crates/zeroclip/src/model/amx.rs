@@ -257,6 +257,8 @@ mod x86 {
                         tile_loop!("tdpbf16ps", a0, a1, b0, b1, lda * 4, tiles, s);
                     }
                     let live = (rows.end - r0).min(ROWS);
+                    let width =
+                        NR.min(n - p * NR) + if pair { NR.min(n - (p + 1) * NR) } else { 0 };
                     for half in 0..1 + pair as usize {
                         let col0 = (p + half) * NR;
                         let cols = NR.min(n - col0);
@@ -273,6 +275,14 @@ mod x86 {
                             cols,
                         );
                     }
+                    if epi.quick_gelu {
+                        // Both tiles' columns at once, as the SIMD kernels' driver does.
+                        for row in r0..r0 + live {
+                            let dst = c.add(row * ldc + p * NR);
+                            let row = std::slice::from_raw_parts_mut(dst, width);
+                            super::super::ops::quick_gelu_slice(row);
+                        }
+                    }
                 }
                 p += 2;
             }
@@ -280,8 +290,9 @@ mod x86 {
         }
     }
 
-    /// The epilogue of one 16-column tile: `live` rows of sums (32 floats apart) → `C` rows
-    /// `r0..`, columns `col0..col0 + cols`.
+    /// The epilogue of one 16-column tile but QuickGELU (which the caller applies to both
+    /// tiles): `live` rows of sums (32 floats apart) → `C` rows `r0..`, columns `col0..col0 +
+    /// cols`.
     ///
     /// # Safety
     ///
@@ -335,11 +346,7 @@ mod x86 {
                 if epi.relu {
                     v = _mm512_max_ps(v, _mm512_setzero_ps());
                 }
-                let dst = c.add(row * ldc + col0);
-                _mm512_mask_storeu_ps(dst, mask, v);
-                if epi.quick_gelu {
-                    super::super::ops::quick_gelu_slice(std::slice::from_raw_parts_mut(dst, cols));
-                }
+                _mm512_mask_storeu_ps(c.add(row * ldc + col0), mask, v);
             }
         }
     }

@@ -62,9 +62,12 @@ struct Attention {
 
 /// Keys per block of scores, and values per block of the output: one vector register.
 const LANES: usize = 16;
+/// Blocks computed side by side: independent sums, so the additions overlap instead of each
+/// waiting on the last.
+const GROUP: usize = 4;
 
 /// One (sequence, head)'s keys, transposed (`kt` `[d][stride]`, `stride` the keys rounded up
-/// to whole blocks, zero-padded), and values (`v` `[len][d]`).
+/// to whole groups of blocks, zero-padded), and values (`v` `[len][d]`).
 struct Head<'a> {
     kt: &'a [f32],
     stride: usize,
@@ -73,50 +76,74 @@ struct Head<'a> {
 }
 
 /// One query of a head: `o = softmax(q·kᵀ·scale) · v` over the first `keys` keys, `p` scratch
-/// for at least `keys` rounded up to a block. Each score sums over `d` in order and each output
-/// over the keys in order, a block of lanes held in registers meanwhile, so the compiler's
-/// vectors of any width give the same result.
+/// of `stride` floats. Each score sums over `d` in order and each output over the keys in order,
+/// blocks of lanes held in registers meanwhile, so the compiler's vectors of any width give the
+/// same result.
 #[inline(always)]
 fn query(head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut [f32]) {
-    let blocks = keys.div_ceil(LANES);
-    for (b, scores) in p.chunks_exact_mut(LANES).take(blocks).enumerate() {
-        let mut acc = [0f32; LANES];
+    let span = keys.next_multiple_of(GROUP * LANES);
+    for (g, scores) in p[..span].chunks_exact_mut(GROUP * LANES).enumerate() {
+        let mut acc = [[0f32; LANES]; GROUP];
         for (dd, &qv) in q.iter().enumerate() {
-            let k = &head.kt[dd * head.stride + b * LANES..][..LANES];
-            for (a, &kv) in acc.iter_mut().zip(k) {
-                *a += qv * kv;
+            let k = &head.kt[dd * head.stride + g * GROUP * LANES..][..GROUP * LANES];
+            for (block, k) in acc.iter_mut().zip(k.chunks_exact(LANES)) {
+                for (a, &kv) in block.iter_mut().zip(k) {
+                    *a += qv * kv;
+                }
             }
         }
-        scores.copy_from_slice(&acc);
+        for (dst, block) in scores.chunks_exact_mut(LANES).zip(&acc) {
+            dst.copy_from_slice(block);
+        }
     }
     let p = &mut p[..keys];
-    let mut max = f32::NEG_INFINITY;
-    for pj in p.iter_mut() {
-        *pj *= scale;
-        max = max.max(*pj);
+    // Lane-wise maxima and sums, folded in a fixed order: vectors of any width agree.
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for chunk in p.chunks_mut(LANES) {
+        for (m, pj) in lanes.iter_mut().zip(chunk) {
+            *pj *= scale;
+            if *pj > *m {
+                *m = *pj;
+            }
+        }
     }
+    let max = lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     for pj in p.iter_mut() {
         *pj -= max;
     }
     super::ops::exp_slice(p);
-    let sum: f32 = p.iter().sum();
+    let mut lanes = [0f32; LANES];
+    for chunk in p.chunks(LANES) {
+        for (s, &pj) in lanes.iter_mut().zip(chunk) {
+            *s += pj;
+        }
+    }
+    let sum: f32 = lanes.iter().sum();
     let inv = 1.0 / sum;
     for pj in p.iter_mut() {
         *pj *= inv;
     }
     let d = head.d;
     let mut c0 = 0;
-    while c0 + LANES <= d {
-        let out = &mut o[c0..c0 + LANES];
-        let mut acc = [0f32; LANES];
-        acc.copy_from_slice(out);
+    while c0 + GROUP * LANES <= d {
+        let mut acc = [[0f32; LANES]; GROUP];
+        for (block, out) in acc.iter_mut().zip(o[c0..].chunks_exact(LANES)) {
+            block.copy_from_slice(out);
+        }
         for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
-            for (x, &vv) in acc.iter_mut().zip(&v[c0..c0 + LANES]) {
-                *x += a * vv;
+            let v = &v[c0..c0 + GROUP * LANES];
+            for (block, v) in acc.iter_mut().zip(v.chunks_exact(LANES)) {
+                for (x, &vv) in block.iter_mut().zip(v) {
+                    *x += a * vv;
+                }
             }
         }
-        out.copy_from_slice(&acc);
-        c0 += LANES;
+        for (block, out) in acc.iter().zip(o[c0..].chunks_exact_mut(LANES)) {
+            out.copy_from_slice(block);
+        }
+        c0 += GROUP * LANES;
     }
     for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
         for (x, &vv) in o[c0..].iter_mut().zip(&v[c0..]) {
@@ -223,7 +250,7 @@ impl CustomOp1 for Attention {
         // One task per (sequence, head): its keys (transposed, `[d][stride]`, so a query's scores
         // are a sum of whole rows) and values (`[len, d]`) are copied once, out of the input's
         // rows 3·width floats apart, and serve every query.
-        let stride_max = longest.next_multiple_of(LANES);
+        let stride_max = longest.next_multiple_of(GROUP * LANES);
         (0..self.segments.len() * h).into_par_iter().for_each_init(
             || {
                 (
@@ -235,7 +262,7 @@ impl CustomOp1 for Attention {
             |(kt, vbuf, p), task| {
                 let (sg, hd) = (task / h, task % h);
                 let (first, len) = self.segments[sg];
-                let stride = len.next_multiple_of(LANES);
+                let stride = len.next_multiple_of(GROUP * LANES);
                 let seq = &src[first * w3..(first + len) * w3];
                 for (dd, row) in kt.chunks_exact_mut(stride).take(d).enumerate() {
                     for (j, slot) in row.iter_mut().enumerate() {
