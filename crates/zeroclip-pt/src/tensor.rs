@@ -282,15 +282,19 @@ pub fn release_range(map: &Mmap, start: usize, len: usize) {
     // Pages are at least this large; rounding inward to it never touches bytes outside the range
     // (memmap2 rounds the start down to the real page size, which only widens it on a larger one).
     const PAGE: usize = 4096;
+    if start.saturating_add(len) > map.len() {
+        return;
+    }
     let base = map.as_ptr() as usize;
-    let (Some(from), Some(to)) = (
-        (base + start).checked_next_multiple_of(PAGE),
-        (base + start).checked_add(len),
-    ) else {
+    let Some(first) = base.checked_add(start) else {
+        return;
+    };
+    let (Some(from), Some(to)) = (first.checked_next_multiple_of(PAGE), first.checked_add(len))
+    else {
         return;
     };
     let to = to / PAGE * PAGE;
-    if to <= from || start.saturating_add(len) > map.len() {
+    if to <= from {
         return;
     }
     // SAFETY: `Mmap::map` maps the file shared and read-only, so after MADV_DONTNEED a read of
