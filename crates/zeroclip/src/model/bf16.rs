@@ -12,6 +12,7 @@
 use std::arch::x86_64::*;
 
 /// Whether this CPU multiplies bf16 pairs natively (`vdpbf16ps`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn native() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -52,6 +53,7 @@ pub(super) fn unslot(s: f32) -> (f32, f32) {
 /// `src` (`k` values) rounded into `dst` (`k.div_ceil(2)` slots; an odd `k` padded with zero).
 pub(super) fn pack_row(src: &[f32], dst: &mut [f32]) {
     debug_assert_eq!(dst.len(), src.len().div_ceil(2));
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if native() {

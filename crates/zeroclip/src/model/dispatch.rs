@@ -7,8 +7,10 @@
 //! kernels; `fallback.rs`); on x86 without AVX2 the portable loops stay, measured faster there
 //! than that crate's scalar kernels (docs/PERFORMANCE.md, speed round 3).
 
+#[cfg(target_arch = "x86_64")]
+use super::bf16;
 use super::microkernel::Kernel;
-use super::{amx, bf16, int8};
+use super::{amx, int8};
 use crate::tensors::Precision;
 
 /// The environment variable that holds the kernels to a class of CPU (case-insensitive; see

@@ -24,6 +24,7 @@ pub(super) const W_MAX: f32 = 127.0;
 const A_MAX: f32 = 127.0;
 
 /// Whether this CPU has AVX-512 VNNI (with VL, for the 8-lane kernel of single panels).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -218,6 +219,7 @@ pub(super) fn dot512_bw(a: __m512, b: __m512, acc: __m512) -> __m512 {
 }
 
 /// Whether this CPU has AVX-512 BW.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn avx512bw() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

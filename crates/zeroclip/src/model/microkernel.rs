@@ -58,6 +58,7 @@ pub(super) struct TileEpi {
 
 impl TileEpi {
     /// The same epilogue for the tile's rows from `first` on (rows `ldc` apart).
+    #[cfg(target_arch = "x86_64")]
     fn rows_from(epi: Option<&TileEpi>, first: usize, ldc: usize) -> Option<TileEpi> {
         epi.map(|e| TileEpi {
             row_scale: if e.row_scale.is_null() {
@@ -114,6 +115,7 @@ pub(super) enum Kernel {
 }
 
 /// `$f::<rows>($t, $epi)` for `$r` of 1 to 3 rows.
+#[cfg(target_arch = "x86_64")]
 macro_rules! up_to_three {
     ($f:ident, $r:expr, $t:expr, $epi:expr) => {
         match $r {
@@ -231,6 +233,7 @@ impl Kernel {
 /// # Safety
 ///
 /// As for [`Kernel::run`]; `pass(rows, tile, epi)` must be such a call for at most 3 rows.
+#[cfg(target_arch = "x86_64")]
 unsafe fn in_passes_of_three(
     r: usize,
     t: &Tile,
