@@ -6,42 +6,10 @@
 mod model_common;
 
 use candle_core::{Device, Tensor};
-use model_common::{expected, fixture, max_abs_diff, EMBED_TOL, LOGIT_TOL};
+use model_common::{check_fixture as check, expected, fixture, max_abs_diff, EMBED_TOL, LOGIT_TOL};
 use zeroclip::model::{Activation, VisionConfig};
 use zeroclip::weights::Format;
 use zeroclip::Clip;
-
-/// Loads `path`, runs the fixture's inputs and compares; returns the max |Δ| seen per output.
-fn check(name: &str, path: &str) -> (f32, f32, f32) {
-    let model =
-        Clip::load(&fixture(path), &Device::Cpu).unwrap_or_else(|e| panic!("loading {path}: {e}"));
-    let exp = expected(name);
-    let image = model.encode_image(&exp["pixels"]).unwrap();
-    let text = model.encode_text(&exp["input_ids"]).unwrap();
-    let (per_image, per_text) = model.forward(&exp["pixels"], &exp["input_ids"]).unwrap();
-    let d_img = max_abs_diff(&image, &exp["image_embeds"]);
-    let d_txt = max_abs_diff(&text, &exp["text_embeds"]);
-    let d_log = max_abs_diff(&per_image, &exp["logits_per_image"]);
-    let d_log_t = max_abs_diff(&per_text, &exp["logits_per_image"].t().unwrap());
-    println!("{name}: max |Δ| image {d_img:.3e}, text {d_txt:.3e}, logits {d_log:.3e}");
-    assert!(
-        d_img <= EMBED_TOL,
-        "{name}: image embeddings differ by {d_img}"
-    );
-    assert!(
-        d_txt <= EMBED_TOL,
-        "{name}: text embeddings differ by {d_txt}"
-    );
-    assert!(
-        d_log <= LOGIT_TOL,
-        "{name}: logits_per_image differ by {d_log}"
-    );
-    assert!(
-        d_log_t <= LOGIT_TOL,
-        "{name}: logits_per_text differ by {d_log_t}"
-    );
-    (d_img, d_txt, d_log)
-}
 
 #[test]
 fn openai_torchscript_vit() {

@@ -6,36 +6,12 @@
 
 mod model_common;
 
-use candle_core::Device;
-use model_common::{expected, fixture, max_abs_diff, EMBED_TOL, LOGIT_TOL};
+use model_common::check_fixture;
 use std::process::Command;
-use zeroclip::Clip;
 
 /// Set in the child processes: the class they run under.
 const CHILD: &str = "ZEROCLIP_TEST_KERNEL_CHILD";
 const TEST: &str = "the_narrow_kernel_classes_match_the_reference";
-
-/// Loads the fixture `name` and compares its outputs to the reference's.
-fn check(name: &str, file: &str) {
-    let model = Clip::load(&fixture(file), &Device::Cpu).unwrap();
-    let exp = expected(name);
-    let image = model.encode_image(&exp["pixels"]).unwrap();
-    let text = model.encode_text(&exp["input_ids"]).unwrap();
-    let (per_image, _) = model.forward(&exp["pixels"], &exp["input_ids"]).unwrap();
-    let d_img = max_abs_diff(&image, &exp["image_embeds"]);
-    let d_txt = max_abs_diff(&text, &exp["text_embeds"]);
-    let d_log = max_abs_diff(&per_image, &exp["logits_per_image"]);
-    println!("{name}: max |Δ| image {d_img:.3e}, text {d_txt:.3e}, logits {d_log:.3e}");
-    assert!(
-        d_img <= EMBED_TOL,
-        "{name}: image embeddings differ by {d_img}"
-    );
-    assert!(
-        d_txt <= EMBED_TOL,
-        "{name}: text embeddings differ by {d_txt}"
-    );
-    assert!(d_log <= LOGIT_TOL, "{name}: logits differ by {d_log}");
-}
 
 #[test]
 fn the_narrow_kernel_classes_match_the_reference() {
@@ -52,7 +28,7 @@ fn the_narrow_kernel_classes_match_the_reference() {
             ("rn_jit", "rn_jit.pt"),
             ("openclip_rn_quickgelu", "openclip_rn_quickgelu"),
         ] {
-            check(name, file);
+            check_fixture(name, file);
         }
         return;
     }

@@ -29,10 +29,13 @@ pub(super) const ROWS: usize = 32;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 const CPUID_AMX: (u32, u32, u32) = (1 << 22, 1 << 24, 1 << 25);
 
+/// CPUID leaf 7's EDX, read once: `kernels_for` asks on every product, and in a virtual
+/// machine each `cpuid` traps to the hypervisor.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn cpuid_edx() -> u32 {
+    static EDX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // CPUID leaf 7 exists on every CPU with AVX-512 or AMX; on older ones EDX reads as zero.
-    std::arch::x86_64::__cpuid_count(7, 0).edx
+    *EDX.get_or_init(|| std::arch::x86_64::__cpuid_count(7, 0).edx)
 }
 
 /// Whether the tiles may be used: the CPU has them (with AVX-512 F for the epilogue) and the
@@ -257,11 +260,11 @@ mod x86 {
                         tile_loop!("tdpbf16ps", a0, a1, b0, b1, lda * 4, tiles, s);
                     }
                     let live = (rows.end - r0).min(ROWS);
-                    let width =
-                        NR.min(n - p * NR) + if pair { NR.min(n - (p + 1) * NR) } else { 0 };
+                    let mut width = 0;
                     for half in 0..1 + pair as usize {
                         let col0 = (p + half) * NR;
                         let cols = NR.min(n - col0);
+                        width += cols;
                         finish_tile(
                             &sums.0[half * NR..],
                             row_scales,

@@ -282,12 +282,6 @@ pub(super) fn kernels_for(class: Class, format: Format) -> Kernels {
     Kernels { narrow, wide, amx }
 }
 
-/// The largest weight code of `format` (int8): ±127 on every kernel (see `int8.rs`).
-pub(super) fn weight_code_max(format: Format) -> f32 {
-    let _ = format;
-    int8::W_MAX
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::SendPtr;
+use super::microkernel::Kernel;
 use super::ops::contiguous_f32;
 
 /// Self-attention within each of `segments` (`(first row, rows)`, in order, covering every
@@ -152,38 +153,25 @@ fn query(head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut
     }
 }
 
-/// The vector width the attention loops are compiled for: the widest the selected CPU class
-/// allows (`dispatch.rs`), so a class held narrower is measured as it is.
-#[derive(Clone, Copy)]
-enum Width {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Baseline,
-}
-
-impl Width {
-    fn selected() -> Width {
-        match super::dispatch::Class::selected().kernel() {
-            #[cfg(target_arch = "x86_64")]
-            super::microkernel::Kernel::Avx512 => Width::Avx512,
-            #[cfg(target_arch = "x86_64")]
-            super::microkernel::Kernel::Avx2Fma => Width::Avx2,
-            _ => Width::Baseline,
-        }
-    }
-
-    fn query(self, head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut [f32]) {
-        match self {
-            // SAFETY: the selected class's kernel runs on this CPU, so it has these features.
-            #[cfg(target_arch = "x86_64")]
-            Width::Avx512 => unsafe { query_avx512(head, q, scale, keys, p, o) },
-            // SAFETY: as above.
-            #[cfg(target_arch = "x86_64")]
-            Width::Avx2 => unsafe { query_avx2(head, q, scale, keys, p, o) },
-            Width::Baseline => query(head, q, scale, keys, p, o),
-        }
+/// [`query`] compiled for the widest vectors the selected CPU class's f32 kernel uses
+/// (`dispatch.rs`), so a class held narrower is measured as it is.
+fn query_for(
+    kernel: Kernel,
+    head: &Head,
+    q: &[f32],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: &mut [f32],
+) {
+    match kernel {
+        // SAFETY: the selected class's kernel runs on this CPU, so it has these features.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { query_avx512(head, q, scale, keys, p, o) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => unsafe { query_avx2(head, q, scale, keys, p, o) },
+        _ => query(head, q, scale, keys, p, o),
     }
 }
 
@@ -246,7 +234,7 @@ impl CustomOp1 for Attention {
         let mut dst = vec![0f32; out_rows * width];
         let out = SendPtr(dst.as_mut_ptr());
         let causal = self.causal;
-        let wide = Width::selected();
+        let kernel = super::dispatch::Class::selected().kernel();
         // One task per (sequence, head): its keys (transposed, `[d][stride]`, so a query's scores
         // are a sum of whole rows) and values (`[len, d]`) are copied once, out of the input's
         // rows 3·width floats apart, and serve every query.
@@ -297,7 +285,7 @@ impl CustomOp1 for Attention {
                     };
                     let keys = if causal { i + 1 } else { len };
                     let q = &seq[i * w3 + hd * d..][..d];
-                    wide.query(&head, q, scale, keys, p, o);
+                    query_for(kernel, &head, q, scale, keys, p, o);
                 }
             },
         );

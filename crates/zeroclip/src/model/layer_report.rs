@@ -144,12 +144,16 @@ mod tests {
     #[test]
     fn bf16_and_int8_stay_close_to_fp32_layer_by_layer_on_the_tiny_fixture() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/model/");
-        let clip = Clip::load(format!("{dir}vit_jit.pt").as_ref(), &Device::Cpu).unwrap();
-        let exp = candle_core::safetensors::load(
-            format!("{dir}vit_jit.expected.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
+        // A fixture's model and the inputs its expected outputs were computed for.
+        let load = |stem: &str| {
+            let clip = Clip::load(format!("{dir}{stem}.pt").as_ref(), &Device::Cpu).unwrap();
+            let file = format!("{dir}{stem}.expected.safetensors");
+            (
+                clip,
+                candle_core::safetensors::load(file, &Device::Cpu).unwrap(),
+            )
+        };
+        let (clip, exp) = load("vit_jit");
         let report = layer_cosines(&clip, &exp["pixels"], &exp["input_ids"]).unwrap();
         let types = ["attn in_proj", "attn out_proj", "mlp c_fc", "mlp c_proj"];
         for tower in ["image", "text"] {
@@ -181,12 +185,7 @@ mod tests {
             .expect("the int8 token table is compared");
         assert_eq!(token.precision, Precision::Int8);
         assert!(token.min > 0.99 && token.min < 1.0, "{token:?}");
-        let rn = Clip::load(format!("{dir}rn_jit.pt").as_ref(), &Device::Cpu).unwrap();
-        let exp = candle_core::safetensors::load(
-            format!("{dir}rn_jit.expected.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
+        let (rn, exp) = load("rn_jit");
         let report = layer_cosines(&rn, &exp["pixels"], &exp["input_ids"]).unwrap();
         for proj in ["q_proj", "k_proj", "v_proj", "c_proj"] {
             let layer = format!("attnpool {proj}");

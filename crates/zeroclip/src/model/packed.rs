@@ -8,7 +8,7 @@ use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::dispatch::{weight_code_max, Format};
+use super::dispatch::Format;
 use super::epilogue::NR;
 pub(super) use super::fallback::Layout;
 use super::ops::with_f32;
@@ -70,29 +70,25 @@ impl PackedMatrix {
 
     /// [`Self::from_transposed`] in `format`.
     pub fn from_transposed_as(w: &[f32], n: usize, k: usize, format: Format) -> Self {
-        let max = weight_code_max(format);
         let copy = |src: &[f32], dst: &mut [f32]| dst.copy_from_slice(src);
-        Self::from_transposed_with(w, n, k, format, max, Layout::for_format(format), copy)
+        Self::from_transposed_with(w, n, k, format, Layout::for_format(format), copy)
     }
 
     /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
     /// fp16; this skips an f32 copy of the whole weight).
     pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize, format: Format) -> Self {
         use half::slice::HalfFloatSliceExt;
-        let max = weight_code_max(format);
         let widen = |src: &[half::f16], dst: &mut [f32]| src.convert_to_f32_slice(dst);
         let layout = Layout::for_format(format);
-        Self::from_transposed_with(w, n, k, format, max, layout, widen)
+        Self::from_transposed_with(w, n, k, format, layout, widen)
     }
 
-    /// `max`: the largest int8 weight code (see [`weight_code_max`]); `layout`
-    /// [`Layout::Transposed`] only for f32.
+    /// `layout` [`Layout::Transposed`] only for f32.
     pub(super) fn from_transposed_with<T: Sync>(
         w: &[T],
         n: usize,
         k: usize,
         format: Format,
-        max: f32,
         layout: Layout,
         widen: impl Fn(&[T], &mut [f32]) + Sync,
     ) -> Self {
@@ -103,7 +99,7 @@ impl PackedMatrix {
             w.len()
         );
         let row = |r: usize, dst: &mut [f32]| widen(&w[r * k..][..k], dst);
-        Self::from_rows_widened(n, k, format, max, layout, row)
+        Self::from_rows_widened(n, k, format, layout, row)
     }
 
     /// Packs `wᵀ` for `w` `[n, k]` given as row-major little-endian f32, f16 or bf16 `bytes` (a
@@ -122,9 +118,8 @@ impl PackedMatrix {
 
     /// Packs `wᵀ` for `w` `[n, k]` read row by row from the file.
     fn from_le_rows(rows: &LeRows<'_>, n: usize, k: usize, format: Format) -> Self {
-        let max = weight_code_max(format);
         let layout = Layout::for_format(format);
-        Self::from_rows_widened(n, k, format, max, layout, |r, dst| rows.widen(r, dst))
+        Self::from_rows_widened(n, k, format, layout, |r, dst| rows.widen(r, dst))
     }
 
     /// Packs `wᵀ` for a weight `[n, k]` as the checkpoint reader left it: from the mapped file's
@@ -144,7 +139,6 @@ impl PackedMatrix {
         n: usize,
         k: usize,
         format: Format,
-        max: f32,
         layout: Layout,
         widen: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Self {
@@ -179,7 +173,7 @@ impl PackedMatrix {
                     Format::F32 => {}
                     Format::Bf16 => bf16::pack_row(wide, packed),
                     Format::Int8 => {
-                        let scale = int8::quantize(wide, max, &mut codes);
+                        let scale = int8::quantize(wide, int8::W_MAX, &mut codes);
                         let sum: i32 = codes.iter().map(|&q| q as i32).sum();
                         *quant = [scale, f32::from_bits((int8::ZERO_POINT * sum) as u32)];
                         for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {

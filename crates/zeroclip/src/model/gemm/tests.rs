@@ -1,7 +1,7 @@
 //! The GEMM against an f64 product, on every kernel this CPU can run.
 
 use super::*;
-use crate::model::dispatch::{weight_code_max, Class};
+use crate::model::dispatch::Class;
 
 /// The epilogues every product is checked with.
 fn epilogues<'a>(scale: &'a [f32], shift: &'a [f32], res: &'a [f32]) -> [Epilogue<'a>; 4] {
@@ -77,7 +77,6 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
     let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
     // The operands as the product sees them: rounded, or quantized per row of `A` and per
     // column of `B` (a row of `bt`).
-    let max = weight_code_max(format);
     let seen = |v: &[f32], rows: usize, activations: bool| -> Vec<f32> {
         match format {
             Format::F32 => v.to_vec(),
@@ -94,7 +93,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
                         values.take(k).collect::<Vec<_>>()
                     } else {
                         let mut codes = vec![0i8; k];
-                        let s = int8::quantize(row, max, &mut codes);
+                        let s = int8::quantize(row, int8::W_MAX, &mut codes);
                         codes.iter().map(|&q| q as f32 * s).collect()
                     }
                 })
@@ -103,7 +102,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
     };
     let (a_seen, bt_seen) = (seen(&a, m, true), seen(&bt, n, false));
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, max, Layout::Panels, copy);
+    let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, Layout::Panels, copy);
     let mut matrices = vec![packed];
     if format == Format::F32 {
         let mut b_rows = vec![0f32; k * n];
@@ -219,15 +218,8 @@ fn the_gemm_crate_path_matches_a_naive_product() {
     ] {
         let (a, bt) = (rand(m * k, 1), rand(n * k, 2));
         let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
-        let b = PackedMatrix::from_transposed_with(
-            &bt,
-            n,
-            k,
-            Format::F32,
-            127.0,
-            Layout::Transposed,
-            copy,
-        );
+        let b =
+            PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, Layout::Transposed, copy);
         for (e, epi) in epilogues(&scale, &shift, &res).iter().enumerate() {
             let want = naive(&a, m, k, &bt, n, epi);
             for threads in [1, 2] {
@@ -246,8 +238,7 @@ fn the_gemm_crate_path_matches_a_naive_product() {
     // Row strides wider than the rows: the padding is left alone.
     let (m, k, n, lda, ldc) = (9, 20, 18, 27, 25);
     let (a, bt, res) = (rand(m * lda, 7), rand(n * k, 8), rand(m * ldc, 9));
-    let b =
-        PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, 127.0, Layout::Transposed, copy);
+    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, Layout::Transposed, copy);
     let epi = Epilogue {
         residual: Some(&res),
         relu: true,
@@ -283,10 +274,8 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
         .collect();
     for class in Class::runnable() {
         let kernels = kernels_for(class, Format::Int8);
-        let max = weight_code_max(Format::Int8);
         let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-        let b =
-            PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, Layout::Panels, copy);
+        let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, Layout::Panels, copy);
         let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
         let mut c = vec![f32::NAN; m * n];
         let epi = Epilogue::default();
@@ -358,8 +347,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         rand(m * n, 14),
     );
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let b =
-        PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, 127.0, Layout::Panels, copy);
+    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, Layout::Panels, copy);
     assert!(amx::fits(&b));
     let (a_in, row_scales) =
         a_as_slots(&a, k, m, m.next_multiple_of(amx::ROWS), k, Format::Int8, 1);
@@ -420,8 +408,7 @@ fn every_int8_kernel_gives_the_same_bits() {
         rand(m * n, 24),
     );
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let max = weight_code_max(Format::Int8);
-    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, max, Layout::Panels, copy);
+    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, Layout::Panels, copy);
     let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
     let epi = Epilogue {
         shift: Some(&shift),
