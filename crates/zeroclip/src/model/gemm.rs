@@ -7,9 +7,11 @@
 //! convolution shapes well below the FMA peak (docs/PERFORMANCE.md, speed round 2). Here the
 //! weight is packed at load into panels of `NR` columns, `[k][NR]` each (64-byte aligned, the
 //! last panel zero-padded), and a register-blocked micro-kernel broadcasts `A` straight from its
-//! rows (no copy of the activations), blocked by `KC` along `k` so a panel's slice stays in L1
-//! while up to `MC` rows of `A` stream from L2. With AVX-512 it computes 12 rows × two panels
-//! (24 of the 32 vector registers accumulate), which halves the loads per multiply-add against
+//! rows (no copy of the activations), blocked by `KC` along `k`: a tile of `A`'s rows stays in
+//! L1 while it meets each panel of a block of `NB` panels, which stays in L2 for the next tile
+//! (rows are split into tiles as even as can be, so none is a thin remainder). With AVX-512 it
+//! computes up to 12 rows × two panels (24 of the 32 vector registers accumulate; the `k` loop
+//! scheduled by hand, `fma_loop.rs`), which halves the loads per multiply-add against
 //! the AVX2 + FMA kernel's 6 × 16; the AVX2 kernel takes single panels and CPUs without
 //! AVX-512, a portable one CPUs without AVX2. The AVX2 kernel packs `A` as well (BLIS-style)
 //! when a task spans many panels, where the copy pays for itself; on narrow shapes, and for the
@@ -45,6 +47,9 @@ const MR: usize = 6;
 const KC: usize = 256;
 /// Rows of `A` per task: `MC × KC` floats = 120 KiB, resident in L2.
 const MC: usize = 120;
+/// Panels per block that a tile of rows meets before the next tile: `NB × KC × NR` floats =
+/// 256 KiB, resident in L2 (an even number, so pairs of panels stay whole).
+const NB: usize = 16;
 /// Panels a task of the 6-row kernel must span before it packs `A` (see `block`).
 const PACK_A_MIN_PANELS: usize = 32;
 
@@ -79,11 +84,12 @@ pub fn matmul(
     let panels = n.div_ceil(NR);
     let kernels = kernels_for(Class::selected(), b.format);
     let tiles = kernels.amx && amx::fits(b);
-    // Tiles read `A` in whole blocks of rows; the padding rows are zeros.
+    // Tiles read `A` in whole blocks of rows; the padding rows are zeros. The SIMD kernels
+    // take any number of rows (`row_tiles` evens them out), so their tasks can be equal.
     let (unit, padded) = if tiles {
         (amx::ROWS, m.next_multiple_of(amx::ROWS))
     } else {
-        (MR_WIDE, m)
+        (1, m)
     };
     // A bf16 or int8 product takes `A` rounded or quantized into slots, once per call.
     let converted;
@@ -95,7 +101,7 @@ pub fn matmul(
         }
     };
     let m_blocks = m.div_ceil(MC);
-    // Equal row blocks (whole micro-tiles of the kernel), so no task is a small remainder.
+    // Equal row blocks (whole blocks of tiles for AMX), so no task is a small remainder.
     let mc = m.div_ceil(m_blocks).next_multiple_of(unit);
     // Enough tasks for the workers to balance, each a run of whole panels.
     let want = if threads > 1 { 4 * threads } else { 1 };
@@ -313,66 +319,97 @@ unsafe fn block(
                     activate(t.c, r, width, ldc);
                 }
             };
-            let mut p = panels.start;
-            while p < panels.end {
-                let col0 = p * NR;
-                #[cfg(target_arch = "x86_64")]
-                if let Some(wide) = wide.filter(|_| p + 1 < panels.end && (p + 2) * NR <= n) {
-                    // Two full panels side by side: 12 rows × 32 columns per step in AVX-512.
-                    let bs = [
-                        b.panel_slice(p, k0, kc).as_ptr(),
-                        b.panel_slice(p + 1, k0, kc).as_ptr(),
-                    ];
-                    for r0 in rows.clone().step_by(MR_WIDE) {
-                        full(wide, r0, MR_WIDE.min(rows.end - r0), col0, 2 * NR, bs);
+            // The edge panel (narrower than `NR`) goes through the full-width scratch tile.
+            let mut partial = |r0: usize, r: usize, col0: usize, bs: [*const f32; 2]| {
+                let cols = n - col0;
+                let cp = c.add(r0 * ldc + col0);
+                for i in 0..r {
+                    for j in 0..cols {
+                        edge[i * NR + j] = *cp.add(i * ldc + j);
                     }
-                    p += 2;
-                    continue;
                 }
-                let bp = b.panel_slice(p, k0, kc).as_ptr();
-                let bs = [bp, bp.wrapping_add(8)];
-                let cols = NR.min(n - col0);
-                for r0 in rows.clone().step_by(MR) {
-                    let r = MR.min(rows.end - r0);
-                    if cols == NR {
-                        full(kernel, r0, r, col0, NR, bs);
-                        continue;
+                let t = Tile {
+                    c: edge.as_mut_ptr(),
+                    ldc: NR,
+                    ..tile(r0, col0, bs)
+                };
+                kernel.run(r, &t, None);
+                for i in 0..r {
+                    for j in 0..cols {
+                        *cp.add(i * ldc + j) = edge[i * NR + j];
                     }
-                    // Last, partial panel: compute into a full-width scratch tile.
-                    let cp = c.add(r0 * ldc + col0);
+                }
+                if last {
                     for i in 0..r {
-                        for j in 0..cols {
-                            edge[i * NR + j] = *cp.add(i * ldc + j);
+                        let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
+                        if let Some((scales, corr)) = quant {
+                            let (scales, corr) = (&scales[col0..], &corr[col0..]);
+                            let corr = (!kernel.signed_sums()).then_some(corr);
+                            int8::dequant_row(row, corr, scales, row_scales[r0 + i]);
                         }
+                        let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
+                        finish(row, col0, res, epi);
                     }
-                    let t = Tile {
-                        c: edge.as_mut_ptr(),
-                        ldc: NR,
-                        ..tile(r0, col0, bs)
-                    };
-                    kernel.run(r, &t, None);
-                    for i in 0..r {
-                        for j in 0..cols {
-                            *cp.add(i * ldc + j) = edge[i * NR + j];
+                }
+            };
+            // A tile of rows stays in L1 while it meets every panel of a block of `NB`, which
+            // stays in L2 for the next tile of rows.
+            let height = if wide.is_some() { MR_WIDE } else { MR };
+            for nb in panels.clone().step_by(NB) {
+                let nb = nb..(nb + NB).min(panels.end);
+                for (r0, r) in row_tiles(rows.clone(), height, !pack) {
+                    let mut p = nb.start;
+                    while p < nb.end {
+                        let col0 = p * NR;
+                        #[cfg(target_arch = "x86_64")]
+                        if let Some(wide) = wide.filter(|_| p + 1 < nb.end && (p + 2) * NR <= n) {
+                            // Two full panels side by side: 12 rows × 32 columns in AVX-512.
+                            let bs = [
+                                b.panel_slice(p, k0, kc).as_ptr(),
+                                b.panel_slice(p + 1, k0, kc).as_ptr(),
+                            ];
+                            full(wide, r0, r, col0, 2 * NR, bs);
+                            p += 2;
+                            continue;
                         }
-                    }
-                    if last {
-                        for i in 0..r {
-                            let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
-                            if let Some((scales, corr)) = quant {
-                                let (scales, corr) = (&scales[col0..], &corr[col0..]);
-                                let corr = (!kernel.signed_sums()).then_some(corr);
-                                int8::dequant_row(row, corr, scales, row_scales[r0 + i]);
+                        let bp = b.panel_slice(p, k0, kc).as_ptr();
+                        let bs = [bp, bp.wrapping_add(8)];
+                        for (r1, r) in row_tiles(r0..r0 + r, MR, !pack) {
+                            if NR <= n - col0 {
+                                full(kernel, r1, r, col0, NR, bs);
+                            } else {
+                                partial(r1, r, col0, bs);
                             }
-                            let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
-                            finish(row, col0, res, epi);
                         }
+                        p += 1;
                     }
                 }
-                p += 1;
             }
         }
     }
+}
+
+/// `rows` as consecutive tiles `(first row, height)` of at most `height` rows: as even as can
+/// be (50 rows of at most 12: five of 10) if `even`, so no tile is a thin remainder that runs
+/// the kernel at a fraction of its speed; else whole tiles and the remainder last (the layout
+/// of `A` packed in tiles).
+fn row_tiles(
+    rows: std::ops::Range<usize>,
+    height: usize,
+    even: bool,
+) -> impl Iterator<Item = (usize, usize)> {
+    let len = rows.len();
+    let tiles = len.div_ceil(height);
+    let (base, extra) = match (even, len.checked_div(tiles)) {
+        (true, Some(base)) => (base, len % tiles),
+        _ => (height, 0),
+    };
+    (0..tiles).scan(rows.start, move |r0, t| {
+        let r = (base + usize::from(t < extra)).min(rows.end - *r0);
+        let tile = (*r0, r);
+        *r0 += r;
+        Some(tile)
+    })
 }
 
 /// QuickGELU over `rows` × `cols` of a finished tile at `c` (row stride `ldc`).

@@ -258,7 +258,8 @@ unsafe fn in_passes_of_three(
 /// body for every vector width, so the kernels cannot drift apart.
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
-     $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $lanes:expr) => {
+     $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $lanes:expr,
+     $k_loop:ident) => {
         /// The SIMD kernel for these target features.
         ///
         /// # Safety
@@ -281,11 +282,11 @@ macro_rules! simd_kernel {
                     ldc,
                     accumulate,
                 } = *t;
-                // The driver's next call is usually the next `R` rows of the same columns:
-                // fetch them now, and this tile's residual, so the loads that start and end
-                // that call find `C` in cache instead of waiting on memory.
+                // The driver's next call is usually the same rows of the next columns: fetch
+                // them now, and this tile's residual, so the loads that start and end that
+                // call find `C` in cache instead of waiting on memory.
                 for i in 0..R {
-                    let next = c.wrapping_add((R + i) * ldc) as *const i8;
+                    let next = c.wrapping_add(i * ldc + 2 * $lanes) as *const i8;
                     _mm_prefetch::<_MM_HINT_T0>(next);
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * $lanes - 4));
                 }
@@ -304,13 +305,15 @@ macro_rules! simd_kernel {
                         hi[i] = $load(c.add(i * ldc + $lanes));
                     }
                 }
-                for p in 0..kc {
-                    let b0 = $load(b[0].add(p * NR));
-                    let b1 = $load(b[1].add(p * NR));
-                    for i in 0..R {
-                        let av = $splat(*a.add(i * lda + p * ak));
-                        lo[i] = $fma(av, b0, lo[i]);
-                        hi[i] = $fma(av, b1, hi[i]);
+                if !$k_loop(kc, a, lda, ak, b, &mut lo, &mut hi) {
+                    for p in 0..kc {
+                        let b0 = $load(b[0].add(p * NR));
+                        let b1 = $load(b[1].add(p * NR));
+                        for i in 0..R {
+                            let av = $splat(*a.add(i * lda + p * ak));
+                            lo[i] = $fma(av, b0, lo[i]);
+                            hi[i] = $fma(av, b1, hi[i]);
+                        }
                     }
                 }
                 if let Some(e) = epi {
@@ -375,7 +378,8 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
-    8
+    8,
+    no_hand_loop
 );
 simd_kernel!(
     kernel_avx512,
@@ -389,7 +393,8 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
-    NR
+    NR,
+    fp32_avx512_loop
 );
 
 simd_kernel!(
@@ -404,7 +409,8 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
-    NR
+    NR,
+    no_hand_loop
 );
 simd_kernel!(
     kernel_bf16_avx2,
@@ -418,7 +424,8 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
-    8
+    8,
+    no_hand_loop
 );
 
 simd_kernel!(
@@ -433,7 +440,8 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
-    NR
+    NR,
+    no_hand_loop
 );
 simd_kernel!(
     kernel_int8_vnni256,
@@ -447,7 +455,8 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
-    8
+    8,
+    no_hand_loop
 );
 simd_kernel!(
     kernel_int8_avx512bw,
@@ -461,7 +470,8 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512_signed,
-    NR
+    NR,
+    no_hand_loop
 );
 simd_kernel!(
     kernel_int8_avx_vnni,
@@ -475,7 +485,8 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
-    8
+    8,
+    no_hand_loop
 );
 simd_kernel!(
     kernel_int8_avx2,
@@ -489,8 +500,71 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256_signed,
-    8
+    8,
+    no_hand_loop
 );
+
+/// The `k` loop of kernels that have none scheduled by hand: the macro's own runs.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn no_hand_loop<V, const R: usize>(
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: [*const f32; 2],
+    _: &mut [V; R],
+    _: &mut [V; R],
+) -> bool {
+    false
+}
+
+/// The AVX-512 f32 kernel's `k` loop on 7 to 12 rows of `A` read in place: the hand-scheduled
+/// one (`fma_loop.rs`); returns whether it ran (else the macro's loop runs).
+///
+/// # Safety
+///
+/// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for, and the
+/// CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fp32_avx512_loop<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    ak: usize,
+    b: [*const f32; 2],
+    lo: &mut [std::arch::x86_64::__m512; R],
+    hi: &mut [std::arch::x86_64::__m512; R],
+) -> bool {
+    use super::fma_loop::*;
+    use std::arch::x86_64::__m512;
+    if ak != 1 {
+        return false;
+    }
+    macro_rules! by_hand {
+        ($f:ident, $n:literal) => {{
+            // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's rows of
+            // `kc` floats and both panels' `kc` steps are readable and the CPU has AVX-512F
+            // (the contract).
+            unsafe {
+                let lo = &mut *(lo as *mut [__m512; R]).cast::<[__m512; $n]>();
+                let hi = &mut *(hi as *mut [__m512; R]).cast::<[__m512; $n]>();
+                $f(kc, a, lda, b[0], b[1], lo, hi)
+            }
+        }};
+    }
+    match R {
+        12 => by_hand!(k_loop_12, 12),
+        11 => by_hand!(k_loop_11, 11),
+        10 => by_hand!(k_loop_10, 10),
+        9 => by_hand!(k_loop_9, 9),
+        8 => by_hand!(k_loop_8, 8),
+        7 => by_hand!(k_loop_7, 7),
+        _ => return false,
+    }
+    true
+}
 
 /// The kernel without SIMD: the same loops on any CPU.
 ///

@@ -13,6 +13,8 @@ mod conv;
 mod dispatch;
 mod epilogue;
 mod fallback;
+#[cfg(target_arch = "x86_64")]
+mod fma_loop;
 mod fused;
 /// The CPU GEMM, public only for the benchmark (`examples/bench_model.rs`); not a stable API.
 #[doc(hidden)]

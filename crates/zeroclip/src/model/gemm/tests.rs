@@ -442,3 +442,57 @@ fn every_int8_kernel_gives_the_same_bits() {
         }
     }
 }
+
+#[test]
+fn every_f32_simd_kernel_gives_the_same_bits() {
+    // The same fused multiply-adds in the same order whatever the class, the tile height (the
+    // AVX-512 kernel's hand-scheduled loops for 7 to 12 rows, its Rust loop below that) or
+    // whether the AVX2 kernel packed `A`: only the portable kernel rounds differently.
+    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+    for (m, k, n) in [(7, 37, 64), (16, 260, 48), (29, 198, 56), (83, 531, 530)] {
+        let (a, bt, scale, res) = (
+            rand(m * k, 31),
+            rand(n * k, 32),
+            rand(n, 33),
+            rand(m * n, 34),
+        );
+        let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, Layout::Panels, copy);
+        let epi = Epilogue {
+            scale: Some(&scale),
+            residual: Some(&res),
+            relu: true,
+            ..Default::default()
+        };
+        let mut first: Option<(Class, Vec<f32>)> = None;
+        for class in Class::runnable() {
+            let kernels = kernels_for(class, Format::F32);
+            if kernels.narrow == Kernel::Portable {
+                continue;
+            }
+            let mut c = vec![f32::NAN; m * n];
+            // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
+            unsafe {
+                let panels = 0..n.div_ceil(NR);
+                block(
+                    kernels,
+                    &a,
+                    k,
+                    &[],
+                    &b,
+                    c.as_mut_ptr(),
+                    n,
+                    &epi,
+                    0..m,
+                    panels,
+                )
+            };
+            match &first {
+                None => first = Some((class, c)),
+                Some((c0, want)) => {
+                    let same = c.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}x{k}x{n}: {class:?} ({kernels:?}) against {c0:?}");
+                }
+            }
+        }
+    }
+}
