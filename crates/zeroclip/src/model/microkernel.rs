@@ -36,6 +36,8 @@ pub(super) struct Tile {
     pub(super) b: [*const f32; 2],
     /// `C`'s first row and column of the tile; rows `ldc` apart.
     pub(super) c: *mut f32,
+    /// `C`'s first row and column of the driver's next call (prefetched; never dereferenced).
+    pub(super) next: *const f32,
     pub(super) ldc: usize,
     /// Whether `C` already holds the previous `k` blocks' sums.
     pub(super) accumulate: bool,
@@ -247,6 +249,7 @@ unsafe fn in_passes_of_three(
     let rest = Tile {
         a: t.a.wrapping_add(3 * t.lda),
         c: t.c.wrapping_add(3 * t.ldc),
+        next: t.next.wrapping_add(3 * t.ldc),
         ..*t
     };
     pass(r - 3, &rest, TileEpi::rows_from(epi, 3, t.ldc).as_ref());
@@ -280,13 +283,14 @@ macro_rules! simd_kernel {
                     b,
                     c,
                     ldc,
+                    next,
                     accumulate,
                 } = *t;
-                // The driver's next call is usually the same rows of the next columns: fetch
-                // them now, and this tile's residual, so the loads that start and end that
-                // call find `C` in cache instead of waiting on memory.
+                // Fetch the `C` of the driver's next call now, and this tile's residual, so the
+                // loads that start and end that call find them in cache instead of waiting on
+                // memory.
                 for i in 0..R {
-                    let next = c.wrapping_add(i * ldc + 2 * $lanes) as *const i8;
+                    let next = next.wrapping_add(i * ldc) as *const i8;
                     _mm_prefetch::<_MM_HINT_T0>(next);
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(8 * $lanes - 4));
                 }
@@ -622,6 +626,7 @@ unsafe fn kernel_with<const R: usize>(
         c,
         ldc,
         accumulate,
+        ..
     } = *t;
     let mut acc = [[0f32; NR]; R];
     // SAFETY: every pointer read or written below stays inside the rows and columns the
