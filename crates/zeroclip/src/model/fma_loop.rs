@@ -2,7 +2,7 @@
 //! scheduled by hand: the same fused multiply-adds as the kernel's Rust loop, in the same order
 //! (so the same bits), but with `A`'s rows addressed from one base register per three rows and
 //! `k` unrolled by four, so the loop spends a few integer instructions per four steps instead
-//! of a dozen per step. The compiler's schedule of the Rust loop left more of the FMA peak
+//! of a dozen per step, and it prefetches the panels ahead. The compiler's schedule of the Rust loop left more of the FMA peak
 //! unused (docs/PERFORMANCE.md, speed round 3). Shorter tiles keep the Rust loop: they are
 //! rare, and too short to keep the multiply-adds busy either way.
 
@@ -61,6 +61,17 @@ macro_rules! k_loop {
                     step!("4", "64", [$($lo $hi $addr $s),*]),
                     step!("8", "128", [$($lo $hi $addr $s),*]),
                     step!("12", "192", [$($lo $hi $addr $s),*]),
+                    // The panels' lines 32 steps ahead: on a block's first tile of rows they
+                    // come from memory (the weights of a layer are read once per image at
+                    // batch 1), too late for the hardware prefetcher alone.
+                    "prefetcht0 [{b0} + 2048]",
+                    "prefetcht0 [{b0} + 2112]",
+                    "prefetcht0 [{b0} + 2176]",
+                    "prefetcht0 [{b0} + 2240]",
+                    "prefetcht0 [{b1} + 2048]",
+                    "prefetcht0 [{b1} + 2112]",
+                    "prefetcht0 [{b1} + 2176]",
+                    "prefetcht0 [{b1} + 2240]",
                     $(concat!("add {", stringify!($base), "}, 16"),)*
                     "add {b0}, 256",
                     "add {b1}, 256",

@@ -46,7 +46,7 @@ const MR: usize = 6;
 /// `k` per block: a panel's slice is `KC × NR` floats = 16 KiB, half of L1.
 const KC: usize = 256;
 /// Rows of `A` per task: `MC × KC` floats = 120 KiB, resident in L2.
-const MC: usize = 120;
+const MC: usize = 240;
 /// Panels per block that a tile of rows meets before the next tile: `NB × KC × NR` floats =
 /// 256 KiB, resident in L2 (an even number, so pairs of panels stay whole).
 const NB: usize = 16;
