@@ -1,21 +1,24 @@
-//! The inner `k` loop of the AVX-512 f32 micro-kernel on tiles of 7 to 12 rows × two panels,
-//! scheduled by hand: the same fused multiply-adds as the kernel's Rust loop, in the same order
-//! (so the same bits), but with `A`'s rows addressed from one base register per three rows and
-//! `k` unrolled by four, so the loop spends a few integer instructions per four steps instead
-//! of a dozen per step, and it prefetches the panels ahead. The compiler's schedule of the Rust loop left more of the FMA peak
-//! unused (docs/PERFORMANCE.md, speed round 3). Shorter tiles keep the Rust loop: they are
+//! The inner `k` loop of the SIMD f32 micro-kernels, scheduled by hand for their usual tiles:
+//! AVX-512 on 7 to 12 rows × two panels, AVX2 + FMA on 4 to 6 rows × one panel (with `A` read
+//! in place or packed in `[k][6]` tiles). The same fused multiply-adds as the kernels' Rust
+//! loop, in the same order (so the same bits), but with `A`'s rows addressed from one base
+//! register per three rows (or one for a packed tile) and `k` unrolled by four, so the loop
+//! spends a few integer instructions per four steps instead of several per step, and it
+//! prefetches the panels ahead. The compiler's schedule of the Rust loop left more of the FMA
+//! peak unused (docs/PERFORMANCE.md, speed round 3). Shorter tiles keep the Rust loop: they are
 //! rare, and too short to keep the multiply-adds busy either way.
 
-use std::arch::{asm, x86_64::__m512};
+use std::arch::asm;
+use std::arch::x86_64::{__m256, __m512};
 
-/// One step `p` of `k`, as one string: both panels' vectors at byte offset `$b`, then for each
-/// row its `A` value at byte offset `$a` from the row's address, broadcast and multiplied into
-/// the row's two accumulators.
+/// One step `p` of `k`, as one string: both column vectors at byte offset `$b` from `{b0}` and
+/// `{b1}`, then for each row its `A` value at byte offset `$a` from the row's address,
+/// broadcast and multiplied into the row's two accumulators.
 macro_rules! step {
     ($a:literal, $b:literal, [$($lo:ident $hi:ident $addr:literal $s:literal),*]) => {
         concat!(
-            "vmovups {b0v}, zmmword ptr [{b0} + ", $b, "]\n",
-            "vmovups {b1v}, zmmword ptr [{b1} + ", $b, "]\n",
+            "vmovups {b0v}, [{b0} + ", $b, "]\n",
+            "vmovups {b1v}, [{b1} + ", $b, "]\n",
             $(
                 "vbroadcastss {", $s, "}, dword ptr [", $addr, " + ", $a, "]\n",
                 "vfmadd231ps {", stringify!($lo), "}, {b0v}, {", $s, "}\n",
@@ -25,42 +28,48 @@ macro_rules! step {
     };
 }
 
-/// Defines `$name`, the loop for `$rows` rows: `[$($base = first row),*]` are the row bases
-/// (one per three rows), then each row's accumulators, index, address and broadcast register.
+/// Defines `$name`, the loop for `$rows` rows of `$vec` vectors (register class `$class`,
+/// target features `$feature`): `A`'s four steps at byte offsets `$steps` from the row
+/// addresses, which advance by `$next` bytes a step; `[$($base = first row),*]` are the row
+/// bases, then each row's accumulators, index, address and broadcast register.
 macro_rules! k_loop {
-    ($name:ident, $rows:literal, [$($base:ident = $first:literal),*],
+    ($name:ident, $feature:literal, $class:ident, $vec:ty, $rows:literal,
+     [$a0:literal, $a1:literal, $a2:literal, $a3:literal], $next:literal, $next4:literal,
+     [$($base:ident = $first:literal),*],
      [$($lo:ident $hi:ident $i:literal $addr:literal $s:literal),*]) => {
         /// `lo[i] += Σ_p A[i, p] · B0[p]` and `hi[i] += Σ_p A[i, p] · B1[p]` for `p` in
         /// `0..kc`, in increasing `p`, one fused multiply-add each: `A[i, p]` is
-        /// `a[i·lda + p]`, `B0[p]` the 16 floats at `b0 + p·16`, `B1[p]` those at `b1 + p·16`.
+        /// `a[i·lda + p·ak]`, `B0[p]` the vector at `b0 + p·16` floats, `B1[p]` the one at
+        /// `b1 + p·16`; `ak` is the one this loop was written for (see its step offsets).
         ///
         /// # Safety
         ///
-        /// The CPU must have AVX-512F; `a` must be readable for the rows (`lda` floats apart)
-        /// of `kc` floats, and `b0` and `b1` for `kc · 16` floats each.
-        #[target_feature(enable = "avx512f")]
+        /// The CPU must have the target features; `a` must be readable for the rows (`lda`
+        /// floats apart) of `kc` steps, and `b0` and `b1` for `kc` steps of 16 floats each.
+        #[target_feature(enable = $feature)]
         pub(super) unsafe fn $name(
             kc: usize,
             a: *const f32,
             lda: usize,
             b0: *const f32,
             b1: *const f32,
-            lo: &mut [__m512; $rows],
-            hi: &mut [__m512; $rows],
+            lo: &mut [$vec; $rows],
+            hi: &mut [$vec; $rows],
         ) {
             // SAFETY: the loops read `A[rows, 0..kc]` through the row bases (each followed by
-            // the rows `lda` and `2·lda` floats further) and `kc` vectors of each panel, all
-            // inside what the caller vouches for; the CPU has AVX-512F (the function's
-            // contract). Only the named registers are written.
+            // the rows `lda` and `2·lda` floats further, or at their offsets in a packed
+            // tile) and `kc` vectors at `b0` and `b1`, all inside what the caller vouches for;
+            // the CPU has the target features (the function's contract); prefetches do not
+            // fault. Only the named registers are written.
             unsafe {
                 asm!(
                     "test {quads}, {quads}",
                     "jz 3f",
                     "2:",
-                    step!("0", "0", [$($lo $hi $addr $s),*]),
-                    step!("4", "64", [$($lo $hi $addr $s),*]),
-                    step!("8", "128", [$($lo $hi $addr $s),*]),
-                    step!("12", "192", [$($lo $hi $addr $s),*]),
+                    step!($a0, "0", [$($lo $hi $addr $s),*]),
+                    step!($a1, "64", [$($lo $hi $addr $s),*]),
+                    step!($a2, "128", [$($lo $hi $addr $s),*]),
+                    step!($a3, "192", [$($lo $hi $addr $s),*]),
                     // The panels' lines 32 steps ahead: on a block's first tile of rows they
                     // come from memory (the weights of a layer are read once per image at
                     // batch 1), too late for the hardware prefetcher alone.
@@ -72,7 +81,7 @@ macro_rules! k_loop {
                     "prefetcht0 [{b1} + 2112]",
                     "prefetcht0 [{b1} + 2176]",
                     "prefetcht0 [{b1} + 2240]",
-                    $(concat!("add {", stringify!($base), "}, 16"),)*
+                    $(concat!("add {", stringify!($base), "}, ", $next4),)*
                     "add {b0}, 256",
                     "add {b1}, 256",
                     "dec {quads}",
@@ -82,7 +91,7 @@ macro_rules! k_loop {
                     "jz 5f",
                     "4:",
                     step!("0", "0", [$($lo $hi $addr $s),*]),
-                    $(concat!("add {", stringify!($base), "}, 4"),)*
+                    $(concat!("add {", stringify!($base), "}, ", $next),)*
                     "add {b0}, 64",
                     "add {b1}, 64",
                     "dec {rest}",
@@ -94,11 +103,11 @@ macro_rules! k_loop {
                     $($base = inout(reg) a.wrapping_add($first * lda) => _,)*
                     b0 = inout(reg) b0 => _,
                     b1 = inout(reg) b1 => _,
-                    b0v = out(zmm_reg) _,
-                    b1v = out(zmm_reg) _,
-                    s0 = out(zmm_reg) _,
-                    s1 = out(zmm_reg) _,
-                    $($lo = inout(zmm_reg) lo[$i], $hi = inout(zmm_reg) hi[$i],)*
+                    b0v = out($class) _,
+                    b1v = out($class) _,
+                    s0 = out($class) _,
+                    s1 = out($class) _,
+                    $($lo = inout($class) lo[$i], $hi = inout($class) hi[$i],)*
                     options(nostack, readonly),
                 );
             }
@@ -107,8 +116,14 @@ macro_rules! k_loop {
 }
 
 k_loop!(
-    k_loop_12,
+    avx512_12,
+    "avx512f",
+    zmm_reg,
+    __m512,
     12,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
     [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
     [
         l0 h0 0 "{r0}" "s0",
@@ -127,8 +142,14 @@ k_loop!(
 );
 
 k_loop!(
-    k_loop_11,
+    avx512_11,
+    "avx512f",
+    zmm_reg,
+    __m512,
     11,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
     [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
     [
         l0 h0 0 "{r0}" "s0",
@@ -146,8 +167,14 @@ k_loop!(
 );
 
 k_loop!(
-    k_loop_10,
+    avx512_10,
+    "avx512f",
+    zmm_reg,
+    __m512,
     10,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
     [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
     [
         l0 h0 0 "{r0}" "s0",
@@ -164,8 +191,14 @@ k_loop!(
 );
 
 k_loop!(
-    k_loop_9,
+    avx512_9,
+    "avx512f",
+    zmm_reg,
+    __m512,
     9,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
     [r0 = 0, r3 = 3, r6 = 6],
     [
         l0 h0 0 "{r0}" "s0",
@@ -181,8 +214,14 @@ k_loop!(
 );
 
 k_loop!(
-    k_loop_8,
+    avx512_8,
+    "avx512f",
+    zmm_reg,
+    __m512,
     8,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
     [r0 = 0, r3 = 3, r6 = 6],
     [
         l0 h0 0 "{r0}" "s0",
@@ -197,8 +236,14 @@ k_loop!(
 );
 
 k_loop!(
-    k_loop_7,
+    avx512_7,
+    "avx512f",
+    zmm_reg,
+    __m512,
     7,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
     [r0 = 0, r3 = 3, r6 = 6],
     [
         l0 h0 0 "{r0}" "s0",
@@ -208,5 +253,120 @@ k_loop!(
         l4 h4 4 "{r3} + {lda}" "s0",
         l5 h5 5 "{r3} + {lda}*2" "s1",
         l6 h6 6 "{r6}" "s0"
+    ]
+);
+
+k_loop!(
+    avx2_6,
+    "avx2,fma",
+    ymm_reg,
+    __m256,
+    6,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
+    [r0 = 0, r3 = 3],
+    [
+        l0 h0 0 "{r0}" "s0",
+        l1 h1 1 "{r0} + {lda}" "s1",
+        l2 h2 2 "{r0} + {lda}*2" "s0",
+        l3 h3 3 "{r3}" "s1",
+        l4 h4 4 "{r3} + {lda}" "s0",
+        l5 h5 5 "{r3} + {lda}*2" "s1"
+    ]
+);
+
+k_loop!(
+    avx2_5,
+    "avx2,fma",
+    ymm_reg,
+    __m256,
+    5,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
+    [r0 = 0, r3 = 3],
+    [
+        l0 h0 0 "{r0}" "s0",
+        l1 h1 1 "{r0} + {lda}" "s1",
+        l2 h2 2 "{r0} + {lda}*2" "s0",
+        l3 h3 3 "{r3}" "s1",
+        l4 h4 4 "{r3} + {lda}" "s0"
+    ]
+);
+
+k_loop!(
+    avx2_4,
+    "avx2,fma",
+    ymm_reg,
+    __m256,
+    4,
+    ["0", "4", "8", "12"],
+    "4",
+    "16",
+    [r0 = 0, r3 = 3],
+    [
+        l0 h0 0 "{r0}" "s0",
+        l1 h1 1 "{r0} + {lda}" "s1",
+        l2 h2 2 "{r0} + {lda}*2" "s0",
+        l3 h3 3 "{r3}" "s1"
+    ]
+);
+
+// `A` packed in `[k][6]` tiles (`lda` 1, a step 6 floats).
+k_loop!(
+    avx2_packed_6,
+    "avx2,fma",
+    ymm_reg,
+    __m256,
+    6,
+    ["0", "24", "48", "72"],
+    "24",
+    "96",
+    [r0 = 0, r3 = 3],
+    [
+        l0 h0 0 "{r0}" "s0",
+        l1 h1 1 "{r0} + {lda}" "s1",
+        l2 h2 2 "{r0} + {lda}*2" "s0",
+        l3 h3 3 "{r3}" "s1",
+        l4 h4 4 "{r3} + {lda}" "s0",
+        l5 h5 5 "{r3} + {lda}*2" "s1"
+    ]
+);
+
+k_loop!(
+    avx2_packed_5,
+    "avx2,fma",
+    ymm_reg,
+    __m256,
+    5,
+    ["0", "24", "48", "72"],
+    "24",
+    "96",
+    [r0 = 0, r3 = 3],
+    [
+        l0 h0 0 "{r0}" "s0",
+        l1 h1 1 "{r0} + {lda}" "s1",
+        l2 h2 2 "{r0} + {lda}*2" "s0",
+        l3 h3 3 "{r3}" "s1",
+        l4 h4 4 "{r3} + {lda}" "s0"
+    ]
+);
+
+k_loop!(
+    avx2_packed_4,
+    "avx2,fma",
+    ymm_reg,
+    __m256,
+    4,
+    ["0", "24", "48", "72"],
+    "24",
+    "96",
+    [r0 = 0, r3 = 3],
+    [
+        l0 h0 0 "{r0}" "s0",
+        l1 h1 1 "{r0} + {lda}" "s1",
+        l2 h2 2 "{r0} + {lda}*2" "s0",
+        l3 h3 3 "{r3}" "s1"
     ]
 );

@@ -383,7 +383,7 @@ simd_kernel!(
     _mm256_storeu_ps,
     dequant256,
     8,
-    no_hand_loop
+    fp32_avx2_loop
 );
 simd_kernel!(
     kernel_avx512,
@@ -523,6 +523,25 @@ fn no_hand_loop<V, const R: usize>(
     false
 }
 
+/// Puts a hand-scheduled loop of `fma_loop.rs` in place of a kernel's `k` loop where one fits
+/// the tile's height (`$n` rows, arrays of `$vec`): `$f(kc, a, lda, b[0], b[1], lo, hi)` for
+/// `$args` = `(kc, a, lda, b, lo, hi)`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_hand {
+    ($f:path, $n:literal, $vec:ty, $args:expr) => {{
+        let (kc, a, lda, b, lo, hi) = $args;
+        // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's rows of `kc`
+        // steps and both column vectors' `kc` steps are readable and the CPU has the loop's
+        // features (the caller's contract).
+        unsafe {
+            let lo = &mut *(lo as *mut [$vec; R]).cast::<[$vec; $n]>();
+            let hi = &mut *(hi as *mut [$vec; R]).cast::<[$vec; $n]>();
+            $f(kc, a, lda, b[0], b[1], lo, hi)
+        }
+        true
+    }};
+}
+
 /// The AVX-512 f32 kernel's `k` loop on 7 to 12 rows of `A` read in place: the hand-scheduled
 /// one (`fma_loop.rs`); returns whether it ran (else the macro's loop runs).
 ///
@@ -541,33 +560,50 @@ unsafe fn fp32_avx512_loop<const R: usize>(
     lo: &mut [std::arch::x86_64::__m512; R],
     hi: &mut [std::arch::x86_64::__m512; R],
 ) -> bool {
-    use super::fma_loop::*;
+    use super::fma_loop as f;
     use std::arch::x86_64::__m512;
-    if ak != 1 {
-        return false;
+    let args = (kc, a, lda, b, lo, hi);
+    match (R, ak) {
+        (12, 1) => by_hand!(f::avx512_12, 12, __m512, args),
+        (11, 1) => by_hand!(f::avx512_11, 11, __m512, args),
+        (10, 1) => by_hand!(f::avx512_10, 10, __m512, args),
+        (9, 1) => by_hand!(f::avx512_9, 9, __m512, args),
+        (8, 1) => by_hand!(f::avx512_8, 8, __m512, args),
+        (7, 1) => by_hand!(f::avx512_7, 7, __m512, args),
+        _ => false,
     }
-    macro_rules! by_hand {
-        ($f:ident, $n:literal) => {{
-            // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's rows of
-            // `kc` floats and both panels' `kc` steps are readable and the CPU has AVX-512F
-            // (the contract).
-            unsafe {
-                let lo = &mut *(lo as *mut [__m512; R]).cast::<[__m512; $n]>();
-                let hi = &mut *(hi as *mut [__m512; R]).cast::<[__m512; $n]>();
-                $f(kc, a, lda, b[0], b[1], lo, hi)
-            }
-        }};
+}
+
+/// The AVX2 + FMA f32 kernel's `k` loop on 4 to 6 rows of `A`, read in place or packed in
+/// `[k][MR]` tiles: the hand-scheduled one (`fma_loop.rs`); returns whether it ran.
+///
+/// # Safety
+///
+/// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for, and the
+/// CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fp32_avx2_loop<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    ak: usize,
+    b: [*const f32; 2],
+    lo: &mut [std::arch::x86_64::__m256; R],
+    hi: &mut [std::arch::x86_64::__m256; R],
+) -> bool {
+    use super::fma_loop as f;
+    use std::arch::x86_64::__m256;
+    let args = (kc, a, lda, b, lo, hi);
+    match (R, ak) {
+        (6, 1) => by_hand!(f::avx2_6, 6, __m256, args),
+        (5, 1) => by_hand!(f::avx2_5, 5, __m256, args),
+        (4, 1) => by_hand!(f::avx2_4, 4, __m256, args),
+        (6, 6) => by_hand!(f::avx2_packed_6, 6, __m256, args),
+        (5, 6) => by_hand!(f::avx2_packed_5, 5, __m256, args),
+        (4, 6) => by_hand!(f::avx2_packed_4, 4, __m256, args),
+        _ => false,
     }
-    match R {
-        12 => by_hand!(k_loop_12, 12),
-        11 => by_hand!(k_loop_11, 11),
-        10 => by_hand!(k_loop_10, 10),
-        9 => by_hand!(k_loop_9, 9),
-        8 => by_hand!(k_loop_8, 8),
-        7 => by_hand!(k_loop_7, 7),
-        _ => return false,
-    }
-    true
 }
 
 /// The kernel without SIMD: the same loops on any CPU.
