@@ -287,7 +287,8 @@ unsafe fn block(
                 }
             }
             let packed_ptr = packed.as_ptr();
-            let tile = |r0: usize, r: usize, col0: usize, width: usize, b: [*const f32; 2]| Tile {
+            // `next`: the `C` of the call that follows (row and column), for its prefetch.
+            let tile = |r0: usize, col0: usize, b: [*const f32; 2], next: (usize, usize)| Tile {
                 kc,
                 a: if pack {
                     packed_ptr.add((r0 - rows.start) / MR * kc * MR)
@@ -298,20 +299,14 @@ unsafe fn block(
                 ak: if pack { MR } else { 1 },
                 b,
                 c: c.add(r0 * ldc + col0),
-                // Where the loops below go next: the next columns of these rows, or the next
-                // rows of this panel.
-                next: if rows_outer {
-                    c.wrapping_add(r0 * ldc + col0 + width)
-                } else {
-                    c.wrapping_add((r0 + r) * ldc + col0)
-                },
+                next: c.wrapping_add(next.0 * ldc + next.1),
                 ldc,
                 accumulate: k0 > 0,
             };
             // A tile of full panels `width` columns wide: on the last `k` block the epilogue is
             // applied in registers before the store, and QuickGELU on the stored tile.
-            let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b| {
-                let t = tile(r0, r, col0, width, b);
+            let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b, next| {
+                let t = tile(r0, col0, b, next);
                 let te = last.then(|| TileEpi {
                     row_scale: quant.map_or(std::ptr::null(), |_| row_scales[r0..].as_ptr()),
                     col_scale: quant.map_or(std::ptr::null(), |q| q.0[col0..].as_ptr()),
@@ -339,7 +334,7 @@ unsafe fn block(
                 let t = Tile {
                     c: edge.as_mut_ptr(),
                     ldc: NR,
-                    ..tile(r0, r, col0, NR, bs)
+                    ..tile(r0, col0, bs, (r0, col0))
                 };
                 kernel.run(r, &t, None);
                 for i in 0..r {
@@ -367,6 +362,8 @@ unsafe fn block(
             for nb in panels.clone().step_by(block) {
                 let nb = nb..(nb + block).min(panels.end);
                 for (r0, r) in row_tiles(rows.clone(), height, !pack) {
+                    // After the block's last panels, the next tile of rows at its first.
+                    let next_rows = (r0 + r, nb.start * NR);
                     let mut p = nb.start;
                     while p < nb.end {
                         let col0 = p * NR;
@@ -377,7 +374,12 @@ unsafe fn block(
                                 b.panel_slice(p, k0, kc).as_ptr(),
                                 b.panel_slice(p + 1, k0, kc).as_ptr(),
                             ];
-                            full(wide, r0, r, col0, 2 * NR, bs);
+                            let next = if p + 2 < nb.end {
+                                (r0, col0 + 2 * NR)
+                            } else {
+                                next_rows
+                            };
+                            full(wide, r0, r, col0, 2 * NR, bs, next);
                             p += 2;
                             continue;
                         }
@@ -385,7 +387,12 @@ unsafe fn block(
                         let bs = [bp, bp.wrapping_add(8)];
                         for (r1, r) in row_tiles(r0..r0 + r, MR, !pack) {
                             if NR <= n - col0 {
-                                full(kernel, r1, r, col0, NR, bs);
+                                // Panel-outer blocks (one panel) go down the rows.
+                                let next = match rows_outer {
+                                    true if p + 1 < nb.end => (r1, col0 + NR),
+                                    _ => (r1 + r, col0),
+                                };
+                                full(kernel, r1, r, col0, NR, bs, next);
                             } else {
                                 partial(r1, r, col0, bs);
                             }
