@@ -379,6 +379,13 @@ unsafe fn block(
                             } else {
                                 next_rows
                             };
+                            if r0 == rows.start && p + 3 < nb.end {
+                                // The first tile of rows reads the block's panels from memory:
+                                // start the next pair's first steps now (the kernel's own
+                                // prefetches run 32 steps ahead within its pair).
+                                prefetch_steps(b.panel_slice(p + 2, k0, kc));
+                                prefetch_steps(b.panel_slice(p + 3, k0, kc));
+                            }
                             full(wide, r0, r, col0, 2 * NR, bs, next);
                             p += 2;
                             continue;
@@ -402,6 +409,20 @@ unsafe fn block(
                 }
             }
         }
+    }
+}
+
+/// Prefetches the first 32 steps of a panel's slice into L1.
+fn prefetch_steps(slice: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in slice.chunks(NR).take(32) {
+        // SAFETY: prefetching has no effect on memory and cannot fault; the address is inside
+        // the slice.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
     }
 }
 
