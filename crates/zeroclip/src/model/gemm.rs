@@ -399,6 +399,10 @@ unsafe fn block(
                                     true if p + 1 < nb.end => (r1, col0 + NR),
                                     _ => (r1 + r, col0),
                                 };
+                                if !rows_outer && r1 == rows.start && p + 1 < panels.end {
+                                    // As for pairs above: the next panel's first steps.
+                                    prefetch_steps(b.panel_slice(p + 1, k0, kc));
+                                }
                                 full(kernel, r1, r, col0, NR, bs, next);
                             } else {
                                 partial(r1, r, col0, bs);
