@@ -200,9 +200,21 @@ impl Clip {
             )?);
         }
         let pixels = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
-        match &self.visual {
+        self.in_pool(|| match &self.visual {
             Visual::ViT(v) => v.forward(&pixels),
             Visual::ResNet(v) => v.forward(&pixels),
+        })
+    }
+
+    /// Runs a forward pass on the CPU's thread pool: its sequential parts on a worker, so each
+    /// parallel product forks inside the pool instead of being injected from outside with the
+    /// calling thread asleep until it ends (two wake-ups per product, costly in a VM; measured
+    /// in docs/PERFORMANCE.md). Other devices run on the calling thread.
+    fn in_pool<R: Send>(&self, forward: impl FnOnce() -> R + Send) -> R {
+        if matches!(self.device, Device::Cpu) {
+            rayon::scope(|_| forward())
+        } else {
+            forward()
         }
     }
 
@@ -210,7 +222,7 @@ impl Clip {
     /// `clip.tokenize` makes them) → `[n, embed_dim]` text embeddings, not normalized. Each row is
     /// computed only up to its own EOT (on other devices than the CPU, up to the batch's last).
     pub fn encode_text(&self, ids: &Tensor) -> Result<Tensor> {
-        self.text.forward(ids)
+        self.in_pool(|| self.text.forward(ids))
     }
 
     /// [`Self::encode_text`] computed over every position, as the reference does; the result is

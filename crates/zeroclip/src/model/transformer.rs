@@ -38,13 +38,18 @@ thread_local! {
     static CAPTURES: RefCell<Option<Vec<Capture>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` (a forward on this thread) and returns the input of every named CPU [`Linear`] it
-/// applied, in order (the per-layer precision report, `layer_report.rs`).
-pub(super) fn record_inputs(f: impl FnOnce() -> crate::Result<()>) -> crate::Result<Vec<Capture>> {
-    CAPTURES.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    let result = f();
-    let captures = CAPTURES.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    result.map(|()| captures)
+/// Runs `f` (forwards on the CPU) and returns the input of every named CPU [`Linear`] it
+/// applied, in order (the per-layer precision report, `layer_report.rs`). It runs on a worker
+/// of the thread pool, where the forwards run their layers (`Clip::in_pool`).
+pub(super) fn record_inputs(
+    f: impl FnOnce() -> crate::Result<()> + Send,
+) -> crate::Result<Vec<Capture>> {
+    rayon::scope(|_| {
+        CAPTURES.with(|c| *c.borrow_mut() = Some(Vec::new()));
+        let result = f();
+        let captures = CAPTURES.with(|c| c.borrow_mut().take()).unwrap_or_default();
+        result.map(|()| captures)
+    })
 }
 
 #[derive(Clone, Debug)]
