@@ -21,36 +21,26 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static void *run256(void *out) {
-    __m256 acc[CHAINS];
-    const __m256 b = _mm256_set1_ps(1.0000001f), c = _mm256_set1_ps(1e-8f);
-    for (int i = 0; i < CHAINS; i++) acc[i] = _mm256_set1_ps((float)i);
-    for (long it = 0; it < ITERS; it++)
-        for (int i = 0; i < CHAINS; i++) acc[i] = _mm256_fmadd_ps(acc[i], b, c);
-    float sum = 0, lane[8];
-    for (int i = 0; i < CHAINS; i++) {
-        _mm256_storeu_ps(lane, acc[i]);
-        sum += lane[0];
+/* Defines `name`: CHAINS independent FMA chains of `vec` (`lanes` floats) for ITERS rounds. */
+#define CHAINS_OF(name, vec, lanes, set1, fmadd, storeu)                                      \
+    static void *name(void *out) {                                                         \
+        vec acc[CHAINS];                                                                   \
+        const vec b = set1(1.0000001f), c = set1(1e-8f);                                   \
+        for (int i = 0; i < CHAINS; i++) acc[i] = set1((float)i);                          \
+        for (long it = 0; it < ITERS; it++)                                                \
+            for (int i = 0; i < CHAINS; i++) acc[i] = fmadd(acc[i], b, c);                 \
+        float sum = 0, lane[lanes];                                                        \
+        for (int i = 0; i < CHAINS; i++) {                                                 \
+            storeu(lane, acc[i]);                                                          \
+            sum += lane[0];                                                                \
+        }                                                                                  \
+        *(float *)out = sum; /* keeps the loop from being optimized away */               \
+        return NULL;                                                                       \
     }
-    *(float *)out = sum; /* keeps the loop from being optimized away */
-    return NULL;
-}
 
+CHAINS_OF(run256, __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps)
 #ifdef __AVX512F__
-static void *run512(void *out) {
-    __m512 acc[CHAINS];
-    const __m512 b = _mm512_set1_ps(1.0000001f), c = _mm512_set1_ps(1e-8f);
-    for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
-    for (long it = 0; it < ITERS; it++)
-        for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_fmadd_ps(acc[i], b, c);
-    float sum = 0, lane[16];
-    for (int i = 0; i < CHAINS; i++) {
-        _mm512_storeu_ps(lane, acc[i]);
-        sum += lane[0];
-    }
-    *(float *)out = sum;
-    return NULL;
-}
+CHAINS_OF(run512, __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps)
 #endif
 
 /* `lanes` floats per vector: 2 FLOP per lane per FMA. */

@@ -15,7 +15,7 @@ use std::arch::x86_64::{__m256, __m512};
 /// `{b1}`, then for each row its `A` value at byte offset `$a` from the row's address,
 /// broadcast and multiplied into the row's two accumulators.
 macro_rules! step {
-    ($a:literal, $b:literal, [$($lo:ident $hi:ident $addr:literal $s:literal),*]) => {
+    ($a:literal, $b:literal, [$(($lo:ident $hi:ident $i:literal $addr:literal $s:literal)),*]) => {
         concat!(
             "vmovups {b0v}, [{b0} + ", $b, "]\n",
             "vmovups {b1v}, [{b1} + ", $b, "]\n",
@@ -30,13 +30,14 @@ macro_rules! step {
 
 /// Defines `$name`, the loop for `$rows` rows of `$vec` vectors (register class `$class`,
 /// target features `$feature`): `A`'s four steps at byte offsets `$steps` from the row
-/// addresses, which advance by `$next` bytes a step; `[$($base = first row),*]` are the row
-/// bases, then each row's accumulators, index, address and broadcast register.
+/// addresses, which advance by `$next` bytes a step (`$next4` four steps);
+/// `[$($base = first row),*]` are the row bases (all advanced, used or not), then each row's
+/// accumulators, index, address and broadcast register.
 macro_rules! k_loop {
     ($name:ident, $feature:literal, $class:ident, $vec:ty, $rows:literal,
      [$a0:literal, $a1:literal, $a2:literal, $a3:literal], $next:literal, $next4:literal,
      [$($base:ident = $first:literal),*],
-     [$($lo:ident $hi:ident $i:literal $addr:literal $s:literal),*]) => {
+     [$(($lo:ident $hi:ident $i:literal $addr:literal $s:literal)),*]) => {
         /// `lo[i] += Σ_p A[i, p] · B0[p]` and `hi[i] += Σ_p A[i, p] · B1[p]` for `p` in
         /// `0..kc`, in increasing `p`, one fused multiply-add each: `A[i, p]` is
         /// `a[i·lda + p·ak]`, `B0[p]` the vector at `b0 + p·16` floats, `B1[p]` the one at
@@ -66,10 +67,10 @@ macro_rules! k_loop {
                     "test {quads}, {quads}",
                     "jz 3f",
                     "2:",
-                    step!($a0, "0", [$($lo $hi $addr $s),*]),
-                    step!($a1, "64", [$($lo $hi $addr $s),*]),
-                    step!($a2, "128", [$($lo $hi $addr $s),*]),
-                    step!($a3, "192", [$($lo $hi $addr $s),*]),
+                    step!($a0, "0", [$(($lo $hi $i $addr $s)),*]),
+                    step!($a1, "64", [$(($lo $hi $i $addr $s)),*]),
+                    step!($a2, "128", [$(($lo $hi $i $addr $s)),*]),
+                    step!($a3, "192", [$(($lo $hi $i $addr $s)),*]),
                     // The panels' lines 32 steps ahead: on a block's first tile of rows they
                     // come from memory (the weights of a layer are read once per image at
                     // batch 1), too late for the hardware prefetcher alone.
@@ -90,7 +91,7 @@ macro_rules! k_loop {
                     "test {rest}, {rest}",
                     "jz 5f",
                     "4:",
-                    step!("0", "0", [$($lo $hi $addr $s),*]),
+                    step!("0", "0", [$(($lo $hi $i $addr $s)),*]),
                     $(concat!("add {", stringify!($base), "}, ", $next),)*
                     "add {b0}, 64",
                     "add {b1}, 64",
@@ -115,258 +116,43 @@ macro_rules! k_loop {
     };
 }
 
-k_loop!(
-    avx512_12,
-    "avx512f",
-    zmm_reg,
-    __m512,
-    12,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1",
-        l6 h6 6 "{r6}" "s0",
-        l7 h7 7 "{r6} + {lda}" "s1",
-        l8 h8 8 "{r6} + {lda}*2" "s0",
-        l9 h9 9 "{r9}" "s1",
-        l10 h10 10 "{r9} + {lda}" "s0",
-        l11 h11 11 "{r9} + {lda}*2" "s1"
-    ]
+/// Defines one loop per name of `[$name $height, ...]` (heights decreasing by one), the first
+/// on all of `[$row, ...]` (rows listed last first), each next one without the first row left.
+macro_rules! peel {
+    ($feature:literal, $class:ident, $vec:ty, $steps:tt, $next:literal, $next4:literal, $bases:tt,
+     [$name:ident $n:literal $(, $names:ident $ns:literal)*], [$row:tt $(, $rows:tt)*]) => {
+        k_loop!($name, $feature, $class, $vec, $n, $steps, $next, $next4, $bases, [$row $(, $rows)*]);
+        peel!($feature, $class, $vec, $steps, $next, $next4, $bases, [$($names $ns),*], [$($rows),*]);
+    };
+    ($feature:literal, $class:ident, $vec:ty, $steps:tt, $next:literal, $next4:literal, $bases:tt,
+     [], $rows:tt) => {};
+}
+
+/// The loops of one vector width: for each `{steps, next, next4, [names]}`, the heights named.
+macro_rules! k_loops {
+    ($feature:literal, $class:ident, $vec:ty, $bases:tt, $rows:tt,
+     $({$steps:tt, $next:literal, $next4:literal, $names:tt})*) => {
+        $(peel!($feature, $class, $vec, $steps, $next, $next4, $bases, $names, $rows);)*
+    };
+}
+
+// AVX-512: 12 down to 7 rows of `A` read in place (`lda` floats apart).
+k_loops!(
+    "avx512f", zmm_reg, __m512, [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
+    [(l11 h11 11 "{r9} + {lda}*2" "s1"), (l10 h10 10 "{r9} + {lda}" "s0"), (l9 h9 9 "{r9}" "s1"),
+     (l8 h8 8 "{r6} + {lda}*2" "s0"), (l7 h7 7 "{r6} + {lda}" "s1"), (l6 h6 6 "{r6}" "s0"),
+     (l5 h5 5 "{r3} + {lda}*2" "s1"), (l4 h4 4 "{r3} + {lda}" "s0"), (l3 h3 3 "{r3}" "s1"),
+     (l2 h2 2 "{r0} + {lda}*2" "s0"), (l1 h1 1 "{r0} + {lda}" "s1"), (l0 h0 0 "{r0}" "s0")],
+    {["0", "4", "8", "12"], "4", "16",
+     [avx512_12 12, avx512_11 11, avx512_10 10, avx512_9 9, avx512_8 8, avx512_7 7]}
 );
 
-k_loop!(
-    avx512_11,
-    "avx512f",
-    zmm_reg,
-    __m512,
-    11,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1",
-        l6 h6 6 "{r6}" "s0",
-        l7 h7 7 "{r6} + {lda}" "s1",
-        l8 h8 8 "{r6} + {lda}*2" "s0",
-        l9 h9 9 "{r9}" "s1",
-        l10 h10 10 "{r9} + {lda}" "s0"
-    ]
-);
-
-k_loop!(
-    avx512_10,
-    "avx512f",
-    zmm_reg,
-    __m512,
-    10,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3, r6 = 6, r9 = 9],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1",
-        l6 h6 6 "{r6}" "s0",
-        l7 h7 7 "{r6} + {lda}" "s1",
-        l8 h8 8 "{r6} + {lda}*2" "s0",
-        l9 h9 9 "{r9}" "s1"
-    ]
-);
-
-k_loop!(
-    avx512_9,
-    "avx512f",
-    zmm_reg,
-    __m512,
-    9,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3, r6 = 6],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1",
-        l6 h6 6 "{r6}" "s0",
-        l7 h7 7 "{r6} + {lda}" "s1",
-        l8 h8 8 "{r6} + {lda}*2" "s0"
-    ]
-);
-
-k_loop!(
-    avx512_8,
-    "avx512f",
-    zmm_reg,
-    __m512,
-    8,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3, r6 = 6],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1",
-        l6 h6 6 "{r6}" "s0",
-        l7 h7 7 "{r6} + {lda}" "s1"
-    ]
-);
-
-k_loop!(
-    avx512_7,
-    "avx512f",
-    zmm_reg,
-    __m512,
-    7,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3, r6 = 6],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1",
-        l6 h6 6 "{r6}" "s0"
-    ]
-);
-
-k_loop!(
-    avx2_6,
-    "avx2,fma",
-    ymm_reg,
-    __m256,
-    6,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1"
-    ]
-);
-
-k_loop!(
-    avx2_5,
-    "avx2,fma",
-    ymm_reg,
-    __m256,
-    5,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0"
-    ]
-);
-
-k_loop!(
-    avx2_4,
-    "avx2,fma",
-    ymm_reg,
-    __m256,
-    4,
-    ["0", "4", "8", "12"],
-    "4",
-    "16",
-    [r0 = 0, r3 = 3],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1"
-    ]
-);
-
-// `A` packed in `[k][6]` tiles (`lda` 1, a step 6 floats).
-k_loop!(
-    avx2_packed_6,
-    "avx2,fma",
-    ymm_reg,
-    __m256,
-    6,
-    ["0", "24", "48", "72"],
-    "24",
-    "96",
-    [r0 = 0, r3 = 3],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0",
-        l5 h5 5 "{r3} + {lda}*2" "s1"
-    ]
-);
-
-k_loop!(
-    avx2_packed_5,
-    "avx2,fma",
-    ymm_reg,
-    __m256,
-    5,
-    ["0", "24", "48", "72"],
-    "24",
-    "96",
-    [r0 = 0, r3 = 3],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1",
-        l4 h4 4 "{r3} + {lda}" "s0"
-    ]
-);
-
-k_loop!(
-    avx2_packed_4,
-    "avx2,fma",
-    ymm_reg,
-    __m256,
-    4,
-    ["0", "24", "48", "72"],
-    "24",
-    "96",
-    [r0 = 0, r3 = 3],
-    [
-        l0 h0 0 "{r0}" "s0",
-        l1 h1 1 "{r0} + {lda}" "s1",
-        l2 h2 2 "{r0} + {lda}*2" "s0",
-        l3 h3 3 "{r3}" "s1"
-    ]
+// AVX2 + FMA: 6 down to 4 rows, read in place, or packed in `[k][6]` tiles (`lda` 1, a step 6
+// floats).
+k_loops!(
+    "avx2,fma", ymm_reg, __m256, [r0 = 0, r3 = 3],
+    [(l5 h5 5 "{r3} + {lda}*2" "s1"), (l4 h4 4 "{r3} + {lda}" "s0"), (l3 h3 3 "{r3}" "s1"),
+     (l2 h2 2 "{r0} + {lda}*2" "s0"), (l1 h1 1 "{r0} + {lda}" "s1"), (l0 h0 0 "{r0}" "s0")],
+    {["0", "4", "8", "12"], "4", "16", [avx2_6 6, avx2_5 5, avx2_4 4]}
+    {["0", "24", "48", "72"], "24", "96", [avx2_packed_6 6, avx2_packed_5 5, avx2_packed_4 4]}
 );

@@ -523,88 +523,60 @@ fn no_hand_loop<V, const R: usize>(
     false
 }
 
-/// Puts a hand-scheduled loop of `fma_loop.rs` in place of a kernel's `k` loop where one fits
-/// the tile's height (`$n` rows, arrays of `$vec`): `$f(kc, a, lda, b[0], b[1], lo, hi)` for
-/// `$args` = `(kc, a, lda, b, lo, hi)`.
-#[cfg(target_arch = "x86_64")]
-macro_rules! by_hand {
-    ($f:path, $n:literal, $vec:ty, $args:expr) => {{
-        let (kc, a, lda, b, lo, hi) = $args;
-        // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's rows of `kc`
-        // steps and both column vectors' `kc` steps are readable and the CPU has the loop's
-        // features (the caller's contract).
-        unsafe {
-            let lo = &mut *(lo as *mut [$vec; R]).cast::<[$vec; $n]>();
-            let hi = &mut *(hi as *mut [$vec; R]).cast::<[$vec; $n]>();
-            $f(kc, a, lda, b[0], b[1], lo, hi)
+/// Defines `$name`, a kernel's `k` loop hook for `$vec` vectors: the hand-scheduled loop of
+/// `fma_loop.rs` for each `(height, a step)` listed, returning whether one ran (else the
+/// macro's own loop runs).
+macro_rules! hand_loops {
+    ($(#[$doc:meta])* $name:ident, $vec:ident, $(($n:literal, $ak:literal) => $f:ident),*) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        ///
+        /// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for,
+        /// and the CPU must have the loops' target features.
+        #[cfg(target_arch = "x86_64")]
+        #[inline(always)]
+        unsafe fn $name<const R: usize>(
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            ak: usize,
+            b: [*const f32; 2],
+            lo: &mut [std::arch::x86_64::$vec; R],
+            hi: &mut [std::arch::x86_64::$vec; R],
+        ) -> bool {
+            use std::arch::x86_64::$vec;
+            match (R, ak) {
+                $(($n, $ak) => {
+                    // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's
+                    // rows of `kc` steps and both column vectors' `kc` steps are readable and
+                    // the CPU has the loop's features (the caller's contract).
+                    unsafe {
+                        let lo = &mut *(lo as *mut [$vec; R]).cast::<[$vec; $n]>();
+                        let hi = &mut *(hi as *mut [$vec; R]).cast::<[$vec; $n]>();
+                        super::fma_loop::$f(kc, a, lda, b[0], b[1], lo, hi)
+                    }
+                    true
+                })*
+                _ => false,
+            }
         }
-        true
-    }};
+    };
 }
 
-/// The AVX-512 f32 kernel's `k` loop on 7 to 12 rows of `A` read in place: the hand-scheduled
-/// one (`fma_loop.rs`); returns whether it ran (else the macro's loop runs).
-///
-/// # Safety
-///
-/// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for, and the
-/// CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn fp32_avx512_loop<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    ak: usize,
-    b: [*const f32; 2],
-    lo: &mut [std::arch::x86_64::__m512; R],
-    hi: &mut [std::arch::x86_64::__m512; R],
-) -> bool {
-    use super::fma_loop as f;
-    use std::arch::x86_64::__m512;
-    let args = (kc, a, lda, b, lo, hi);
-    match (R, ak) {
-        (12, 1) => by_hand!(f::avx512_12, 12, __m512, args),
-        (11, 1) => by_hand!(f::avx512_11, 11, __m512, args),
-        (10, 1) => by_hand!(f::avx512_10, 10, __m512, args),
-        (9, 1) => by_hand!(f::avx512_9, 9, __m512, args),
-        (8, 1) => by_hand!(f::avx512_8, 8, __m512, args),
-        (7, 1) => by_hand!(f::avx512_7, 7, __m512, args),
-        _ => false,
-    }
-}
-
-/// The AVX2 + FMA f32 kernel's `k` loop on 4 to 6 rows of `A`, read in place or packed in
-/// `[k][MR]` tiles: the hand-scheduled one (`fma_loop.rs`); returns whether it ran.
-///
-/// # Safety
-///
-/// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for, and the
-/// CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn fp32_avx2_loop<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    lda: usize,
-    ak: usize,
-    b: [*const f32; 2],
-    lo: &mut [std::arch::x86_64::__m256; R],
-    hi: &mut [std::arch::x86_64::__m256; R],
-) -> bool {
-    use super::fma_loop as f;
-    use std::arch::x86_64::__m256;
-    let args = (kc, a, lda, b, lo, hi);
-    match (R, ak) {
-        (6, 1) => by_hand!(f::avx2_6, 6, __m256, args),
-        (5, 1) => by_hand!(f::avx2_5, 5, __m256, args),
-        (4, 1) => by_hand!(f::avx2_4, 4, __m256, args),
-        (6, 6) => by_hand!(f::avx2_packed_6, 6, __m256, args),
-        (5, 6) => by_hand!(f::avx2_packed_5, 5, __m256, args),
-        (4, 6) => by_hand!(f::avx2_packed_4, 4, __m256, args),
-        _ => false,
-    }
-}
+hand_loops!(
+    /// The AVX-512 f32 kernel's `k` loop on 7 to 12 rows of `A` read in place.
+    fp32_avx512_loop, __m512,
+    (12, 1) => avx512_12, (11, 1) => avx512_11, (10, 1) => avx512_10,
+    (9, 1) => avx512_9, (8, 1) => avx512_8, (7, 1) => avx512_7
+);
+hand_loops!(
+    /// The AVX2 + FMA f32 kernel's `k` loop on 4 to 6 rows of `A`, read in place or packed in
+    /// `[k][MR]` tiles.
+    fp32_avx2_loop, __m256,
+    (6, 1) => avx2_6, (5, 1) => avx2_5, (4, 1) => avx2_4,
+    (6, 6) => avx2_packed_6, (5, 6) => avx2_packed_5, (4, 6) => avx2_packed_4
+);
 
 /// The kernel without SIMD: the same loops on any CPU.
 ///
