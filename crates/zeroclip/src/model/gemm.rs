@@ -363,6 +363,7 @@ unsafe fn block(
                 let nb = nb..(nb + block).min(panels.end);
                 for (r0, r) in row_tiles(rows.clone(), height, !pack) {
                     // After the block's last panels, the next tile of rows at its first.
+                    #[cfg(target_arch = "x86_64")]
                     let next_rows = (r0 + r, nb.start * NR);
                     let mut p = nb.start;
                     while p < nb.end {
@@ -418,6 +419,8 @@ unsafe fn block(
 
 /// Prefetches the first 32 steps of a panel's slice into L1.
 fn prefetch_steps(slice: &[f32]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slice;
     #[cfg(target_arch = "x86_64")]
     for line in slice.chunks(NR).take(32) {
         // SAFETY: prefetching has no effect on memory and cannot fault; the address is inside

@@ -36,7 +36,9 @@ pub(super) struct Tile {
     pub(super) b: [*const f32; 2],
     /// `C`'s first row and column of the tile; rows `ldc` apart.
     pub(super) c: *mut f32,
-    /// `C`'s first row and column of the driver's next call (prefetched; never dereferenced).
+    /// `C`'s first row and column of the driver's next call (prefetched by the SIMD kernels;
+    /// never dereferenced).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) next: *const f32,
     pub(super) ldc: usize,
     /// Whether `C` already holds the previous `k` blocks' sums.
