@@ -2,11 +2,13 @@
 //! AVX-512 on 7 to 12 rows × two panels, AVX2 + FMA on 4 to 6 rows × one panel (with `A` read
 //! in place or packed in `[k][6]` tiles). The same fused multiply-adds as the kernels' Rust
 //! loop, in the same order (so the same bits), but with `A`'s rows addressed from one base
-//! register per three rows (or one for a packed tile) and `k` unrolled by four, so the loop
+//! register per three rows (a packed tile is rows one float apart) and `k` unrolled by four, so
+//! the loop
 //! spends a few integer instructions per four steps instead of several per step, and it
 //! prefetches the panels ahead. The compiler's schedule of the Rust loop left more of the FMA
 //! peak unused (docs/PERFORMANCE.md, speed round 3). Shorter tiles keep the Rust loop: they are
-//! rare, and too short to keep the multiply-adds busy either way.
+//! rare, and too short to keep the multiply-adds busy either way. The kernels reach these loops
+//! through the hooks at the end (`fp32_avx512_loop`, `fp32_avx2_loop`, `no_hand_loop`).
 
 use std::arch::asm;
 use std::arch::x86_64::{__m256, __m512};
@@ -155,4 +157,74 @@ k_loops!(
      (l2 h2 2 "{r0} + {lda}*2" "s0"), (l1 h1 1 "{r0} + {lda}" "s1"), (l0 h0 0 "{r0}" "s0")],
     {["0", "4", "8", "12"], "4", "16", [avx2_6 6, avx2_5 5, avx2_4 4]}
     {["0", "24", "48", "72"], "24", "96", [avx2_packed_6 6, avx2_packed_5 5, avx2_packed_4 4]}
+);
+
+/// The `k` loop of kernels that have none scheduled by hand: the macro's own runs.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn no_hand_loop<V, const R: usize>(
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: [*const f32; 2],
+    _: &mut [V; R],
+    _: &mut [V; R],
+) -> bool {
+    false
+}
+
+/// Defines `$name`, a kernel's `k` loop hook for `$vec` vectors: the hand-scheduled loop of
+/// `fma_loop.rs` for each `(height, a step)` listed, returning whether one ran (else the
+/// macro's own loop runs).
+macro_rules! hand_loops {
+    ($(#[$doc:meta])* $name:ident, $vec:ident, $(($n:literal, $ak:literal) => $f:ident),*) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        ///
+        /// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for,
+        /// and the CPU must have the loops' target features.
+        #[cfg(target_arch = "x86_64")]
+        #[inline(always)]
+        pub(super) unsafe fn $name<const R: usize>(
+            kc: usize,
+            a: *const f32,
+            lda: usize,
+            ak: usize,
+            b: [*const f32; 2],
+            lo: &mut [std::arch::x86_64::$vec; R],
+            hi: &mut [std::arch::x86_64::$vec; R],
+        ) -> bool {
+            use std::arch::x86_64::$vec;
+            match (R, ak) {
+                $(($n, $ak) => {
+                    // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's
+                    // rows of `kc` steps and both column vectors' `kc` steps are readable and
+                    // the CPU has the loop's features (the caller's contract).
+                    unsafe {
+                        let lo = &mut *(lo as *mut [$vec; R]).cast::<[$vec; $n]>();
+                        let hi = &mut *(hi as *mut [$vec; R]).cast::<[$vec; $n]>();
+                        $f(kc, a, lda, b[0], b[1], lo, hi)
+                    }
+                    true
+                })*
+                _ => false,
+            }
+        }
+    };
+}
+
+hand_loops!(
+    /// The AVX-512 f32 kernel's `k` loop on 7 to 12 rows of `A` read in place.
+    fp32_avx512_loop, __m512,
+    (12, 1) => avx512_12, (11, 1) => avx512_11, (10, 1) => avx512_10,
+    (9, 1) => avx512_9, (8, 1) => avx512_8, (7, 1) => avx512_7
+);
+hand_loops!(
+    /// The AVX2 + FMA f32 kernel's `k` loop on 4 to 6 rows of `A`, read in place or packed in
+    /// `[k][MR]` tiles.
+    fp32_avx2_loop, __m256,
+    (6, 1) => avx2_6, (5, 1) => avx2_5, (4, 1) => avx2_4,
+    (6, 6) => avx2_packed_6, (5, 6) => avx2_packed_5, (4, 6) => avx2_packed_4
 );

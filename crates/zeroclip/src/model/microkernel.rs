@@ -10,6 +10,8 @@ use super::bf16::unslot;
 #[cfg(target_arch = "x86_64")]
 use super::bf16::{dot256, dot512};
 use super::epilogue::{finish, Epilogue, NR};
+#[cfg(target_arch = "x86_64")]
+use super::fma_loop::{fp32_avx2_loop, fp32_avx512_loop, no_hand_loop};
 use super::int8;
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dequant256, dequant256_signed, dequant512, dequant512_signed};
@@ -508,76 +510,6 @@ simd_kernel!(
     dequant256_signed,
     8,
     no_hand_loop
-);
-
-/// The `k` loop of kernels that have none scheduled by hand: the macro's own runs.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn no_hand_loop<V, const R: usize>(
-    _: usize,
-    _: *const f32,
-    _: usize,
-    _: usize,
-    _: [*const f32; 2],
-    _: &mut [V; R],
-    _: &mut [V; R],
-) -> bool {
-    false
-}
-
-/// Defines `$name`, a kernel's `k` loop hook for `$vec` vectors: the hand-scheduled loop of
-/// `fma_loop.rs` for each `(height, a step)` listed, returning whether one ran (else the
-/// macro's own loop runs).
-macro_rules! hand_loops {
-    ($(#[$doc:meta])* $name:ident, $vec:ident, $(($n:literal, $ak:literal) => $f:ident),*) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        ///
-        /// As for the kernel: `a`, `b` and `kc` must describe a tile the caller vouches for,
-        /// and the CPU must have the loops' target features.
-        #[cfg(target_arch = "x86_64")]
-        #[inline(always)]
-        unsafe fn $name<const R: usize>(
-            kc: usize,
-            a: *const f32,
-            lda: usize,
-            ak: usize,
-            b: [*const f32; 2],
-            lo: &mut [std::arch::x86_64::$vec; R],
-            hi: &mut [std::arch::x86_64::$vec; R],
-        ) -> bool {
-            use std::arch::x86_64::$vec;
-            match (R, ak) {
-                $(($n, $ak) => {
-                    // SAFETY: `R` is `$n` here, so the arrays are the same type; the tile's
-                    // rows of `kc` steps and both column vectors' `kc` steps are readable and
-                    // the CPU has the loop's features (the caller's contract).
-                    unsafe {
-                        let lo = &mut *(lo as *mut [$vec; R]).cast::<[$vec; $n]>();
-                        let hi = &mut *(hi as *mut [$vec; R]).cast::<[$vec; $n]>();
-                        super::fma_loop::$f(kc, a, lda, b[0], b[1], lo, hi)
-                    }
-                    true
-                })*
-                _ => false,
-            }
-        }
-    };
-}
-
-hand_loops!(
-    /// The AVX-512 f32 kernel's `k` loop on 7 to 12 rows of `A` read in place.
-    fp32_avx512_loop, __m512,
-    (12, 1) => avx512_12, (11, 1) => avx512_11, (10, 1) => avx512_10,
-    (9, 1) => avx512_9, (8, 1) => avx512_8, (7, 1) => avx512_7
-);
-hand_loops!(
-    /// The AVX2 + FMA f32 kernel's `k` loop on 4 to 6 rows of `A`, read in place or packed in
-    /// `[k][MR]` tiles.
-    fp32_avx2_loop, __m256,
-    (6, 1) => avx2_6, (5, 1) => avx2_5, (4, 1) => avx2_4,
-    (6, 6) => avx2_packed_6, (5, 6) => avx2_packed_5, (4, 6) => avx2_packed_4
 );
 
 /// The kernel without SIMD: the same loops on any CPU.
