@@ -3,12 +3,11 @@
 //! in place or packed in `[k][6]` tiles). The same fused multiply-adds as the kernels' Rust
 //! loop, in the same order (so the same bits), but with `A`'s rows addressed from one base
 //! register per three rows (a packed tile is rows one float apart) and `k` unrolled by four, so
-//! the loop
-//! spends a few integer instructions per four steps instead of several per step, and it
-//! prefetches the panels ahead. The compiler's schedule of the Rust loop left more of the FMA
-//! peak unused (docs/PERFORMANCE.md, speed round 3). Shorter tiles keep the Rust loop: they are
-//! rare, and too short to keep the multiply-adds busy either way. The kernels reach these loops
-//! through the hooks at the end (`fp32_avx512_loop`, `fp32_avx2_loop`, `no_hand_loop`).
+//! the loop spends a few integer instructions per four steps instead of several per step, and
+//! it prefetches the panels ahead. The compiler's schedule of the Rust loop left more of the
+//! FMA peak unused (docs/PERFORMANCE.md, speed round 3). Shorter tiles keep the Rust loop: they
+//! are rare, and too short to keep the multiply-adds busy either way. The kernels reach these
+//! loops through the hooks at the end (`fp32_avx512_loop`, `fp32_avx2_loop`, `no_hand_loop`).
 
 use std::arch::asm;
 use std::arch::x86_64::{__m256, __m512};
