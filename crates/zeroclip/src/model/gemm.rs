@@ -43,9 +43,11 @@ use super::{amx, bf16, int8};
 
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
 const MR: usize = 6;
-/// `k` per block: a panel's slice is `KC × NR` floats = 16 KiB, half of L1.
+/// `k` per block: a tile of 12 rows of `A` is `12 × KC` floats = 12 KiB, held in L1; a panel's
+/// slice `KC × NR` floats = 16 KiB.
 const KC: usize = 256;
-/// Rows of `A` per task: `MC × KC` floats = 120 KiB, resident in L2.
+/// Rows of `A` per task: `MC × KC` floats = 240 KiB, in L2 beside a block of panels; each task
+/// reads its panels from L3 once per `MC` rows.
 const MC: usize = 240;
 /// Panels per block that a tile of rows meets before the next tile: `NB × KC × NR` floats =
 /// 256 KiB, resident in L2 (an even number, so pairs of panels stay whole).
