@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import statistics
 import subprocess
@@ -63,6 +64,7 @@ SECTION = "## Speed round 3 (issue 11)"
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
+@functools.cache
 def cpuid_mask(isa: str) -> dict | None:
     """The environment that restricts ONNX Runtime to `isa` (bench/cpuid_mask.c), built on first
     use; None where this machine cannot (no CPUID faulting), {} for `native`."""

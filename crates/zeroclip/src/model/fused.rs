@@ -175,41 +175,31 @@ fn query_for(
     }
 }
 
-/// [`query`] compiled for AVX-512.
-///
-/// # Safety
-///
-/// The CPU must have AVX-512 F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn query_avx512(
-    head: &Head,
-    q: &[f32],
-    scale: f32,
-    keys: usize,
-    p: &mut [f32],
-    o: &mut [f32],
-) {
-    query(head, q, scale, keys, p, o)
+/// Defines `$name`: [`query`] compiled with the target features `$feature` (it is inlined
+/// there, so its loops take that width; a closure would not be).
+macro_rules! query_compiled_for {
+    ($name:ident, $feature:literal, $what:literal) => {
+        #[doc = concat!("[`query`] compiled for ", $what, ".")]
+        ///
+        /// # Safety
+        ///
+        #[doc = concat!("The CPU must have ", $what, ".")]
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(
+            head: &Head,
+            q: &[f32],
+            scale: f32,
+            keys: usize,
+            p: &mut [f32],
+            o: &mut [f32],
+        ) {
+            query(head, q, scale, keys, p, o)
+        }
+    };
 }
-
-/// [`query`] compiled for AVX2.
-///
-/// # Safety
-///
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn query_avx2(
-    head: &Head,
-    q: &[f32],
-    scale: f32,
-    keys: usize,
-    p: &mut [f32],
-    o: &mut [f32],
-) {
-    query(head, q, scale, keys, p, o)
-}
+query_compiled_for!(query_avx512, "avx512f", "AVX-512 F");
+query_compiled_for!(query_avx2, "avx2", "AVX2");
 
 impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {

@@ -3,6 +3,12 @@
 use super::*;
 use crate::model::dispatch::Class;
 
+/// `bt` (`[n, k]`, `B` transposed) packed in `format` and `layout`, from memory.
+fn pack(bt: &[f32], n: usize, k: usize, format: Format, layout: Layout) -> PackedMatrix {
+    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
+    PackedMatrix::from_transposed_with(bt, n, k, format, layout, copy)
+}
+
 /// The epilogues every product is checked with.
 fn epilogues<'a>(scale: &'a [f32], shift: &'a [f32], res: &'a [f32]) -> [Epilogue<'a>; 4] {
     [
@@ -101,8 +107,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
         }
     };
     let (a_seen, bt_seen) = (seen(&a, m, true), seen(&bt, n, false));
-    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let packed = PackedMatrix::from_transposed_with(&bt, n, k, format, Layout::Panels, copy);
+    let packed = pack(&bt, n, k, format, Layout::Panels);
     let mut matrices = vec![packed];
     if format == Format::F32 {
         let mut b_rows = vec![0f32; k * n];
@@ -204,7 +209,6 @@ fn matches_a_naive_product_on_every_edge() {
 fn the_gemm_crate_path_matches_a_naive_product() {
     // The f32 products of CPUs without our SIMD kernels outside x86 (`fallback.rs`), run here
     // whatever this CPU picks: the layout, not the kernel, routes a product there.
-    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
     for (m, k, n) in [
         (1, 1, 1),
         (4, 0, 5),
@@ -218,8 +222,7 @@ fn the_gemm_crate_path_matches_a_naive_product() {
     ] {
         let (a, bt) = (rand(m * k, 1), rand(n * k, 2));
         let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
-        let b =
-            PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, Layout::Transposed, copy);
+        let b = pack(&bt, n, k, Format::F32, Layout::Transposed);
         for (e, epi) in epilogues(&scale, &shift, &res).iter().enumerate() {
             let want = naive(&a, m, k, &bt, n, epi);
             for threads in [1, 2] {
@@ -236,12 +239,19 @@ fn the_gemm_crate_path_matches_a_naive_product() {
         }
     }
     // Row strides wider than the rows: the padding is left alone.
+    check_row_strides(Layout::Transposed, true);
+}
+
+/// A 9×20 · 20×18 product with row strides wider than the rows (`lda` 27, `ldc` 25), `B` in
+/// `layout`, with a residual and ReLU if `residual_relu`: every product equals the f32 dot
+/// product and the padding columns of `C` are left alone.
+fn check_row_strides(layout: Layout, residual_relu: bool) {
     let (m, k, n, lda, ldc) = (9, 20, 18, 27, 25);
     let (a, bt, res) = (rand(m * lda, 7), rand(n * k, 8), rand(m * ldc, 9));
-    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, Layout::Transposed, copy);
+    let b = pack(&bt, n, k, Format::F32, layout);
     let epi = Epilogue {
-        residual: Some(&res),
-        relu: true,
+        residual: residual_relu.then_some(&res[..]),
+        relu: residual_relu,
         ..Default::default()
     };
     let mut c = vec![-7f32; m * ldc];
@@ -254,7 +264,11 @@ fn the_gemm_crate_path_matches_a_naive_product() {
                 continue;
             }
             let dot: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
-            let want = (dot + res[i * ldc + j]).max(0.0);
+            let want = if residual_relu {
+                (dot + res[i * ldc + j]).max(0.0)
+            } else {
+                dot
+            };
             assert!((got - want).abs() < 1e-4, "{i},{j}: {got} vs {want}");
         }
     }
@@ -274,8 +288,7 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
         .collect();
     for class in Class::runnable() {
         let kernels = kernels_for(class, Format::Int8);
-        let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-        let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, Layout::Panels, copy);
+        let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
         let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
         let mut c = vec![f32::NAN; m * n];
         let epi = Epilogue::default();
@@ -311,23 +324,7 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
 
 #[test]
 fn respects_row_strides() {
-    let (m, k, n, lda, ldc) = (9, 20, 18, 27, 25);
-    let a = rand(m * lda, 7);
-    let bt = rand(n * k, 8);
-    let b = PackedMatrix::from_transposed(&bt, n, k);
-    let mut c = vec![-7f32; m * ldc];
-    matmul(&a, lda, m, &b, &mut c, ldc, &Epilogue::default(), 2);
-    for i in 0..m {
-        for j in 0..ldc {
-            let got = c[i * ldc + j];
-            if j >= n {
-                assert_eq!(got, -7.0, "padding column {j} of row {i} untouched");
-                continue;
-            }
-            let want: f32 = (0..k).map(|kk| a[i * lda + kk] * bt[j * k + kk]).sum();
-            assert!((got - want).abs() < 1e-4, "{i},{j}: {got} vs {want}");
-        }
-    }
+    check_row_strides(Layout::for_format(Format::F32), false);
 }
 
 #[test]
@@ -346,8 +343,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         rand(n, 13),
         rand(m * n, 14),
     );
-    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, Layout::Panels, copy);
+    let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
     assert!(amx::fits(&b));
     let (a_in, row_scales) =
         a_as_slots(&a, k, m, m.next_multiple_of(amx::ROWS), k, Format::Int8, 1);
@@ -407,8 +403,7 @@ fn every_int8_kernel_gives_the_same_bits() {
         rand(n, 23),
         rand(m * n, 24),
     );
-    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::Int8, Layout::Panels, copy);
+    let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
     let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
     let epi = Epilogue {
         shift: Some(&shift),
@@ -448,7 +443,6 @@ fn every_f32_simd_kernel_gives_the_same_bits() {
     // The same fused multiply-adds in the same order whatever the class, the tile height (the
     // AVX-512 kernel's hand-scheduled loops for 7 to 12 rows, its Rust loop below that) or
     // whether the AVX2 kernel packed `A`: only the portable kernel rounds differently.
-    let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
     for (m, k, n) in [(7, 37, 64), (16, 260, 48), (29, 198, 56), (83, 531, 530)] {
         let (a, bt, scale, res) = (
             rand(m * k, 31),
@@ -456,7 +450,7 @@ fn every_f32_simd_kernel_gives_the_same_bits() {
             rand(n, 33),
             rand(m * n, 34),
         );
-        let b = PackedMatrix::from_transposed_with(&bt, n, k, Format::F32, Layout::Panels, copy);
+        let b = pack(&bt, n, k, Format::F32, Layout::Panels);
         let epi = Epilogue {
             scale: Some(&scale),
             residual: Some(&res),
