@@ -125,8 +125,11 @@ impl BatcherHandle {
 }
 
 impl Worker {
-    /// Starts the worker on a new thread.
+    /// Starts the worker on a new thread. The server is ready when this returns: a job sent
+    /// before the thread first runs waits in the queue, so `/readyz` need not race the
+    /// thread's start.
     pub fn spawn(self) -> std::thread::JoinHandle<()> {
+        self.ready.store(true, Ordering::SeqCst);
         std::thread::Builder::new()
             .name("zeroclip-model".into())
             .spawn(move || self.run())

@@ -111,6 +111,22 @@ async fn full_queue_is_503_and_slow_request_is_504() {
     assert_eq!(status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_started_server_is_ready_before_its_worker_thread_first_runs() {
+    // `serve` prints its address right after starting the state; a probe that follows at once
+    // must not see the thread's start-up as "not running".
+    let (state, worker) = unstarted(config());
+    let thread = worker.spawn();
+    assert!(
+        state.is_ready(),
+        "not ready right after the worker was spawned"
+    );
+    let (status, _, body) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    drop(state);
+    thread.join().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_in_flight_limit_are_503_but_probes_pass() {
     let config = ServerConfig {
