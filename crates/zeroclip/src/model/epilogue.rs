@@ -17,8 +17,9 @@ pub struct Epilogue<'a> {
     pub residual: Option<&'a [f32]>,
     /// `max(0, ·)` after the residual.
     pub relu: bool,
-    /// `ops::quick_gelu_value` last, on the finished tile while it is in L1 (the MLP's
-    /// `c_fc`), instead of a pass over the whole activation and a buffer for its result.
+    /// QuickGELU last (`ops::quick_gelu_slice`), on the finished tile while it is in registers
+    /// or L1 (the MLP's `c_fc`), instead of a pass over the whole activation and a buffer for
+    /// its result.
     pub quick_gelu: bool,
 }
 

@@ -68,6 +68,26 @@ pub fn matmul(
     epi: &Epilogue,
     threads: usize,
 ) {
+    // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout, and `matmul_into` only
+    // writes initialized values.
+    let c = unsafe { &mut *(c as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+    matmul_into(a, lda, m, b, c, ldc, epi, threads);
+}
+
+/// [`matmul`] into a `C` that may be uninitialized (a fresh buffer, which then needs no
+/// zeroing): every `C[i, j]` is written before anything reads it; the columns past `n` of
+/// each row (if `ldc > n`) are left alone, and must be initialized.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_into(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedMatrix,
+    c: &mut [std::mem::MaybeUninit<f32>],
+    ldc: usize,
+    epi: &Epilogue,
+    threads: usize,
+) {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
         return;
@@ -81,6 +101,14 @@ pub fn matmul(
         assert!(v.len() >= n, "epilogue vector shorter than {n}");
     }
     if b.layout == Layout::Transposed {
+        for row in c.chunks_mut(ldc) {
+            for v in row.iter_mut().take(n) {
+                v.write(0.0);
+            }
+        }
+        // SAFETY: the layouts are the same; every `C[i, j]` was just initialized, and the
+        // columns past `n` are initialized (the function's contract).
+        let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
         return super::fallback::matmul(a, lda, m, b, c, ldc, epi, threads);
     }
     let panels = n.div_ceil(NR);
@@ -111,7 +139,7 @@ pub fn matmul(
     // Whole pairs of panels for the AVX-512 kernel.
     let per_chunk = panels.div_ceil(n_chunks).next_multiple_of(2);
     let n_chunks = panels.div_ceil(per_chunk);
-    let c_ptr = SendPtr(c.as_mut_ptr());
+    let c_ptr = SendPtr(c.as_mut_ptr().cast::<f32>());
     let task = |t: usize| {
         let (mb, nc) = (t / n_chunks, t % n_chunks);
         let rows = (mb * mc).min(m)..(mb * mc + mc).min(m);
@@ -194,7 +222,8 @@ pub fn linear(
     if k != b.k {
         candle_core::bail!("linear: input [{rows}, {k}] for a weight of {} inputs", b.k);
     }
-    let mut out = vec![0f32; rows * b.n];
+    let len = rows * b.n;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let threads = super::threads();
     with_f32(x, |a| match residual {
         Some(r) => with_f32(r, |r| {
@@ -204,7 +233,8 @@ pub fn linear(
                 quick_gelu,
                 ..Default::default()
             };
-            matmul(a, k, rows, b, &mut out, b.n, &epi, threads)
+            let c = &mut out.spare_capacity_mut()[..len];
+            matmul_into(a, k, rows, b, c, b.n, &epi, threads)
         }),
         None => {
             let epi = Epilogue {
@@ -212,10 +242,13 @@ pub fn linear(
                 quick_gelu,
                 ..Default::default()
             };
-            matmul(a, k, rows, b, &mut out, b.n, &epi, threads);
+            let c = &mut out.spare_capacity_mut()[..len];
+            matmul_into(a, k, rows, b, c, b.n, &epi, threads);
             Ok(())
         }
     })??;
+    // SAFETY: `matmul_into` wrote all `rows × n` values (row stride `n`).
+    unsafe { out.set_len(len) };
     Tensor::from_vec(out, (rows, b.n), &Device::Cpu)
 }
 
@@ -237,8 +270,9 @@ impl SendPtr {
 ///
 /// # Safety
 ///
-/// `c` must be valid for reads and writes of `C` (`a`'s rows × `b.n` columns, rows `ldc`
-/// apart) for the rows and panels given, and no other thread may touch that rectangle
+/// `c` must be valid for writes of `C` (`a`'s rows × `b.n` columns, rows `ldc` apart) for the
+/// rows and panels given, and for reads of what this call wrote there (it reads nothing it has
+/// not written, so `C` may start uninitialized), and no other thread may touch that rectangle
 /// meanwhile; `rows` must lie within `a`'s rows and `panels` within `b`'s; `kernel` must be one
 /// this CPU runs (see [`kernels_for`]); `a` and `lda` count `b`'s steps (bf16 slots for a bf16
 /// `b`).
@@ -305,9 +339,9 @@ unsafe fn block(
                 ldc,
                 accumulate: k0 > 0,
             };
-            // A tile of full panels `width` columns wide: on the last `k` block the epilogue is
-            // applied in registers before the store, and QuickGELU on the stored tile.
-            let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, width: usize, b, next| {
+            // A tile of full panels: on the last `k` block the epilogue (QuickGELU included) is
+            // applied in registers before the store.
+            let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, b, next| {
                 let t = tile(r0, col0, b, next);
                 let te = last.then(|| TileEpi {
                     row_scale: quant.map_or(std::ptr::null(), |_| row_scales[r0..].as_ptr()),
@@ -318,19 +352,21 @@ unsafe fn block(
                     residual: (epi.residual)
                         .map_or(std::ptr::null(), |v| v[r0 * ldc + col0..].as_ptr()),
                     relu: epi.relu,
+                    gelu: epi.quick_gelu,
                 });
                 kernel.run(r, &t, te.as_ref());
-                if last && epi.quick_gelu {
-                    activate(t.c, r, width, ldc);
-                }
             };
             // The edge panel (narrower than `NR`) goes through the full-width scratch tile.
             let mut partial = |r0: usize, r: usize, col0: usize, bs: [*const f32; 2]| {
                 let cols = n - col0;
                 let cp = c.add(r0 * ldc + col0);
-                for i in 0..r {
-                    for j in 0..cols {
-                        edge[i * NR + j] = *cp.add(i * ldc + j);
+                // `C` holds earlier blocks' sums only from the second block on (before, it may
+                // be uninitialized).
+                if k0 > 0 {
+                    for i in 0..r {
+                        for j in 0..cols {
+                            edge[i * NR + j] = *cp.add(i * ldc + j);
+                        }
                     }
                 }
                 let t = Tile {
@@ -389,7 +425,7 @@ unsafe fn block(
                                 prefetch_steps(b.panel_slice(p + 2, k0, kc));
                                 prefetch_steps(b.panel_slice(p + 3, k0, kc));
                             }
-                            full(wide, r0, r, col0, 2 * NR, bs, next);
+                            full(wide, r0, r, col0, bs, next);
                             p += 2;
                             continue;
                         }
@@ -406,7 +442,7 @@ unsafe fn block(
                                     // As for pairs above: the next panel's first steps.
                                     prefetch_steps(b.panel_slice(p + 1, k0, kc));
                                 }
-                                full(kernel, r1, r, col0, NR, bs, next);
+                                full(kernel, r1, r, col0, bs, next);
                             } else {
                                 partial(r1, r, col0, bs);
                             }
@@ -456,20 +492,6 @@ fn row_tiles(
         *r0 += r;
         Some(tile)
     })
-}
-
-/// QuickGELU over `rows` × `cols` of a finished tile at `c` (row stride `ldc`).
-///
-/// # Safety
-///
-/// `c` must be valid for reads and writes of `rows` rows of `cols` floats, `ldc` apart, that no
-/// one else accesses meanwhile.
-unsafe fn activate(c: *mut f32, rows: usize, cols: usize, ldc: usize) {
-    for i in 0..rows {
-        // SAFETY: row `i` of the tile, inside what the caller vouches for.
-        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        super::ops::quick_gelu_slice(row);
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use super::int8::{dequant256, dequant256_signed, dequant512, dequant512_signed};
 use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int8_dot512_bw};
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256_avx_vnni, dot256_vnni};
+#[cfg(target_arch = "x86_64")]
+use super::vmath::{quick_gelu_call16, quick_gelu_call8};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
 pub(super) const MR_WIDE: usize = 12;
@@ -60,6 +62,8 @@ pub(super) struct TileEpi {
     pub(super) shift: *const f32,
     pub(super) residual: *const f32,
     pub(super) relu: bool,
+    /// QuickGELU last (`vmath.rs`'s, lane for lane what `ops::quick_gelu_slice` computes).
+    pub(super) gelu: bool,
 }
 
 impl TileEpi {
@@ -265,8 +269,8 @@ unsafe fn in_passes_of_three(
 /// body for every vector width, so the kernels cannot drift apart.
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
-     $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $lanes:expr,
-     $k_loop:ident) => {
+     $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $gelu:ident,
+     $lanes:expr, $k_loop:ident) => {
         /// The SIMD kernel for these target features.
         ///
         /// # Safety
@@ -364,6 +368,12 @@ macro_rules! simd_kernel {
                             hi[i] = $max(hi[i], zero);
                         }
                     }
+                    if e.gelu {
+                        for i in 0..R {
+                            lo[i] = $gelu(lo[i]);
+                            hi[i] = $gelu(hi[i]);
+                        }
+                    }
                 }
                 for i in 0..R {
                     $store(c.add(i * ldc), lo[i]);
@@ -386,6 +396,7 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
+    quick_gelu_call8,
     8,
     fp32_avx2_loop
 );
@@ -401,6 +412,7 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
+    quick_gelu_call16,
     NR,
     fp32_avx512_loop
 );
@@ -417,6 +429,7 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
+    quick_gelu_call16,
     NR,
     no_hand_loop
 );
@@ -432,6 +445,7 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
+    quick_gelu_call8,
     8,
     no_hand_loop
 );
@@ -448,6 +462,7 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
+    quick_gelu_call16,
     NR,
     no_hand_loop
 );
@@ -463,6 +478,7 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
+    quick_gelu_call8,
     8,
     no_hand_loop
 );
@@ -478,6 +494,7 @@ simd_kernel!(
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512_signed,
+    quick_gelu_call16,
     NR,
     no_hand_loop
 );
@@ -493,6 +510,7 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
+    quick_gelu_call8,
     8,
     no_hand_loop
 );
@@ -508,6 +526,7 @@ simd_kernel!(
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256_signed,
+    quick_gelu_call8,
     8,
     no_hand_loop
 );
@@ -603,7 +622,7 @@ unsafe fn kernel_with<const R: usize>(
                 shift: opt(e.shift, NR),
                 residual: None,
                 relu: e.relu,
-                quick_gelu: false, // applied by `block` after the kernel
+                quick_gelu: e.gelu,
             };
             for i in 0..R {
                 let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);

@@ -29,6 +29,8 @@ pub(crate) mod resnet;
 pub(crate) mod text;
 pub(crate) mod transformer;
 pub(crate) mod vit;
+#[cfg(target_arch = "x86_64")]
+mod vmath;
 mod winograd;
 
 pub use config::{Activation, ClipConfig, VisionConfig};

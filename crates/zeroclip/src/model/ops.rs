@@ -76,20 +76,40 @@ impl CustomOp3 for TwoPassLayerNorm {
                 bias.len()
             );
         }
-        let mut dst = vec![0f32; src.len()];
+        // Every value is written below, so the buffer needs no zeroing first.
+        let mut dst: Vec<f32> = Vec::with_capacity(src.len());
         let eps = self.eps;
         src.par_chunks(n)
-            .zip(dst.par_chunks_mut(n))
+            .zip(dst.spare_capacity_mut()[..src.len()].par_chunks_mut(n))
             .for_each(|(row, out)| {
-                let mean = row.iter().sum::<f32>() / n as f32;
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
+                let mean = lane_sum(row, |v| v) / n as f32;
+                let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n as f32;
                 let inv_std = 1.0 / (var + eps).sqrt();
                 for (((o, v), w), b) in out.iter_mut().zip(row).zip(weight).zip(bias) {
-                    *o = (v - mean) * inv_std * w + b;
+                    o.write((v - mean) * inv_std * w + b);
                 }
             });
+        // SAFETY: the rows above cover all `src.len()` values (`n` divides it: the last
+        // dimension), and each wrote every one of its `n`.
+        unsafe { dst.set_len(src.len()) };
         Ok((CpuStorage::F32(dst), Shape::from_dims(dims)))
     }
+}
+
+/// `Σ f(v)` over `row` in 16 interleaved partial sums, added in order at the end: a sum the
+/// compiler can keep in vector registers, where one running sum is a chain of dependent adds.
+#[inline]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += f(v);
+        }
+    }
+    rest.iter()
+        .fold(lanes.iter().sum::<f32>(), |s, &v| s + f(v))
 }
 
 struct QuickGelu;
@@ -100,110 +120,31 @@ pub(crate) fn quick_gelu_value(v: f32) -> f32 {
     v * (1.0 / (1.0 + (-1.702 * v).exp()))
 }
 
-/// [`quick_gelu_value`] over a slice, eight values at a time where the CPU has AVX2 and FMA:
-/// `exp` by range reduction and a degree-6 polynomial (within about 1 ulp of libm's `expf` on
-/// the reduced range), the division and product as the scalar form does them. The scalar form
-/// calls libm once per value, which made QuickGELU a tenth of an int8 ViT's time.
+/// [`quick_gelu_value`] over a slice, sixteen or eight values at a time where the CPU has
+/// AVX-512 or AVX2 + FMA (`vmath.rs`: `exp` by range reduction and a polynomial, within about
+/// 1 ulp of libm's `expf`; the division and product as the scalar form does them), the scalar
+/// form for the rest. The scalar form calls libm once per value, which made QuickGELU a tenth
+/// of an int8 ViT's time.
 pub(crate) fn quick_gelu_slice(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        unsafe { quick_gelu_avx2(values) };
-        return;
-    }
-    for v in values {
+    let done = super::vmath::quick_gelu_vectors(values);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for v in &mut values[done..] {
         *v = quick_gelu_value(*v);
     }
 }
 
-/// `e^x` for each value in place, eight at a time where the CPU has AVX2 and FMA (the same
+/// `e^x` for each value in place, in vectors where the CPU has AVX-512 or AVX2 + FMA (the same
 /// `exp` as [`quick_gelu_slice`]; inputs below -87 give `e^-87` rather than a denormal).
 pub(crate) fn exp_slice(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        unsafe { exp_avx2(values) };
-        return;
-    }
-    for v in values {
+    let done = super::vmath::exp_vectors(values);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for v in &mut values[done..] {
         *v = v.exp();
     }
-}
-
-/// [`exp_slice`] with AVX2 and FMA.
-///
-/// # Safety
-///
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_avx2(values: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let whole = values.len() / 8 * 8;
-    let (head, tail) = values.split_at_mut(whole);
-    for chunk in head.chunks_exact_mut(8) {
-        // SAFETY: `chunk` holds 8 floats.
-        unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), exp8(_mm256_loadu_ps(chunk.as_ptr()))) };
-    }
-    for v in tail {
-        *v = v.exp();
-    }
-}
-
-/// [`quick_gelu_slice`] with AVX2 and FMA.
-///
-/// # Safety
-///
-/// The CPU must have AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn quick_gelu_avx2(values: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let whole = values.len() / 8 * 8;
-    let (head, tail) = values.split_at_mut(whole);
-    let one = _mm256_set1_ps(1.0);
-    for chunk in head.chunks_exact_mut(8) {
-        // SAFETY: `chunk` holds 8 floats.
-        let v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
-        let e = exp8(_mm256_mul_ps(v, _mm256_set1_ps(-1.702)));
-        let y = _mm256_mul_ps(v, _mm256_div_ps(one, _mm256_add_ps(one, e)));
-        // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), y) };
-    }
-    for v in tail {
-        *v = quick_gelu_value(*v);
-    }
-}
-
-/// `e^x` on 8 lanes: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `e^r` by its Taylor polynomial of
-/// degree 6 (relative error below 1.2e-7 there), times `2^n` built in the exponent bits. Inputs
-/// are held to [-87, 88], where `2^n` stays a normal float; beyond, the sigmoid is 0 or 1 to
-/// f32 precision either way.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    let x = _mm256_min_ps(
-        _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
-        _mm256_set1_ps(88.0),
-    );
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
-        x,
-        _mm256_set1_ps(std::f32::consts::LOG2_E),
-    ));
-    // ln 2 split in two so that `n · ln2_hi` is exact.
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm256_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    }
-    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-        _mm256_cvtps_epi32(n),
-        _mm256_set1_epi32(127),
-    ));
-    _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
 }
 
 impl CustomOp1 for QuickGelu {

@@ -393,47 +393,55 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
 }
 
 #[test]
-fn every_int8_kernel_gives_the_same_bits() {
-    // Exact integer sums (u·w, or a·w already corrected for the zero point) finished in one
-    // order: the class a CPU falls in must not change an int8 result.
-    let (m, k, n) = (29, 198, 56); // `k` pads the last slot with zero codes
-    let (a, bt, shift, res) = (
-        rand(m * k, 21),
-        rand(n * k, 22),
-        rand(n, 23),
-        rand(m * n, 24),
-    );
-    let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
-    let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
-    let epi = Epilogue {
-        shift: Some(&shift),
-        residual: Some(&res),
-        ..Default::default()
-    };
-    let mut first: Option<(Class, Vec<f32>)> = None;
-    for class in Class::runnable() {
-        let kernels = kernels_for(class, Format::Int8);
-        let mut c = vec![f32::NAN; m * n];
-        // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
-        unsafe {
-            let panels = 0..n.div_ceil(NR);
-            let ptr = c.as_mut_ptr();
-            block(
-                kernels,
-                &a_in,
-                b.steps,
-                &row_scales,
-                &b,
-                ptr,
-                n,
-                &epi,
-                0..m,
-                panels,
-            )
-        };
-        match &first {
-            None => first = Some((class, c)),
-            Some((c0, want)) => assert_eq!(&c, want, "{class:?} ({kernels:?}) against {c0:?}"),
+fn every_int8_and_bf16_kernel_gives_the_same_bits() {
+    // int8: exact integer sums (u·w, or a·w already corrected for the zero point) finished in
+    // one order. bf16: exact products added odd `k` first, whether `vdpbf16ps`, widened FMAs
+    // or the portable loop adds them. The class a CPU falls in must not change a result.
+    for format in [Format::Int8, Format::Bf16] {
+        // `k` pads the last slot with zeros; row tiles of every height from 12 down.
+        for (m, k, n) in [(29, 198, 56), (7, 37, 64), (83, 531, 96)] {
+            let (a, bt, shift, res) = (
+                rand(m * k, 21),
+                rand(n * k, 22),
+                rand(n, 23),
+                rand(m * n, 24),
+            );
+            let b = pack(&bt, n, k, format, Layout::Panels);
+            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, format, 1);
+            let epi = Epilogue {
+                shift: Some(&shift),
+                residual: Some(&res),
+                ..Default::default()
+            };
+            let mut first: Option<(Class, Vec<f32>)> = None;
+            for class in Class::runnable() {
+                let kernels = kernels_for(class, format);
+                let mut c = vec![f32::NAN; m * n];
+                // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
+                unsafe {
+                    let panels = 0..n.div_ceil(NR);
+                    let ptr = c.as_mut_ptr();
+                    block(
+                        kernels,
+                        &a_in,
+                        b.steps,
+                        &row_scales,
+                        &b,
+                        ptr,
+                        n,
+                        &epi,
+                        0..m,
+                        panels,
+                    )
+                };
+                match &first {
+                    None => first = Some((class, c)),
+                    Some((c0, want)) => assert_eq!(
+                        &c, want,
+                        "{format:?} {m}x{k}x{n}: {class:?} ({kernels:?}) against {c0:?}"
+                    ),
+                }
+            }
         }
     }
 }
