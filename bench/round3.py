@@ -6,6 +6,7 @@ classify DIR` against its own image tower and against the reference doing the sa
 (bench/reference_classify_dir.py: PIL, batches of 16) — on 640x480 and 4000x3000 JPEGs.
 
     bench/run.sh --isa native|avx512-vnni|avx512|avx2 [--quick] [--rounds N] [--no-doc] [--note TEXT]
+        [--doc-block NAME]
 
 `--isa avx2` restricts every framework that can be restricted to AVX2 + FMA, so the AVX2 class is
 measured on an AVX-512 machine: zeroclip with ZEROCLIP_KERNEL=avx2, PyTorch with
@@ -20,7 +21,8 @@ unrestricted.
 Rounds alternate the contenders; each cell keeps its best round (the median of its timed calls).
 The pipeline's rate is marginal: (large - small) images over the difference of the median wall
 times of whole processes, so loading cancels out. Results: bench/out/model/round3_<isa>.json and
-the `## Speed round 3 (issue 11)` section of docs/PERFORMANCE.md.
+the `## Speed round 3 (issue 11)` section of docs/PERFORMANCE.md, in the block named after the ISA
+or `--doc-block` (so a second machine's run does not replace the first's).
 """
 
 from __future__ import annotations
@@ -202,7 +204,8 @@ def render(res: dict) -> str:
 
     kernels = sorted({f"{r.get('precision')}: {r.get('kernel', '?')}" for r in rec if r["framework"] == "zeroclip"})
     unrestricted = {"onnxruntime"} if res.get("ort_unrestricted") else set()
-    lines = [f"<!-- round3:{isa}:begin (written by bench/run.sh --isa {isa}) -->", ""]
+    key = res.get("doc_block") or isa
+    lines = [f"<!-- round3:{key}:begin (written by bench/run.sh --isa {isa}) -->", ""]
     lines.append(f"**{isa}** — run {res['started']} → {res['finished']} UTC{' (--quick)' if res['quick'] else ''}, "
                  f"load average {res['load_before']} before, {res['load_after']} after"
                  + (f"; {res['note']}" if res["note"] else "") + ".")
@@ -279,7 +282,7 @@ def render(res: dict) -> str:
                          f"{fmt(rt, 2)} | {fmt(ref)} | {fmt(rr, 2)}× | "
                          f"≥ 0.9 of tower: {verdict(rt, 0.9)}; ≥ 1.5× reference: {verdict(rr, 1.5)} |")
         lines.append("")
-    lines.append(f"<!-- round3:{isa}:end -->")
+    lines.append(f"<!-- round3:{key}:end -->")
     return "\n".join(lines)
 
 
@@ -307,11 +310,13 @@ def main() -> None:
     ap.add_argument("--no-pipeline", action="store_true", help="towers only")
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--note", default="")
+    ap.add_argument("--doc-block", default=None,
+                    help="name of the block in docs/PERFORMANCE.md (default: the ISA)")
     args = ap.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
     res = {"isa": args.isa, "machine": mr.machine(), "quick": args.quick, "rounds": args.rounds,
            "ort_unrestricted": cpuid_mask(args.isa) is None,
-           "note": args.note, "load_before": mr.loadavg(),
+           "note": args.note, "doc_block": args.doc_block, "load_before": mr.loadavg(),
            "started": started.isoformat(timespec="seconds")}
     res["records"] = towers(args.isa, args.rounds, args.quick)
     res["loads"] = loads(args.isa)
@@ -320,11 +325,11 @@ def main() -> None:
         res["pipelines"] = pipelines(args.isa, args.rounds, args.quick)
     res["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     res["load_after"] = mr.loadavg()
-    (mr.OUT / f"round3_{args.isa}.json").write_text(json.dumps(res, indent=1))
+    (mr.OUT / f"round3_{args.doc_block or args.isa}.json").write_text(json.dumps(res, indent=1))
     block = render(res)
     print(block)
     if not args.no_doc:
-        write_doc(block, args.isa)
+        write_doc(block, args.doc_block or args.isa)
         mr.log(f"wrote {mr.DOC.relative_to(mr.ROOT)} ({SECTION}, {args.isa})")
 
 
