@@ -204,7 +204,7 @@ def render(res: dict) -> str:
 
     kernels = sorted({f"{r.get('precision')}: {r.get('kernel', '?')}" for r in rec if r["framework"] == "zeroclip"})
     unrestricted = {"onnxruntime"} if res.get("ort_unrestricted") else set()
-    key = res.get("doc_block") or isa
+    key = res["doc_block"]
     lines = [f"<!-- round3:{key}:begin (written by bench/run.sh --isa {isa}) -->", ""]
     lines.append(f"**{isa}** — run {res['started']} → {res['finished']} UTC{' (--quick)' if res['quick'] else ''}, "
                  f"load average {res['load_before']} before, {res['load_after']} after"
@@ -316,7 +316,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     res = {"isa": args.isa, "machine": mr.machine(), "quick": args.quick, "rounds": args.rounds,
            "ort_unrestricted": cpuid_mask(args.isa) is None,
-           "note": args.note, "doc_block": args.doc_block, "load_before": mr.loadavg(),
+           "note": args.note, "doc_block": args.doc_block or args.isa, "load_before": mr.loadavg(),
            "started": started.isoformat(timespec="seconds")}
     res["records"] = towers(args.isa, args.rounds, args.quick)
     res["loads"] = loads(args.isa)
@@ -325,11 +325,11 @@ def main() -> None:
         res["pipelines"] = pipelines(args.isa, args.rounds, args.quick)
     res["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     res["load_after"] = mr.loadavg()
-    (mr.OUT / f"round3_{args.doc_block or args.isa}.json").write_text(json.dumps(res, indent=1))
+    (mr.OUT / f"round3_{res['doc_block']}.json").write_text(json.dumps(res, indent=1))
     block = render(res)
     print(block)
     if not args.no_doc:
-        write_doc(block, args.doc_block or args.isa)
+        write_doc(block, res["doc_block"])
         mr.log(f"wrote {mr.DOC.relative_to(mr.ROOT)} ({SECTION}, {args.isa})")
 
 

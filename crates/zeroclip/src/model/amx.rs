@@ -283,7 +283,8 @@ mod x86 {
                         for row in r0..r0 + live {
                             let dst = c.add(row * ldc + p * NR);
                             let row = std::slice::from_raw_parts_mut(dst, width);
-                            super::super::ops::quick_gelu_slice(row);
+                            // Tiles run only in the native class, which has AVX-512.
+                            super::super::ops::quick_gelu_slice(row, true);
                         }
                     }
                 }

@@ -23,9 +23,16 @@ pub struct Epilogue<'a> {
     pub quick_gelu: bool,
 }
 
-/// The epilogue over one finished row segment starting at column `col0`.
+/// The epilogue over one finished row segment starting at column `col0`; `wide` as for
+/// `ops::quick_gelu_slice`.
 #[inline]
-pub(super) fn finish(row: &mut [f32], col0: usize, residual: Option<&[f32]>, epi: &Epilogue) {
+pub(super) fn finish(
+    row: &mut [f32],
+    col0: usize,
+    residual: Option<&[f32]>,
+    epi: &Epilogue,
+    wide: bool,
+) {
     let cols = row.len();
     if let Some(s) = epi.scale {
         for (v, s) in row.iter_mut().zip(&s[col0..col0 + cols]) {
@@ -48,6 +55,6 @@ pub(super) fn finish(row: &mut [f32], col0: usize, residual: Option<&[f32]>, epi
         }
     }
     if epi.quick_gelu {
-        super::ops::quick_gelu_slice(row);
+        super::ops::quick_gelu_slice(row, wide);
     }
 }

@@ -98,7 +98,7 @@ pub(super) fn matmul(
     }
     let each = |(i, row): (usize, &mut [f32])| {
         let res = epi.residual.map(|r| &r[i * ldc..][..n]);
-        finish(&mut row[..n], 0, res, epi);
+        finish(&mut row[..n], 0, res, epi, false);
     };
     // The rows of `C` (the last one may be shorter than `ldc`).
     let c = &mut c[..(m - 1) * ldc + n];

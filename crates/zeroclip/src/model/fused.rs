@@ -79,9 +79,17 @@ struct Head<'a> {
 /// One query of a head: `o = softmax(q·kᵀ·scale) · v` over the first `keys` keys, `p` scratch
 /// of `stride` floats. Each score sums over `d` in order and each output over the keys in order,
 /// blocks of lanes held in registers meanwhile, so the compiler's vectors of any width give the
-/// same result.
+/// same result; `wide` lets the exponentials take 16 lanes (`ops::exp_slice`).
 #[inline(always)]
-fn query(head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut [f32]) {
+fn query(
+    head: &Head,
+    q: &[f32],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: &mut [f32],
+    wide: bool,
+) {
     let span = keys.next_multiple_of(GROUP * LANES);
     for (g, scores) in p[..span].chunks_exact_mut(GROUP * LANES).enumerate() {
         let mut acc = [[0f32; LANES]; GROUP];
@@ -114,7 +122,7 @@ fn query(head: &Head, q: &[f32], scale: f32, keys: usize, p: &mut [f32], o: &mut
     for pj in p.iter_mut() {
         *pj -= max;
     }
-    super::ops::exp_slice(p);
+    super::ops::exp_slice(p, wide);
     let mut lanes = [0f32; LANES];
     for chunk in p.chunks(LANES) {
         for (s, &pj) in lanes.iter_mut().zip(chunk) {
@@ -171,14 +179,14 @@ fn query_for(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2Fma => unsafe { query_avx2(head, q, scale, keys, p, o) },
-        _ => query(head, q, scale, keys, p, o),
+        _ => query(head, q, scale, keys, p, o, false),
     }
 }
 
 /// Defines `$name`: [`query`] compiled with the target features `$feature` (it is inlined
-/// there, so its loops take that width; a closure would not be).
+/// there, so its loops take that width; a closure would not be), `$wide` if they are AVX-512.
 macro_rules! query_compiled_for {
-    ($name:ident, $feature:literal, $what:literal) => {
+    ($name:ident, $feature:literal, $what:literal, $wide:literal) => {
         #[doc = concat!("[`query`] compiled for ", $what, ".")]
         ///
         /// # Safety
@@ -194,12 +202,12 @@ macro_rules! query_compiled_for {
             p: &mut [f32],
             o: &mut [f32],
         ) {
-            query(head, q, scale, keys, p, o)
+            query(head, q, scale, keys, p, o, $wide)
         }
     };
 }
-query_compiled_for!(query_avx512, "avx512f", "AVX-512 F");
-query_compiled_for!(query_avx2, "avx2", "AVX2");
+query_compiled_for!(query_avx512, "avx512f", "AVX-512 F", true);
+query_compiled_for!(query_avx2, "avx2", "AVX2", false);
 
 impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {

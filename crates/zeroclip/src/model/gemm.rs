@@ -389,7 +389,7 @@ unsafe fn block(
                             int8::dequant_row(row, corr, scales, row_scales[r0 + i]);
                         }
                         let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
-                        finish(row, col0, res, epi);
+                        finish(row, col0, res, epi, wide.is_some());
                     }
                 }
             };

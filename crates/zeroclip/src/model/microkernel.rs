@@ -633,7 +633,7 @@ unsafe fn kernel_with<const R: usize>(
                 }
                 let res = (!e.residual.is_null())
                     .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));
-                finish(row, 0, res, &whole);
+                finish(row, 0, res, &whole, false);
             }
         }
     }

@@ -123,11 +123,13 @@ pub(crate) fn quick_gelu_value(v: f32) -> f32 {
 /// [`quick_gelu_value`] over a slice, sixteen or eight values at a time where the CPU has
 /// AVX-512 or AVX2 + FMA (`vmath.rs`: `exp` by range reduction and a polynomial, within about
 /// 1 ulp of libm's `expf`; the division and product as the scalar form does them), the scalar
-/// form for the rest. The scalar form calls libm once per value, which made QuickGELU a tenth
-/// of an int8 ViT's time.
-pub(crate) fn quick_gelu_slice(values: &mut [f32]) {
+/// form for the rest; sixteen only if `wide` (the caller's CPU class has AVX-512: a class held
+/// narrower is measured as it is). The scalar form calls libm once per value, which made
+/// QuickGELU a tenth of an int8 ViT's time.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub(crate) fn quick_gelu_slice(values: &mut [f32], wide: bool) {
     #[cfg(target_arch = "x86_64")]
-    let done = super::vmath::quick_gelu_vectors(values);
+    let done = super::vmath::quick_gelu_vectors(values, wide);
     #[cfg(not(target_arch = "x86_64"))]
     let done = 0;
     for v in &mut values[done..] {
@@ -136,10 +138,12 @@ pub(crate) fn quick_gelu_slice(values: &mut [f32]) {
 }
 
 /// `e^x` for each value in place, in vectors where the CPU has AVX-512 or AVX2 + FMA (the same
-/// `exp` as [`quick_gelu_slice`]; inputs below -87 give `e^-87` rather than a denormal).
-pub(crate) fn exp_slice(values: &mut [f32]) {
+/// `exp` as [`quick_gelu_slice`], and the same `wide`; inputs below -87 give `e^-87` rather
+/// than a denormal).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub(crate) fn exp_slice(values: &mut [f32], wide: bool) {
     #[cfg(target_arch = "x86_64")]
-    let done = super::vmath::exp_vectors(values);
+    let done = super::vmath::exp_vectors(values, wide);
     #[cfg(not(target_arch = "x86_64"))]
     let done = 0;
     for v in &mut values[done..] {
@@ -162,7 +166,9 @@ impl CustomOp1 for QuickGelu {
             None => candle_core::bail!("quick gelu input must be contiguous"),
         };
         let mut dst = src.to_vec();
-        dst.par_chunks_mut(4096).for_each(quick_gelu_slice);
+        // The path of weights kept as tensors (not the packed CPU products): AVX2 at most.
+        dst.par_chunks_mut(4096)
+            .for_each(|v| quick_gelu_slice(v, false));
         Ok((CpuStorage::F32(dst), l.shape().clone()))
     }
 }
@@ -209,9 +215,14 @@ mod tests {
         xs.extend([
             -200.0, -90.0, -60.0, 60.0, 90.0, 200.0, 0.0, -0.0, 1e-30, -1e-30,
         ]);
-        for len in [xs.len(), xs.len() - 3, 5] {
+        for (len, wide) in [
+            (xs.len(), false),
+            (xs.len(), true),
+            (xs.len() - 3, true),
+            (5, true),
+        ] {
             let mut got = xs[..len].to_vec();
-            quick_gelu_slice(&mut got);
+            quick_gelu_slice(&mut got, wide);
             for (&x, &y) in xs.iter().zip(&got) {
                 // Against the scalar form in f32: the same rounding of `-1.702·x`, so only the
                 // exponential's own error shows (a few ulp).
@@ -229,9 +240,14 @@ mod tests {
             .step_by(7)
             .map(|i| i as f32 * 1e-3)
             .collect();
-        for len in [xs.len(), xs.len() - 5, 3] {
+        for (len, wide) in [
+            (xs.len(), false),
+            (xs.len(), true),
+            (xs.len() - 5, true),
+            (3, true),
+        ] {
             let mut got = xs[..len].to_vec();
-            exp_slice(&mut got);
+            exp_slice(&mut got, wide);
             for (&x, &y) in xs.iter().zip(&got) {
                 let want = x.exp();
                 assert!((y - want).abs() <= 4e-7 * want, "x {x}: {y} vs {want}");

@@ -12,11 +12,11 @@
 use std::arch::x86_64::*;
 
 /// Defines `$exp` and `$gelu` on `$v` vectors with the target features `$feature`, `$gelu_call`
-/// (the same, never inlined), and `$run` and `$run_exp`, which apply them in place to the whole
-/// vectors at the start of a slice of floats and return how many values they did.
+/// (the same, never inlined), and `$run`, which applies one of them in place to the whole
+/// vectors at the start of a slice of floats and returns how many values it did.
 macro_rules! vector_math {
     ($feature:literal, $v:ident, $lanes:literal, $exp:ident, $gelu:ident, $gelu_call:ident,
-     $run:ident, $run_exp:ident, $set1:ident, $set1_epi32:ident, $min:ident, $max:ident, $mul:ident,
+     $run:ident, $set1:ident, $set1_epi32:ident, $min:ident, $max:ident, $mul:ident,
      $add:ident, $div:ident, $fmadd:ident, $fnmadd:ident, $round:ident, $cvt:ident,
      $add_epi32:ident, $slli:ident, $cast:ident, $load:ident, $store:ident) => {
         /// `e^x` per lane (see the module's header).
@@ -57,24 +57,17 @@ macro_rules! vector_math {
             $gelu(v)
         }
 
-        /// [`$gelu`] on the whole vectors at the start of `values`; returns how many values.
+        /// [`$gelu`] (`exp` false) or [`$exp`] (`exp` true) in place on the whole vectors at
+        /// the start of `values`; returns how many values.
         #[target_feature(enable = $feature)]
-        fn $run(values: &mut [f32]) -> usize {
+        fn $run(values: &mut [f32], exp: bool) -> usize {
             let whole = values.len() / $lanes * $lanes;
             for chunk in values[..whole].chunks_exact_mut($lanes) {
                 // SAFETY: `chunk` holds one vector's floats.
-                unsafe { $store(chunk.as_mut_ptr(), $gelu($load(chunk.as_ptr()))) };
-            }
-            whole
-        }
-
-        /// [`$exp`] on the whole vectors at the start of `values`; returns how many values.
-        #[target_feature(enable = $feature)]
-        fn $run_exp(values: &mut [f32]) -> usize {
-            let whole = values.len() / $lanes * $lanes;
-            for chunk in values[..whole].chunks_exact_mut($lanes) {
-                // SAFETY: `chunk` holds one vector's floats.
-                unsafe { $store(chunk.as_mut_ptr(), $exp($load(chunk.as_ptr()))) };
+                unsafe {
+                    let v = $load(chunk.as_ptr());
+                    $store(chunk.as_mut_ptr(), if exp { $exp(v) } else { $gelu(v) });
+                }
             }
             whole
         }
@@ -88,8 +81,7 @@ vector_math!(
     exp8,
     quick_gelu8,
     quick_gelu_call8,
-    quick_gelu_run8,
-    exp_run8,
+    run8,
     _mm256_set1_ps,
     _mm256_set1_epi32,
     _mm256_min_ps,
@@ -114,8 +106,7 @@ vector_math!(
     exp16,
     quick_gelu16,
     quick_gelu_call16,
-    quick_gelu_run16,
-    exp_run16,
+    run16,
     _mm512_set1_ps,
     _mm512_set1_epi32,
     _mm512_min_ps,
@@ -134,33 +125,32 @@ vector_math!(
     _mm512_storeu_ps
 );
 
-/// Applies `wide` (AVX-512) then `narrow` (AVX2 + FMA) to what each can take of `values`, as
-/// far as the CPU has them; returns how many values were done (the rest is the caller's).
-fn in_vectors(
-    values: &mut [f32],
-    wide: unsafe fn(&mut [f32]) -> usize,
-    narrow: unsafe fn(&mut [f32]) -> usize,
-) -> usize {
+/// [`run16`] (if `wide` and the CPU has AVX-512 F) then [`run8`] (if it has AVX2 and FMA) on
+/// what each can take of `values`; returns how many values were done (the rest is the
+/// caller's). `wide` is the caller's CPU class (`dispatch.rs`): a class held to AVX2 runs AVX2.
+fn in_vectors(values: &mut [f32], wide: bool, exp: bool) -> usize {
     let mut done = 0;
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if wide && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F (checked above).
-        done = unsafe { wide(values) };
+        done = unsafe { run16(values, exp) };
     }
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked above).
-        done += unsafe { narrow(&mut values[done..]) };
+        done += unsafe { run8(&mut values[done..], exp) };
     }
     done
 }
 
-/// QuickGELU in place on as much of `values` as whole vectors cover; returns how many.
-pub(super) fn quick_gelu_vectors(values: &mut [f32]) -> usize {
-    in_vectors(values, quick_gelu_run16, quick_gelu_run8)
+/// QuickGELU in place on as much of `values` as whole vectors cover (16 lanes only if
+/// `wide`); returns how many.
+pub(super) fn quick_gelu_vectors(values: &mut [f32], wide: bool) -> usize {
+    in_vectors(values, wide, false)
 }
 
-/// `e^x` in place on as much of `values` as whole vectors cover; returns how many.
-pub(super) fn exp_vectors(values: &mut [f32]) -> usize {
-    in_vectors(values, exp_run16, exp_run8)
+/// `e^x` in place on as much of `values` as whole vectors cover (16 lanes only if `wide`);
+/// returns how many.
+pub(super) fn exp_vectors(values: &mut [f32], wide: bool) -> usize {
+    in_vectors(values, wide, true)
 }
 
 #[cfg(test)]
@@ -181,14 +171,12 @@ mod tests {
             .chain([-200.0, -87.5, 88.5, 200.0, 0.0, -0.0, 1e-30])
             .collect();
         let whole = xs.len() / 16 * 16;
-        type Run = unsafe fn(&mut [f32]) -> usize;
-        let pairs: [(Run, Run); 2] = [(quick_gelu_run16, quick_gelu_run8), (exp_run16, exp_run8)];
-        for (wide, narrow) in pairs {
+        for exp in [false, true] {
             let (mut a, mut b) = (xs[..whole].to_vec(), xs[..whole].to_vec());
             // SAFETY: the CPU has both widths' features (checked above).
             unsafe {
-                assert_eq!(wide(&mut a), whole);
-                assert_eq!(narrow(&mut b), whole);
+                assert_eq!(run16(&mut a, exp), whole);
+                assert_eq!(run8(&mut b, exp), whole);
             }
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert_eq!(x.to_bits(), y.to_bits(), "input {}", xs[i]);

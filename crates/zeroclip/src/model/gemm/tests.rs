@@ -46,6 +46,42 @@ fn rand(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `block` as one task over a whole `m × b.n` product, `A` as the kernels read it (rows
+/// `b.steps` apart), into a `C` that starts as NaN, so a value the kernels did not write shows.
+///
+/// # Safety
+///
+/// `kernels` must be ones this CPU runs (from a class of `Class::runnable()`), `a` must hold
+/// `m` rows and `row_scales` `m` scales for an int8 `b`.
+unsafe fn one_task(
+    kernels: Kernels,
+    a: &[f32],
+    row_scales: &[f32],
+    b: &PackedMatrix,
+    m: usize,
+    epi: &Epilogue,
+) -> Vec<f32> {
+    let n = b.n;
+    let mut c = vec![f32::NAN; m * n];
+    let panels = 0..n.div_ceil(NR);
+    // SAFETY: one task over all of `c`; the rest is the caller's contract.
+    unsafe {
+        block(
+            kernels,
+            a,
+            b.steps,
+            row_scales,
+            b,
+            c.as_mut_ptr(),
+            n,
+            epi,
+            0..m,
+            panels,
+        )
+    };
+    c
+}
+
 /// f64 reference of `epilogue(A·B)`.
 fn naive(a: &[f32], m: usize, k: usize, bt: &[f32], n: usize, epi: &Epilogue) -> Vec<f32> {
     let mut out = vec![0f32; m * n];
@@ -290,25 +326,8 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
         let kernels = kernels_for(class, Format::Int8);
         let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
         let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
-        let mut c = vec![f32::NAN; m * n];
-        let epi = Epilogue::default();
-        // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
-        unsafe {
-            let panels = 0..n.div_ceil(NR);
-            let (ptr, steps) = (c.as_mut_ptr(), k.div_ceil(4));
-            block(
-                kernels,
-                &a_in,
-                steps,
-                &row_scales,
-                &b,
-                ptr,
-                n,
-                &epi,
-                0..m,
-                panels,
-            )
-        };
+        // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_scales` have `m` rows.
+        let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &Epilogue::default()) };
         for i in 0..m {
             for j in 0..n {
                 let want = a[i * k] * bt[j * k] * k as f32;
@@ -359,26 +378,15 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
             ..Default::default()
         },
     ] {
-        let (mut want, mut got) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+        // SAFETY: the VNNI kernel runs on this CPU; `a_in` and `row_scales` have `m` rows.
+        let want = unsafe { one_task(vnni, &a_in, &row_scales, &b, m, &epi) };
+        let mut got = vec![f32::NAN; m * n];
         let panels = 0..n.div_ceil(NR);
-        // SAFETY: one task over all of each output; both kernels run on this CPU, `A` padded.
+        // SAFETY: one task over all of the output; tiles run on this CPU, `A` is padded.
         unsafe {
-            let steps = b.steps;
-            block(
-                vnni,
-                &a_in,
-                steps,
-                &row_scales,
-                &b,
-                want.as_mut_ptr(),
-                n,
-                &epi,
-                0..m,
-                panels.clone(),
-            );
             amx::block(
                 &a_in,
-                steps,
+                b.steps,
                 &row_scales,
                 &b,
                 got.as_mut_ptr(),
@@ -416,24 +424,9 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
             let mut first: Option<(Class, Vec<f32>)> = None;
             for class in Class::runnable() {
                 let kernels = kernels_for(class, format);
-                let mut c = vec![f32::NAN; m * n];
-                // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
-                unsafe {
-                    let panels = 0..n.div_ceil(NR);
-                    let ptr = c.as_mut_ptr();
-                    block(
-                        kernels,
-                        &a_in,
-                        b.steps,
-                        &row_scales,
-                        &b,
-                        ptr,
-                        n,
-                        &epi,
-                        0..m,
-                        panels,
-                    )
-                };
+                // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_scales` have
+                // `m` rows.
+                let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &epi) };
                 match &first {
                     None => first = Some((class, c)),
                     Some((c0, want)) => assert_eq!(
@@ -471,23 +464,9 @@ fn every_f32_simd_kernel_gives_the_same_bits() {
             if kernels.narrow == Kernel::Portable {
                 continue;
             }
-            let mut c = vec![f32::NAN; m * n];
-            // SAFETY: one task over all of `c`; the kernels are ones this CPU runs.
-            unsafe {
-                let panels = 0..n.div_ceil(NR);
-                block(
-                    kernels,
-                    &a,
-                    k,
-                    &[],
-                    &b,
-                    c.as_mut_ptr(),
-                    n,
-                    &epi,
-                    0..m,
-                    panels,
-                )
-            };
+            // SAFETY: the kernels are ones this CPU runs; `a` has `m` rows of `k` (f32: the
+            // packed steps).
+            let c = unsafe { one_task(kernels, &a, &[], &b, m, &epi) };
             match &first {
                 None => first = Some((class, c)),
                 Some((c0, want)) => {
