@@ -1,19 +1,20 @@
 //! CPU kernels that fuse what the reference runs as several ops, without changing the arithmetic
 //! beyond the order of additions.
 //!
-//! - [`self_attention`]: `nn.MultiheadAttention`'s core, `softmax(q·kᵀ/√d + mask) · v` per head,
+//! - [`segment_attention`]: `nn.MultiheadAttention`'s core, `softmax(q·kᵀ/√d + mask) · v` per head,
 //!   read straight from the fused in-projection output `[n, t, 3·width]` and written straight as
 //!   `[n, t, width]`. candle would permute q/k/v into contiguous copies, run one small GEMM per
 //!   (image, head) twice, and make separate passes for the scale, the mask, the softmax and the
 //!   final transposition; for CLIP's short sequences (50 patches, ≤ 77 tokens) that bookkeeping
-//!   cost more than the arithmetic.
+//!   cost more than the arithmetic. Each query runs in `attn_query.rs` (where the SIMD classes
+//!   fuse the multiply-adds, which the reference's matmuls do too).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
+use super::attn_query::{query_for, Head, GROUP, LANES};
 use super::gemm::SendPtr;
-use super::microkernel::Kernel;
 use super::ops::contiguous_f32;
 
 /// Self-attention within each of `segments` (`(first row, rows)`, in order, covering every
@@ -60,154 +61,6 @@ struct Attention {
     /// One query position per sequence (relative to its first row), or every position.
     query: Option<Vec<usize>>,
 }
-
-/// Keys per block of scores, and values per block of the output: one vector register.
-const LANES: usize = 16;
-/// Blocks computed side by side: independent sums, so the additions overlap instead of each
-/// waiting on the last.
-const GROUP: usize = 4;
-
-/// One (sequence, head)'s keys, transposed (`kt` `[d][stride]`, `stride` the keys rounded up
-/// to whole groups of blocks, zero-padded), and values (`v` `[len][d]`).
-struct Head<'a> {
-    kt: &'a [f32],
-    stride: usize,
-    v: &'a [f32],
-    d: usize,
-}
-
-/// One query of a head: `o = softmax(q·kᵀ·scale) · v` over the first `keys` keys, `p` scratch
-/// of `stride` floats. Each score sums over `d` in order and each output over the keys in order,
-/// blocks of lanes held in registers meanwhile, so the compiler's vectors of any width give the
-/// same result; `wide` lets the exponentials take 16 lanes (`ops::exp_slice`).
-#[inline(always)]
-fn query(
-    head: &Head,
-    q: &[f32],
-    scale: f32,
-    keys: usize,
-    p: &mut [f32],
-    o: &mut [f32],
-    wide: bool,
-) {
-    let span = keys.next_multiple_of(GROUP * LANES);
-    for (g, scores) in p[..span].chunks_exact_mut(GROUP * LANES).enumerate() {
-        let mut acc = [[0f32; LANES]; GROUP];
-        for (dd, &qv) in q.iter().enumerate() {
-            let k = &head.kt[dd * head.stride + g * GROUP * LANES..][..GROUP * LANES];
-            for (block, k) in acc.iter_mut().zip(k.chunks_exact(LANES)) {
-                for (a, &kv) in block.iter_mut().zip(k) {
-                    *a += qv * kv;
-                }
-            }
-        }
-        for (dst, block) in scores.chunks_exact_mut(LANES).zip(&acc) {
-            dst.copy_from_slice(block);
-        }
-    }
-    let p = &mut p[..keys];
-    // Lane-wise maxima and sums, folded in a fixed order: vectors of any width agree.
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    for chunk in p.chunks_mut(LANES) {
-        for (m, pj) in lanes.iter_mut().zip(chunk) {
-            *pj *= scale;
-            if *pj > *m {
-                *m = *pj;
-            }
-        }
-    }
-    let max = lanes
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    for pj in p.iter_mut() {
-        *pj -= max;
-    }
-    super::ops::exp_slice(p, wide);
-    let mut lanes = [0f32; LANES];
-    for chunk in p.chunks(LANES) {
-        for (s, &pj) in lanes.iter_mut().zip(chunk) {
-            *s += pj;
-        }
-    }
-    let sum: f32 = lanes.iter().sum();
-    let inv = 1.0 / sum;
-    for pj in p.iter_mut() {
-        *pj *= inv;
-    }
-    let d = head.d;
-    let mut c0 = 0;
-    while c0 + GROUP * LANES <= d {
-        let mut acc = [[0f32; LANES]; GROUP];
-        for (block, out) in acc.iter_mut().zip(o[c0..].chunks_exact(LANES)) {
-            block.copy_from_slice(out);
-        }
-        for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
-            let v = &v[c0..c0 + GROUP * LANES];
-            for (block, v) in acc.iter_mut().zip(v.chunks_exact(LANES)) {
-                for (x, &vv) in block.iter_mut().zip(v) {
-                    *x += a * vv;
-                }
-            }
-        }
-        for (block, out) in acc.iter().zip(o[c0..].chunks_exact_mut(LANES)) {
-            out.copy_from_slice(block);
-        }
-        c0 += GROUP * LANES;
-    }
-    for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
-        for (x, &vv) in o[c0..].iter_mut().zip(&v[c0..]) {
-            *x += a * vv;
-        }
-    }
-}
-
-/// [`query`] compiled for the widest vectors the selected CPU class's f32 kernel uses
-/// (`dispatch.rs`), so a class held narrower is measured as it is.
-fn query_for(
-    kernel: Kernel,
-    head: &Head,
-    q: &[f32],
-    scale: f32,
-    keys: usize,
-    p: &mut [f32],
-    o: &mut [f32],
-) {
-    match kernel {
-        // SAFETY: the selected class's kernel runs on this CPU, so it has these features.
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { query_avx512(head, q, scale, keys, p, o) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2Fma => unsafe { query_avx2(head, q, scale, keys, p, o) },
-        _ => query(head, q, scale, keys, p, o, false),
-    }
-}
-
-/// Defines `$name`: [`query`] compiled with the target features `$feature` (it is inlined
-/// there, so its loops take that width; a closure would not be), `$wide` if they are AVX-512.
-macro_rules! query_compiled_for {
-    ($name:ident, $feature:literal, $what:literal, $wide:literal) => {
-        #[doc = concat!("[`query`] compiled for ", $what, ".")]
-        ///
-        /// # Safety
-        ///
-        #[doc = concat!("The CPU must have ", $what, ".")]
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feature)]
-        unsafe fn $name(
-            head: &Head,
-            q: &[f32],
-            scale: f32,
-            keys: usize,
-            p: &mut [f32],
-            o: &mut [f32],
-        ) {
-            query(head, q, scale, keys, p, o, $wide)
-        }
-    };
-}
-query_compiled_for!(query_avx512, "avx512f", "AVX-512 F", true);
-query_compiled_for!(query_avx2, "avx2", "AVX2", false);
 
 impl CustomOp1 for Attention {
     fn name(&self) -> &'static str {

@@ -7,6 +7,7 @@
 //! and scales the cosine similarities by `logit_scale.exp()`.
 
 mod amx;
+mod attn_query;
 mod bf16;
 pub mod config;
 mod conv;

@@ -200,24 +200,44 @@ impl Bottleneck {
 
 /// `AttentionPool2d`: attention over the flattened feature map, of which only the query of the
 /// prepended mean token is kept (`x[0]`), so only that query is computed.
+///
+/// With one query per head, the key and value projections fold into it: head `h`'s score of
+/// token `t` is `q_h·(W_k,h x_t + b_k,h) = (W_k,hᵀ q_h)·x_t + q_h·b_k,h`, and the last term is
+/// the same for every token, so softmax cancels it; its output is
+/// `Σ_t a_t (W_v,h x_t + b_v,h) = W_v,h (Σ_t a_t x_t) + b_v,h` since the weights `a_t` sum to 1.
+/// The same function as the reference's, with two `[c, c]` products per image instead of one
+/// per token for each projection (50 tokens for a 7×7 map); the rounding differs only as any
+/// reordered sum does. `k_proj` and `v_proj` therefore stay fp32 in every precision mode.
 #[derive(Clone, Debug)]
 struct AttentionPool2d {
     positional_embedding: Tensor,
     q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// `k_proj.weight` as `[heads, head_dim, c]` (its bias cancels in the softmax).
+    k_weight: Tensor,
+    /// `v_proj.weight` per head, transposed: `[heads, c, head_dim]`.
+    v_weight_t: Tensor,
+    v_bias: Tensor,
     c_proj: Linear,
     heads: usize,
 }
 
 impl AttentionPool2d {
     fn new(vb: &Vb, spacial: usize, embed: usize, heads: usize, out: usize) -> Result<Self> {
+        let d = embed / heads;
+        let per_head = |name: &str| -> Result<Tensor> {
+            let w = vb.pp(name).get(&[embed, embed], "weight")?;
+            Ok(w.reshape((heads, d, embed))?)
+        };
+        let k = vb.pp("k_proj");
+        // Part of the checkpoint; it cancels in the softmax (see the type's comment).
+        k.get(&[embed], "bias")?;
         Ok(AttentionPool2d {
             positional_embedding: vb
                 .get(&[spacial * spacial + 1, embed], "positional_embedding")?,
             q_proj: Linear::new(&vb.pp("q_proj"), embed, embed)?,
-            k_proj: Linear::new(&vb.pp("k_proj"), embed, embed)?,
-            v_proj: Linear::new(&vb.pp("v_proj"), embed, embed)?,
+            k_weight: per_head("k_proj")?,
+            v_weight_t: per_head("v_proj")?.transpose(1, 2)?.contiguous()?,
+            v_bias: vb.pp("v_proj").get(&[embed], "bias")?,
             c_proj: Linear::new(&vb.pp("c_proj"), embed, out)?,
             heads,
         })
@@ -229,18 +249,19 @@ impl AttentionPool2d {
         let x = x.reshape((n, h * w, c))?;
         let mean = x.mean_keepdim(1)?;
         let x = Tensor::cat(&[&mean, &x], 1)?.broadcast_add(&self.positional_embedding)?;
-        let t = h * w + 1;
         let (heads, d) = (self.heads, c / self.heads);
-        let q = self
-            .q_proj
-            .forward(&x.narrow(1, 0, 1)?)?
-            .reshape((n, heads, 1, d))?;
-        let split = |y: Tensor| y.reshape((n, t, heads, d))?.transpose(1, 2)?.contiguous();
-        let k = split(self.k_proj.forward(&x)?)?;
-        let v = split(self.v_proj.forward(&x)?)?;
-        let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?;
+        // [heads, n, d] · [heads, d, c]: each head's query carried back through W_k.
+        let q = self.q_proj.forward(&x.narrow(1, 0, 1)?)?;
+        let q = q.reshape((n, heads, d))?.transpose(0, 1)?.contiguous()?;
+        let qk = q.matmul(&self.k_weight)?.transpose(0, 1)?.contiguous()?; // [n, heads, c]
+        let scores = (qk.matmul(&x.t()?)? * (d as f64).powf(-0.5))?; // [n, heads, t]
         let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = attn.matmul(&v)?.reshape((n, c))?;
+        let mixed = attn.matmul(&x)?.transpose(0, 1)?.contiguous()?; // [heads, n, c]
+        let out = mixed.matmul(&self.v_weight_t)?; // [heads, n, d]
+        let out = out
+            .transpose(0, 1)?
+            .reshape((n, c))?
+            .broadcast_add(&self.v_bias)?;
         self.c_proj.forward(&out)
     }
 }

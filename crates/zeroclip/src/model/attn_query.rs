@@ -1,0 +1,351 @@
+//! One attention query of one head, `softmax(q·kᵀ·scale) · v`, the inner loop of
+//! [`super::fused`]'s attention: the scores over keys held transposed, the softmax, the values
+//! mixed, each in blocks of 16 lanes held in registers. The SIMD classes run the multiply-adds
+//! fused in `__m512` or `__m256` registers (the same operations per lane at either width, so
+//! the same bits); the portable class rounds each product. The reference computes the same
+//! sums with PyTorch's batched matmuls; only the order and rounding of additions differ.
+
+use super::microkernel::Kernel;
+
+/// Keys per block of scores, and values per block of the output: one vector register.
+pub(super) const LANES: usize = 16;
+/// Blocks computed side by side: independent sums, so the additions overlap instead of each
+/// waiting on the last.
+pub(super) const GROUP: usize = 4;
+
+/// One (sequence, head)'s keys, transposed (`kt` `[d][stride]`, `stride` the keys rounded up
+/// to whole groups of blocks, zero-padded), and values (`v` `[len][d]`).
+pub(super) struct Head<'a> {
+    pub(super) kt: &'a [f32],
+    pub(super) stride: usize,
+    pub(super) v: &'a [f32],
+    pub(super) d: usize,
+}
+
+/// The two multiply-add loops of a query, in blocks of [`GROUP`] × [`LANES`] lanes.
+///
+/// # Safety
+/// Callers uphold each method's bounds; an implementation may need CPU features (see
+/// [`query_for`]).
+trait Loops {
+    /// `p[j] = Σ_dd q[dd] · kt[dd·stride + j]` for `j < span` (a multiple of the block), `dd`
+    /// in order. `kt` holds `q.len()` rows of `stride ≥ span` floats; `p` at least `span`.
+    unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]);
+    /// `o[c] += Σ_j p[j] · v[j·d + c]` over `j` in order, for whole blocks of `c` from 0; returns
+    /// where they stop (the rest is left to the caller). `v` holds `p.len()` rows of `d`.
+    unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize;
+}
+
+/// The Rust loops: each product rounded, then added (CPUs of the portable class may lack FMA).
+struct Portable;
+
+impl Loops for Portable {
+    unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]) {
+        for (g, scores) in p[..span].chunks_exact_mut(GROUP * LANES).enumerate() {
+            let mut acc = [[0f32; LANES]; GROUP];
+            for (dd, &qv) in q.iter().enumerate() {
+                let k = &kt[dd * stride + g * GROUP * LANES..][..GROUP * LANES];
+                for (block, k) in acc.iter_mut().zip(k.chunks_exact(LANES)) {
+                    for (a, &kv) in block.iter_mut().zip(k) {
+                        *a += qv * kv;
+                    }
+                }
+            }
+            for (dst, block) in scores.chunks_exact_mut(LANES).zip(&acc) {
+                dst.copy_from_slice(block);
+            }
+        }
+    }
+
+    unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize {
+        let mut c0 = 0;
+        while c0 + GROUP * LANES <= d {
+            let mut acc = [[0f32; LANES]; GROUP];
+            for (block, out) in acc.iter_mut().zip(o[c0..].chunks_exact(LANES)) {
+                block.copy_from_slice(out);
+            }
+            for (&a, v) in p.iter().zip(v.chunks_exact(d)) {
+                let v = &v[c0..c0 + GROUP * LANES];
+                for (block, v) in acc.iter_mut().zip(v.chunks_exact(LANES)) {
+                    for (x, &vv) in block.iter_mut().zip(v) {
+                        *x += a * vv;
+                    }
+                }
+            }
+            for (block, out) in acc.iter().zip(o[c0..].chunks_exact_mut(LANES)) {
+                out.copy_from_slice(block);
+            }
+            c0 += GROUP * LANES;
+        }
+        c0
+    }
+}
+
+/// Defines `$name`, [`Loops`] in `$vec` registers of `$w` lanes with fused multiply-adds (the
+/// compiler leaves the Rust loops' products unfused, and scalarizes `f32::mul_add` there): each
+/// lane the same operations in the same order at any width, so the classes agree bit for bit.
+macro_rules! simd_loops {
+    ($name:ident, $feature:literal, $vec:ident, $w:literal, $zero:ident, $load:ident,
+     $store:ident, $splat:ident, $fma:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        struct $name;
+
+        #[cfg(target_arch = "x86_64")]
+        impl Loops for $name {
+            #[target_feature(enable = $feature)]
+            unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]) {
+                use std::arch::x86_64::*;
+                const N: usize = GROUP * LANES / $w;
+                debug_assert!(span <= stride && kt.len() >= q.len() * stride && p.len() >= span);
+                for g in (0..span).step_by(GROUP * LANES) {
+                    let mut acc: [$vec; N] = [$zero(); N];
+                    for (dd, &qv) in q.iter().enumerate() {
+                        // SAFETY: row `dd` of `kt` has `stride ≥ span` floats, and the block
+                        // `g..g + GROUP·LANES` lies below `span` (the caller's contract).
+                        let k = unsafe { kt.as_ptr().add(dd * stride + g) };
+                        let qv = $splat(qv);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            // SAFETY: as above.
+                            *a = $fma(qv, unsafe { $load(k.add(j * $w)) }, *a);
+                        }
+                    }
+                    for (j, a) in acc.iter().enumerate() {
+                        // SAFETY: `p` has at least `span` floats.
+                        unsafe { $store(p.as_mut_ptr().add(g + j * $w), *a) };
+                    }
+                }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize {
+                use std::arch::x86_64::*;
+                const N: usize = GROUP * LANES / $w;
+                debug_assert!(v.len() >= p.len() * d && o.len() >= d);
+                let mut c0 = 0;
+                while c0 + GROUP * LANES <= d {
+                    let mut acc: [$vec; N] = [$zero(); N];
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: `c0 + GROUP·LANES ≤ d ≤ o.len()`.
+                        *a = unsafe { $load(o.as_ptr().add(c0 + j * $w)) };
+                    }
+                    for (key, &pj) in p.iter().enumerate() {
+                        // SAFETY: row `key` of `v` has `d` floats (the caller's contract).
+                        let row = unsafe { v.as_ptr().add(key * d + c0) };
+                        let pj = $splat(pj);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            // SAFETY: as above.
+                            *a = $fma(pj, unsafe { $load(row.add(j * $w)) }, *a);
+                        }
+                    }
+                    for (j, a) in acc.iter().enumerate() {
+                        // SAFETY: as for the loads of `o`.
+                        unsafe { $store(o.as_mut_ptr().add(c0 + j * $w), *a) };
+                    }
+                    c0 += GROUP * LANES;
+                }
+                c0
+            }
+        }
+    };
+}
+simd_loops!(
+    Avx512Loops,
+    "avx512f,fma",
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps
+);
+simd_loops!(
+    Avx2Loops,
+    "avx2,fma",
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps
+);
+
+/// One query of a head: `o = softmax(q·kᵀ·scale) · v` over the first `keys` keys, `p` scratch
+/// of `stride` floats, the multiply-adds by `L`. Each score sums over `d` in order and each
+/// output over the keys in order, blocks of lanes held in registers meanwhile; `wide` lets the
+/// exponentials take 16 lanes (`ops::exp_slice`).
+///
+/// # Safety
+/// The CPU must have what `L` needs.
+#[inline(always)]
+unsafe fn query<L: Loops>(
+    head: &Head,
+    q: &[f32],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: &mut [f32],
+    wide: bool,
+) {
+    let span = keys.next_multiple_of(GROUP * LANES);
+    // SAFETY: `kt` has `q.len()` rows of `stride ≥ span` floats (`span` rounds `keys ≤ len`
+    // up as `stride` rounds `len`), `p` `stride` floats; the CPU has `L`'s features.
+    unsafe { L::scores(head.kt, head.stride, q, span, p) };
+    let p = &mut p[..keys];
+    // Lane-wise maxima and sums, folded in a fixed order: vectors of any width agree.
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for chunk in p.chunks_mut(LANES) {
+        for (m, pj) in lanes.iter_mut().zip(chunk) {
+            *pj *= scale;
+            if *pj > *m {
+                *m = *pj;
+            }
+        }
+    }
+    let max = lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for pj in p.iter_mut() {
+        *pj -= max;
+    }
+    super::ops::exp_slice(p, wide);
+    let mut lanes = [0f32; LANES];
+    for chunk in p.chunks(LANES) {
+        for (s, &pj) in lanes.iter_mut().zip(chunk) {
+            *s += pj;
+        }
+    }
+    let sum: f32 = lanes.iter().sum();
+    let inv = 1.0 / sum;
+    for pj in p.iter_mut() {
+        *pj *= inv;
+    }
+    let d = head.d;
+    // SAFETY: `v` holds `len ≥ keys` rows of `d`, `o` `d` floats; the CPU has `L`'s features.
+    let c0 = unsafe { L::mix(p, head.v, d, o) };
+    for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
+        for (x, &vv) in o[c0..].iter_mut().zip(&v[c0..]) {
+            *x += a * vv;
+        }
+    }
+}
+
+/// [`query`] compiled for the widest vectors the selected CPU class's f32 kernel uses
+/// (`dispatch.rs`), so a class held narrower is measured as it is.
+pub(super) fn query_for(
+    kernel: Kernel,
+    head: &Head,
+    q: &[f32],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: &mut [f32],
+) {
+    match kernel {
+        // SAFETY: the selected class's kernel runs on this CPU, so it has these features.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { query_avx512(head, q, scale, keys, p, o) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => unsafe { query_avx2(head, q, scale, keys, p, o) },
+        // SAFETY: the portable loops need no CPU feature.
+        _ => unsafe { query::<Portable>(head, q, scale, keys, p, o, false) },
+    }
+}
+
+/// Defines `$name`: [`query`] on `$loops`, compiled with the target features `$feature` (it is
+/// inlined there, so its other loops take that width; a closure would not be), `$wide` if they
+/// are AVX-512.
+macro_rules! query_compiled_for {
+    ($name:ident, $loops:ident, $feature:literal, $what:literal, $wide:literal) => {
+        #[doc = concat!("[`query`] compiled for ", $what, ".")]
+        ///
+        /// # Safety
+        ///
+        #[doc = concat!("The CPU must have ", $what, ".")]
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(
+            head: &Head,
+            q: &[f32],
+            scale: f32,
+            keys: usize,
+            p: &mut [f32],
+            o: &mut [f32],
+        ) {
+            // SAFETY: the CPU has `$feature` (the function's contract).
+            unsafe { query::<$loops>(head, q, scale, keys, p, o, $wide) }
+        }
+    };
+}
+query_compiled_for!(
+    query_avx512,
+    Avx512Loops,
+    "avx512f,fma",
+    "AVX-512 F and FMA",
+    true
+);
+query_compiled_for!(query_avx2, Avx2Loops, "avx2,fma", "AVX2 and FMA", false);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_of_query_loops_agrees() {
+        // 50 keys (a part block), d = 72 (a whole block of 64 and an 8-value tail).
+        let (len, d) = (50usize, 72);
+        let stride = len.next_multiple_of(GROUP * LANES);
+        let val = |i: usize| ((i * 7919 % 997) as f32 / 498.5 - 1.0) * 0.7;
+        let mut kt = vec![0f32; d * stride];
+        for dd in 0..d {
+            for j in 0..len {
+                kt[dd * stride + j] = val(dd * 131 + j * 17);
+            }
+        }
+        let v: Vec<f32> = (0..len * d).map(|i| val(i + 5)).collect();
+        let q: Vec<f32> = (0..d).map(|i| val(i * 3 + 1)).collect();
+        let head = Head {
+            kt: &kt,
+            stride,
+            v: &v,
+            d,
+        };
+        let run = |f: &dyn Fn(&mut [f32], &mut [f32])| {
+            let (mut p, mut o) = (vec![0f32; stride], vec![0f32; d]);
+            f(&mut p, &mut o);
+            o
+        };
+        for keys in [len, 17] {
+            // SAFETY: the portable loops need no CPU feature.
+            let portable =
+                run(&|p, o| unsafe { query::<Portable>(&head, &q, 0.125, keys, p, o, false) });
+            let mut simd = Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    simd.push(run(&|p, o| unsafe {
+                        query_avx2(&head, &q, 0.125, keys, p, o)
+                    }));
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512 F (and FMA with it).
+                    simd.push(run(&|p, o| unsafe {
+                        query_avx512(&head, &q, 0.125, keys, p, o)
+                    }));
+                }
+            }
+            for o in &simd {
+                let bits = |o: &[f32]| o.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(o), bits(&simd[0]), "{keys} keys: SIMD classes differ");
+                for (a, b) in o.iter().zip(&portable) {
+                    assert!((a - b).abs() < 1e-5, "{keys} keys: {a} vs portable {b}");
+                }
+            }
+            // The output is a convex mix of value rows: bounded by them.
+            assert!(portable.iter().all(|x| x.abs() <= 0.7), "{portable:?}");
+        }
+    }
+}
