@@ -15,7 +15,10 @@
 //! the AVX2 + FMA kernel's 6 × 16; the AVX2 kernel takes single panels and CPUs without
 //! AVX-512, a portable one CPUs without AVX2. The AVX2 kernel packs `A` as well (BLIS-style)
 //! when a task spans many panels, where the copy pays for itself; on narrow shapes, and for the
-//! AVX-512 kernel, it measured slower. Each kernel call prefetches the `C` rows of the next call.
+//! AVX-512 kernel, it measured slower. An f32 `A` whose rows lie a multiple of 4 KiB apart is
+//! copied once per call with a line of padding per row (`with_stride`): its tiles' rows would all
+//! map to the same L1 sets and evict one another. Each kernel call prefetches the `C` rows of the
+//! next call.
 //! Where only the portable kernel runs outside x86, the f32 products go to the `gemm` crate
 //! instead (`fallback.rs`), on the weight kept as stored.
 //! `Format::Bf16` and `Format::Int8` matrices run through the same driver as slots of 2 or 4
@@ -123,7 +126,12 @@ pub(super) fn matmul_into(
     };
     // A bf16 or int8 product takes `A` rounded or quantized into slots, once per call.
     let converted;
+    let restrided;
     let (a, lda, row_scales): (&[f32], usize, &[f32]) = match b.format {
+        Format::F32 if aliasing(lda) && m > 1 => {
+            restrided = with_stride(a, lda, m, k, k + ALIASING_PAD, threads);
+            (&restrided, k + ALIASING_PAD, &[])
+        }
         Format::F32 => (a, lda, &[]),
         format => {
             converted = a_as_slots(a, lda, m, padded, k, format, threads);
@@ -173,6 +181,36 @@ pub(super) fn matmul_into(
     } else {
         (0..tasks).for_each(task);
     }
+}
+
+/// Whether rows `lda` floats apart all start in the same L1 sets (a multiple of 4 KiB, the
+/// span of the sets on the x86 CPUs the kernels run on): a tile's rows then evict one another
+/// (`k` of 1024, 2048, 3072: the MLP's `c_proj`, the ViT's patch rows, wide 1×1 convolutions).
+fn aliasing(lda: usize) -> bool {
+    lda.is_multiple_of(1024)
+}
+
+/// Floats added to each row of an aliasing `A` (one cache line), so that consecutive rows start
+/// in different sets.
+const ALIASING_PAD: usize = 16;
+
+/// `A` `[m, k]` (rows `lda` apart) copied with rows `stride` apart (the padding left zero).
+fn with_stride(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    k: usize,
+    stride: usize,
+    threads: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; m * stride];
+    let copy = |(i, row): (usize, &mut [f32])| row[..k].copy_from_slice(&a[i * lda..][..k]);
+    if threads > 1 && m * k >= 1 << 16 {
+        out.par_chunks_mut(stride).enumerate().for_each(copy);
+    } else {
+        out.chunks_mut(stride).enumerate().for_each(copy);
+    }
+    out
 }
 
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`

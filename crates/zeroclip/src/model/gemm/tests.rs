@@ -235,6 +235,9 @@ fn matches_a_naive_product_on_every_edge() {
             (50, 768, 96),
             (33, 128, 40),
             (64, 256, 17),
+            // Rows 4 KiB apart (an f32 `A` copied with padded rows by `matmul`).
+            (29, 1024, 56),
+            (17, 4096, 40),
         ] {
             check(kernels, format, m, k, n, 2);
         }
@@ -444,7 +447,13 @@ fn every_f32_simd_kernel_gives_the_same_bits() {
     // The same fused multiply-adds in the same order whatever the class, the tile height (the
     // AVX-512 kernel's hand-scheduled loops for 7 to 12 rows, its Rust loop below that) or
     // whether the AVX2 kernel packed `A`: only the portable kernel rounds differently.
-    for (m, k, n) in [(7, 37, 64), (16, 260, 48), (29, 198, 56), (83, 531, 530)] {
+    for (m, k, n) in [
+        (7, 37, 64),
+        (16, 260, 48),
+        (29, 198, 56),
+        (83, 531, 530),
+        (29, 1024, 56),
+    ] {
         let (a, bt, scale, res) = (
             rand(m * k, 31),
             rand(n * k, 32),
@@ -476,4 +485,20 @@ fn every_f32_simd_kernel_gives_the_same_bits() {
             }
         }
     }
+}
+
+#[test]
+fn rows_4_kib_apart_give_the_same_bits_as_dense_rows() {
+    // `A` with rows 1024 floats apart is copied with padded rows first; the result must be the
+    // product of the same values.
+    let (m, k, n, lda) = (37, 300, 70, 1024);
+    let (a, bt) = (rand(m * lda, 41), rand(n * k, 42));
+    let b = pack(&bt, n, k, Format::F32, Layout::Panels);
+    let dense: Vec<f32> = a.chunks(lda).flat_map(|row| row[..k].to_vec()).collect();
+    let epi = Epilogue::default();
+    let (mut c1, mut c2) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+    matmul(&a, lda, m, &b, &mut c1, n, &epi, 2);
+    matmul(&dense, k, m, &b, &mut c2, n, &epi, 2);
+    let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&c1), bits(&c2));
 }
