@@ -207,7 +207,8 @@ impl Bottleneck {
 /// `Σ_t a_t (W_v,h x_t + b_v,h) = W_v,h (Σ_t a_t x_t) + b_v,h` since the weights `a_t` sum to 1.
 /// The same function as the reference's, with two `[c, c]` products per image instead of one
 /// per token for each projection (50 tokens for a 7×7 map); the rounding differs only as any
-/// reordered sum does. `k_proj` and `v_proj` therefore stay fp32 in every precision mode.
+/// reordered sum does (measured against float64 in docs/FIDELITY.md). `k_proj` and `v_proj` are
+/// therefore not low-precision layers in any mode.
 #[derive(Clone, Debug)]
 struct AttentionPool2d {
     positional_embedding: Tensor,
