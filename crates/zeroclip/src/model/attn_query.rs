@@ -91,6 +91,27 @@ macro_rules! simd_loops {
         struct $name;
 
         #[cfg(target_arch = "x86_64")]
+        impl $name {
+            /// `acc[j] += s · src[j·$w..]` for each register, fused.
+            ///
+            /// # Safety
+            /// `src` must be readable for `GROUP·LANES` floats; the CPU must have `$feature`.
+            #[target_feature(enable = $feature)]
+            unsafe fn add_scaled(
+                acc: &mut [std::arch::x86_64::$vec; GROUP * LANES / $w],
+                s: f32,
+                src: *const f32,
+            ) {
+                use std::arch::x86_64::*;
+                let s = $splat(s);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: inside the `GROUP·LANES` floats the caller vouches for.
+                    *a = $fma(s, unsafe { $load(src.add(j * $w)) }, *a);
+                }
+            }
+        }
+
+        #[cfg(target_arch = "x86_64")]
         impl Loops for $name {
             #[target_feature(enable = $feature)]
             unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]) {
@@ -102,12 +123,7 @@ macro_rules! simd_loops {
                     for (dd, &qv) in q.iter().enumerate() {
                         // SAFETY: row `dd` of `kt` has `stride ≥ span` floats, and the block
                         // `g..g + GROUP·LANES` lies below `span` (the caller's contract).
-                        let k = unsafe { kt.as_ptr().add(dd * stride + g) };
-                        let qv = $splat(qv);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            // SAFETY: as above.
-                            *a = $fma(qv, unsafe { $load(k.add(j * $w)) }, *a);
-                        }
+                        unsafe { Self::add_scaled(&mut acc, qv, kt.as_ptr().add(dd * stride + g)) };
                     }
                     for (j, a) in acc.iter().enumerate() {
                         // SAFETY: `p` has at least `span` floats.
@@ -129,13 +145,9 @@ macro_rules! simd_loops {
                         *a = unsafe { $load(o.as_ptr().add(c0 + j * $w)) };
                     }
                     for (key, &pj) in p.iter().enumerate() {
-                        // SAFETY: row `key` of `v` has `d` floats (the caller's contract).
-                        let row = unsafe { v.as_ptr().add(key * d + c0) };
-                        let pj = $splat(pj);
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            // SAFETY: as above.
-                            *a = $fma(pj, unsafe { $load(row.add(j * $w)) }, *a);
-                        }
+                        // SAFETY: row `key` of `v` has `d ≥ c0 + GROUP·LANES` floats (the
+                        // caller's contract).
+                        unsafe { Self::add_scaled(&mut acc, pj, v.as_ptr().add(key * d + c0)) };
                     }
                     for (j, a) in acc.iter().enumerate() {
                         // SAFETY: as for the loads of `o`.

@@ -52,6 +52,15 @@ struct Geometry {
     tiles: usize,
 }
 
+impl Geometry {
+    /// Tile `t` of the band: its image and its row and column in the tile grid.
+    fn tile(&self, t: usize) -> (usize, usize, usize) {
+        let tg = self.first + t;
+        let (th, tw) = (self.th, self.tw);
+        (tg / (th * tw), tg / tw % th, tg % tw)
+    }
+}
+
 /// Per-channel affine map, residual and ReLU applied to each output after the transform.
 pub struct Finish<'a> {
     pub scale: &'a [f32],
@@ -240,16 +249,8 @@ unsafe fn input_tile(
     tr: &mut [f32],
     v: SendPtr,
 ) {
-    let Geometry {
-        h,
-        w,
-        th,
-        tw,
-        first,
-        tiles,
-    } = *g;
-    let tg = first + t;
-    let (img, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
+    let (h, w, tiles) = (g.h, g.w, g.tiles);
+    let (img, ty, tx) = g.tile(t);
     // The 4×4 input block as 4 rows of 4 pixels (4·c values each): read in place when the
     // block lies inside the image, else copied with zero padding.
     let (y0, x0) = ((2 * ty) as isize - 1, (2 * tx) as isize - 1);
@@ -314,16 +315,8 @@ unsafe fn output_tile(
     finish: &Finish,
     out: SendPtr,
 ) {
-    let Geometry {
-        h,
-        w,
-        th,
-        tw,
-        first,
-        tiles,
-    } = *g;
-    let tg = first + t;
-    let (img, ty, tx) = (tg / (th * tw), tg / tw % th, tg % tw);
+    let (h, w, tiles) = (g.h, g.w, g.tiles);
+    let (img, ty, tx) = g.tile(t);
     let mrow = |xi: usize| &m[(xi * tiles + t) * co..][..co];
     // z = Aᵀ M: z0 = m0 + m1 + m2, z1 = m1 − m2 − m3 (rows of 4 columns).
     for s in 0..4 {
