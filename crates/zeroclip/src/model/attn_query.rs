@@ -28,7 +28,7 @@ pub(super) struct Head<'a> {
 /// Callers uphold each method's bounds; an implementation may need CPU features (see
 /// [`query_for`]).
 trait Loops {
-    /// `p[j] = Σ_dd q[dd] · kt[dd·stride + j]` for `j < span` (a multiple of the block), `dd`
+    /// `p[j] = Σ_dd q[dd] · kt[dd·stride + j]` for `j < span` (a multiple of `GROUP·LANES`), `dd`
     /// in order. `kt` holds `q.len()` rows of `stride ≥ span` floats; `p` at least `span`.
     unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]);
     /// `o[c] += Σ_j p[j] · v[j·d + c]` over `j` in order, for whole blocks of `c` from 0; returns
@@ -201,8 +201,22 @@ unsafe fn query<L: Loops>(
     wide: bool,
 ) {
     let span = keys.next_multiple_of(GROUP * LANES);
-    // SAFETY: `kt` has `q.len()` rows of `stride ≥ span` floats (`span` rounds `keys ≤ len`
-    // up as `stride` rounds `len`), `p` `stride` floats; the CPU has `L`'s features.
+    let d = head.d;
+    // The loops' bounds, checked once per query (the SIMD loops read through raw pointers).
+    assert!(
+        q.len() == d
+            && span <= head.stride
+            && head.kt.len() >= d * head.stride
+            && head.v.len() >= keys * d
+            && p.len() >= span
+            && o.len() >= d,
+        "attention query: {keys} keys over a head of {d} × {} (p {}, o {})",
+        head.stride,
+        p.len(),
+        o.len()
+    );
+    // SAFETY: `kt` has `q.len()` rows of `stride ≥ span` floats, `p` at least `span` floats
+    // (asserted above); the CPU has `L`'s features.
     unsafe { L::scores(head.kt, head.stride, q, span, p) };
     let p = &mut p[..keys];
     // Lane-wise maxima and sums, folded in a fixed order: vectors of any width agree.
@@ -233,8 +247,8 @@ unsafe fn query<L: Loops>(
     for pj in p.iter_mut() {
         *pj *= inv;
     }
-    let d = head.d;
-    // SAFETY: `v` holds `len ≥ keys` rows of `d`, `o` `d` floats; the CPU has `L`'s features.
+    // SAFETY: `v` holds at least `keys` rows of `d`, `o` at least `d` floats (asserted above);
+    // the CPU has `L`'s features.
     let c0 = unsafe { L::mix(p, head.v, d, o) };
     for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
         for (x, &vv) in o[c0..].iter_mut().zip(&v[c0..]) {
@@ -342,8 +356,8 @@ mod tests {
                         query_avx2(&head, &q, 0.125, keys, p, o)
                     }));
                 }
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512 F (and FMA with it).
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX-512 F and FMA.
                     simd.push(run(&|p, o| unsafe {
                         query_avx512(&head, &q, 0.125, keys, p, o)
                     }));

@@ -129,8 +129,12 @@ pub(super) fn matmul_into(
     let restrided;
     let (a, lda, row_scales): (&[f32], usize, &[f32]) = match b.format {
         Format::F32 if aliasing(lda) && m > 1 => {
-            restrided = with_stride(a, lda, m, k, k + ALIASING_PAD, threads);
-            (&restrided, k + ALIASING_PAD, &[])
+            let mut stride = k + ALIASING_PAD;
+            if aliasing(stride) {
+                stride += ALIASING_PAD;
+            }
+            restrided = with_stride(a, lda, m, k, stride, threads);
+            (&restrided, stride, &[])
         }
         Format::F32 => (a, lda, &[]),
         format => {

@@ -303,9 +303,6 @@ impl Clip {
     }
 }
 
-/// How many threads the CPU kernels split work into: the rayon pool they run in — the global one,
-/// or the caller's own when it runs the model inside `ThreadPool::install` (as the Python package
-/// does, so that its thread count can change and a forked child can start a fresh pool).
 /// Lets glibc's allocator keep freed activation buffers for the next forward pass instead of
 /// handing them back to the kernel, once per process: allocations up to 32 MiB come from the
 /// heap rather than fresh mappings, and up to 256 MiB of free heap stays mapped. By default
@@ -334,6 +331,9 @@ fn keep_freed_activations() {
     }
 }
 
+/// How many threads the CPU kernels split work into: the rayon pool they run in — the global one,
+/// or the caller's own when it runs the model inside `ThreadPool::install` (as the Python package
+/// does, so that its thread count can change and a forked child can start a fresh pool).
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads()
 }

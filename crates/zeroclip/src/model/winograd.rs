@@ -8,7 +8,8 @@
 //! Layers with small weights (the early, narrow ones) take blocks of tiles through the input
 //! transform, the 16 products and the output transform on one thread, in L2-sized scratch;
 //! wider ones run each step over the whole band on all threads (see [`Winograd3x3::run`]).
-//! Either way each output is the same sum, so the two paths give the same bits.
+//! Either way each output is the same sum, so with zeroclip's GEMM kernels (whose sums do not
+//! depend on how many rows a product has) the two paths give the same bits.
 //! Arithmetic: the transforms use only ±1 and ½ (exact in binary), the weight transform is done
 //! once in f64, so the extra rounding is a few additions per value; the effect on the embeddings
 //! is measured in docs/FIDELITY.md.
@@ -146,10 +147,11 @@ impl Winograd3x3 {
             tiles,
         };
         let out = SendPtr(out.as_mut_ptr());
-        if 16 * c * co <= self.max_local_weight_floats {
-            // Small weights: each task takes a block of tiles through all three steps on its
-            // own, so the block's transformed copies never leave its core's L2.
-            let block = (self.block_floats / (16 * (c + co)).max(1)).clamp(1, all.max(1));
+        let block = (self.block_floats / (16 * (c + co)).max(1)).clamp(1, all.max(1));
+        // Small weights, and blocks enough to keep every thread busy: each task takes a block
+        // of tiles through all three steps on its own, so the block's transformed copies never
+        // leave its core's L2.
+        if 16 * c * co <= self.max_local_weight_floats && all.div_ceil(block) >= 2 * threads {
             let one = |(v, m): &mut (Vec<f32>, Vec<f32>), b: usize| {
                 let first = b * block;
                 let g = geometry(first, block.min(all - first));
@@ -238,7 +240,8 @@ impl Winograd3x3 {
 /// channel vectors, into row `(ξ, t)` of each `V_ξ` (`[g.tiles, c]` each) at `v`.
 ///
 /// # Safety
-/// `v` must point to `16 · g.tiles · c` floats that no one else writes at rows `(·, t)`.
+/// `t < g.tiles`, the band's tiles lie in the batch (`g.first + g.tiles ≤ n·th·tw`), and `v`
+/// must point to `16 · g.tiles · c` floats that no one else writes at rows `(·, t)`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn input_tile(
     src: &[f32],
@@ -304,7 +307,8 @@ unsafe fn input_tile(
 /// products `m`, then `finish`, written to the tile's pixels that lie inside the image.
 ///
 /// # Safety
-/// `out` must point to the `[n, h, w, co]` output, whose tile-`t` pixels no one else writes.
+/// `t < g.tiles`, the band's tiles lie in the batch (`g.first + g.tiles ≤ n·th·tw`), and `out`
+/// must point to the `[n, h, w, co]` output, whose tile-`t` pixels no one else writes.
 #[allow(clippy::too_many_arguments)]
 unsafe fn output_tile(
     m: &[f32],
@@ -384,10 +388,10 @@ mod tests {
         let wt = rand(co * c * 9, 2);
         let (scale, shift, res) = (rand(co, 3), rand(co, 4), rand(n * h * w * co, 5));
         let mut wino = Winograd3x3::new(&wt, co, c);
-        // Bands of 5 tiles (of 2 × 3 × 4 = 24), the last one short; or blocks of 5 tiles on
-        // the small-weight path, on two threads or one.
+        // Bands of 5 tiles (of 2 × 3 × 4 = 24), the last one short; or blocks of 3 tiles on
+        // the small-weight path, on two threads or one (other row counts per product).
         wino.max_band_floats = 16 * co * 5;
-        wino.block_floats = 16 * (c + co) * 5;
+        wino.block_floats = 16 * (c + co) * 3;
         let finish = Finish {
             scale: &scale,
             shift: &shift,
