@@ -25,8 +25,8 @@ pub(super) struct Head<'a> {
 /// The two multiply-add loops of a query, in blocks of [`GROUP`] × [`LANES`] lanes.
 ///
 /// # Safety
-/// Callers uphold each method's bounds; an implementation may need CPU features (see
-/// [`query_for`]).
+/// Callers uphold each method's bounds ([`query`] asserts them); an implementation may need CPU
+/// features (see [`query_for`]).
 trait Loops {
     /// `p[j] = Σ_dd q[dd] · kt[dd·stride + j]` for `j < span` (a multiple of `GROUP·LANES`), `dd`
     /// in order. `kt` holds `q.len()` rows of `stride ≥ span` floats; `p` at least `span`.
@@ -117,7 +117,6 @@ macro_rules! simd_loops {
             unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]) {
                 use std::arch::x86_64::*;
                 const N: usize = GROUP * LANES / $w;
-                debug_assert!(span <= stride && kt.len() >= q.len() * stride && p.len() >= span);
                 for g in (0..span).step_by(GROUP * LANES) {
                     let mut acc: [$vec; N] = [$zero(); N];
                     for (dd, &qv) in q.iter().enumerate() {
@@ -136,7 +135,6 @@ macro_rules! simd_loops {
             unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize {
                 use std::arch::x86_64::*;
                 const N: usize = GROUP * LANES / $w;
-                debug_assert!(v.len() >= p.len() * d && o.len() >= d);
                 let mut c0 = 0;
                 while c0 + GROUP * LANES <= d {
                     let mut acc: [$vec; N] = [$zero(); N];

@@ -229,9 +229,8 @@ impl AttentionPool2d {
             let w = vb.pp(name).get(&[embed, embed], "weight")?;
             Ok(w.reshape((heads, d, embed))?)
         };
-        let k = vb.pp("k_proj");
-        // Part of the checkpoint; it cancels in the softmax (see the type's comment).
-        k.get(&[embed], "bias")?;
+        // Part of the checkpoint (read, so loading stays strict); it cancels in the softmax.
+        vb.pp("k_proj").get(&[embed], "bias")?;
         Ok(AttentionPool2d {
             positional_embedding: vb
                 .get(&[spacial * spacial + 1, embed], "positional_embedding")?,

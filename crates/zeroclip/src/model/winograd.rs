@@ -152,18 +152,19 @@ impl Winograd3x3 {
         // of tiles through all three steps on its own, so the block's transformed copies never
         // leave its core's L2.
         if 16 * c * co <= self.max_local_weight_floats && all.div_ceil(block) >= 2 * threads {
-            let one = |(v, m): &mut (Vec<f32>, Vec<f32>), b: usize| {
+            let one = |v: &mut Vec<f32>, m: &mut Vec<f32>, b: usize| {
                 let first = b * block;
                 let g = geometry(first, block.min(all - first));
                 self.run_band(src, &g, out, finish, v, m, false);
             };
             let blocks = 0..all.div_ceil(block);
             if threads > 1 {
-                blocks.into_par_iter().for_each_init(Default::default, one);
+                let scratch = || (Vec::new(), Vec::new());
+                blocks
+                    .into_par_iter()
+                    .for_each_init(scratch, |(v, m), b| one(v, m, b));
             } else {
-                let mut scratch = (std::mem::take(v), std::mem::take(m));
-                blocks.for_each(|b| one(&mut scratch, b));
-                (*v, *m) = scratch;
+                blocks.for_each(|b| one(v, m, b));
             }
             return Ok(());
         }
@@ -200,15 +201,10 @@ impl Winograd3x3 {
         }
         let vp = SendPtr(v.as_mut_ptr());
         let init = || (vec![0f32; 16 * c], vec![0f32; 16 * c]);
-        // SAFETY: tile `t` writes only its own rows of `V` (one per ξ), inside `v`.
+        // SAFETY: tile `t < tiles` writes only its own rows of `V` (one per ξ), inside `v`.
         let input =
             |(d, tr): &mut (Vec<f32>, Vec<f32>), t| unsafe { input_tile(src, g, c, t, d, tr, vp) };
-        if par {
-            (0..tiles).into_par_iter().for_each_init(init, input);
-        } else {
-            let mut s = init();
-            (0..tiles).for_each(|t| input(&mut s, t));
-        }
+        each_tile(par, tiles, init, input);
         // The 16 products M_ξ = V_ξ · U_ξ, each on one thread: 16 independent tasks balance
         // two cores better than splitting each (often small) product between them.
         let v = &v[..16 * tiles * c];
@@ -225,14 +221,25 @@ impl Winograd3x3 {
         }
         let m = &m[..];
         let init = || vec![0f32; 8 * co];
-        // SAFETY: each output pixel belongs to exactly one tile, inside `out`.
+        // SAFETY: each output pixel belongs to exactly one tile `t < tiles`, inside `out`.
         let output = |z: &mut Vec<f32>, t| unsafe { output_tile(m, g, co, t, z, finish, out) };
-        if par {
-            (0..tiles).into_par_iter().for_each_init(init, output);
-        } else {
-            let mut z = init();
-            (0..tiles).for_each(|t| output(&mut z, t));
-        }
+        each_tile(par, tiles, init, output);
+    }
+}
+
+/// `f(scratch, t)` for each tile `t < tiles`, spread over the rayon workers (a scratch from
+/// `init` per worker) if `par`, else in order on the calling thread with one scratch.
+fn each_tile<S: Send>(
+    par: bool,
+    tiles: usize,
+    init: impl Fn() -> S + Send + Sync,
+    f: impl Fn(&mut S, usize) + Send + Sync,
+) {
+    if par {
+        (0..tiles).into_par_iter().for_each_init(init, f);
+    } else {
+        let mut scratch = init();
+        (0..tiles).for_each(|t| f(&mut scratch, t));
     }
 }
 
