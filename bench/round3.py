@@ -16,8 +16,9 @@ with oneDNN held to AVX512_CORE). `--isa avx512-vnni` is the AVX-512 VNNI/BF16 c
 (ZEROCLIP_KERNEL=avx512-vnni; oneDNN held to AVX512_CORE_BF16). `native` is whatever the machine
 has, AMX included. ONNX Runtime has no such switch (MLAS picks its kernels from CPUID): it runs
 under bench/cpuid_mask.c (LD_PRELOAD), which edits what CPUID tells the process through Linux's
-CPUID faulting; on a machine without CPUID faulting (no `cpuid_fault` flag) its cells are marked
-unrestricted.
+CPUID faulting; on a machine without CPUID faulting (no `cpuid_fault` flag), `--isa avx2` runs it
+from bench/ort_xcr0.py's copy of the package, whose XGETBVs report the AVX-512 state disabled, and
+the other classes' ONNX Runtime cells are marked unrestricted.
 Rounds alternate the contenders; each cell keeps its best round (the median of its timed calls).
 The pipeline's rate is marginal: (large - small) images over the difference of the median wall
 times of whole processes, so loading cancels out. Results: bench/out/model/round3_<isa>.json and
@@ -31,6 +32,8 @@ import argparse
 import datetime
 import functools
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,10 +84,28 @@ def cpuid_mask(isa: str) -> dict | None:
     return {"LD_PRELOAD": str(lib), "ZEROCLIP_CPUID_MASK": isa}
 
 
+@functools.cache
+def ort_restriction(isa: str) -> tuple:
+    """How ONNX Runtime is held to `isa`: (how, environment). `how` is "cpuid_mask" (CPUID faulting),
+    "xcr0" (bench/ort_xcr0.py's copy of the package, AVX2 only), "" for `native`, or None where
+    neither can (its cells are then marked unrestricted)."""
+    if isa == "native":
+        return "", {}
+    mask = cpuid_mask(isa)
+    if mask is not None:
+        return "cpuid_mask", mask
+    if isa == "avx2" and shutil.which("objdump"):
+        import ort_xcr0
+
+        path = ort_xcr0.build(mr.OUT.parent / "ort-avx2")
+        return "xcr0", {"PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))}
+    return None, {}
+
+
 def env_for(isa: str, framework: str) -> dict:
     extra = dict(ISA_ENV[isa].get(framework, {}))
     if framework == "onnxruntime":
-        extra.update(cpuid_mask(isa) or {})
+        extra.update(ort_restriction(isa)[1])
     return dict(mr.ENV, **extra)
 
 
@@ -204,6 +225,7 @@ def render(res: dict) -> str:
 
     kernels = sorted({f"{r.get('precision')}: {r.get('kernel', '?')}" for r in rec if r["framework"] == "zeroclip"})
     unrestricted = {"onnxruntime"} if res.get("ort_unrestricted") else set()
+    how = res.get("ort_restriction", "cpuid_mask")
     key = res["doc_block"]
     lines = [f"<!-- round3:{key}:begin (written by bench/run.sh --isa {isa}) -->", ""]
     lines.append(f"**{isa}** — run {res['started']} → {res['finished']} UTC{' (--quick)' if res['quick'] else ''}, "
@@ -212,7 +234,9 @@ def render(res: dict) -> str:
     lines.append(f"Machine: {m['cpu']}, {m['cores']} cores; SIMD flags: {', '.join(m['simd_flags'])}. "
                  f"ISA used: `{isa}` (zeroclip kernels — {'; '.join(kernels)}"
                  + ("; ONNX Runtime unrestricted: no CPUID faulting here" if unrestricted
-                    else "; ONNX Runtime under bench/cpuid_mask.c" if isa != "native" else "") + "). "
+                    else "; ONNX Runtime under bench/cpuid_mask.c" if how == "cpuid_mask"
+                    else "; ONNX Runtime with XCR0 read as AVX-only (bench/ort_xcr0.py)" if how == "xcr0"
+                    else "") + "). "
                  f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; 2 threads each; best of {res['rounds']} "
                  "rounds of the median call.")
     lines.append("")
@@ -315,7 +339,8 @@ def main() -> None:
     args = ap.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
     res = {"isa": args.isa, "machine": mr.machine(), "quick": args.quick, "rounds": args.rounds,
-           "ort_unrestricted": cpuid_mask(args.isa) is None,
+           "ort_unrestricted": ort_restriction(args.isa)[0] is None,
+           "ort_restriction": ort_restriction(args.isa)[0],
            "note": args.note, "doc_block": args.doc_block or args.isa, "load_before": mr.loadavg(),
            "started": started.isoformat(timespec="seconds")}
     res["records"] = towers(args.isa, args.rounds, args.quick)
