@@ -96,7 +96,11 @@ impl ConvAffine {
             } else if k == 1 {
                 // [c_out, c_in, 1, 1] is already [c_out, c_in] row-major: packed from the file.
                 let w = weight.reshape(&[c_out, c_in])?;
-                Product::Im2col(PackedMatrix::from_stored_transposed(w, gemm::Format::F32)?)
+                Product::Im2col(PackedMatrix::from_stored_transposed(
+                    w,
+                    gemm::Format::F32,
+                    gemm::Codes::Full,
+                )?)
             } else {
                 // [c_out, kh, kw, c_in] as [c_out, kh·kw·c_in]; f16 or f32.
                 let w = weight

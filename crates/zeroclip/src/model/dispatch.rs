@@ -243,6 +243,34 @@ pub(super) struct Kernels {
     pub(super) amx: bool,
 }
 
+impl Kernels {
+    /// Whether these kernels need int8 weight codes within ±63 (see `int8.rs`).
+    pub(super) fn need_narrow_codes(self) -> bool {
+        !self.amx
+            && (self.narrow.needs_narrow_codes()
+                || self.wide.is_some_and(|w| w.needs_narrow_codes()))
+    }
+
+    /// The kernels for a matrix: those of full (±127) int8 codes unless `narrow_codes`.
+    pub(super) fn for_codes(self, narrow_codes: bool) -> Kernels {
+        if narrow_codes {
+            return self;
+        }
+        Kernels {
+            narrow: self.narrow.for_full_codes(),
+            wide: self.wide.map(Kernel::for_full_codes),
+            ..self
+        }
+    }
+}
+
+/// Whether int8 weights the throughput depends on are quantized to ±63 for `class`: where its
+/// products run on `vpmaddubsw` (plain AVX2, AVX-512 without VNNI), whose i16 pair sums of
+/// unsigned activations and ±127 codes would saturate (see `int8.rs`).
+pub(super) fn narrow_int8_codes(class: Class) -> bool {
+    kernels_for(class, Format::Int8).need_narrow_codes()
+}
+
 /// The kernels for `format` in `class` on this CPU.
 pub(super) fn kernels_for(class: Class, format: Format) -> Kernels {
     let selected = class.kernel();

@@ -40,8 +40,8 @@ use super::epilogue::finish;
 pub use super::epilogue::{Epilogue, NR};
 use super::microkernel::{Kernel, Tile, TileEpi, MR_WIDE};
 pub use super::ops::with_f32;
-pub use super::packed::PackedMatrix;
 use super::packed::{steps_of, Layout};
+pub use super::packed::{Codes, PackedMatrix};
 use super::{amx, bf16, int8};
 
 /// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
@@ -115,7 +115,7 @@ pub(super) fn matmul_into(
         return super::fallback::matmul(a, lda, m, b, c, ldc, epi, threads);
     }
     let panels = n.div_ceil(NR);
-    let kernels = kernels_for(Class::selected(), b.format);
+    let kernels = kernels_for(Class::selected(), b.format).for_codes(b.narrow_codes);
     let tiles = kernels.amx && amx::fits(b);
     // Tiles read `A` in whole blocks of rows; the padding rows are zeros. The SIMD kernels
     // take any number of rows (`row_tiles` evens them out), so their tasks can be equal.
@@ -138,7 +138,16 @@ pub(super) fn matmul_into(
         }
         Format::F32 => (a, lda, &[]),
         format => {
-            converted = a_as_slots(a, lda, m, padded, k, format, threads);
+            converted = a_as_slots(
+                a,
+                lda,
+                m,
+                padded,
+                k,
+                format,
+                kernels.wide.is_some(),
+                threads,
+            );
             (&converted.0, b.steps, &converted.1)
         }
     };
@@ -219,7 +228,8 @@ fn with_stride(
 
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`
 /// zero): rounded to bf16, or quantized to int8 with each row's scale (the second vector;
-/// zeros for bf16).
+/// zeros for bf16). `wide`: the selected class has AVX-512.
+#[allow(clippy::too_many_arguments)]
 fn a_as_slots(
     a: &[f32],
     lda: usize,
@@ -227,6 +237,7 @@ fn a_as_slots(
     padded: usize,
     k: usize,
     format: Format,
+    wide: bool,
     threads: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let steps = steps_of(k, format).max(1);
@@ -237,7 +248,7 @@ fn a_as_slots(
     let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| {
         let src = &a[i * lda..][..k];
         match format {
-            Format::Int8 => *s = int8::pack_activations(src, dst),
+            Format::Int8 => *s = int8::pack_activations(src, dst, wide),
             _ => bf16::pack_row(src, dst),
         }
     };

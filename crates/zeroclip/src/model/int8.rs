@@ -6,12 +6,23 @@
 //! f32 one with a quarter of the `k`; the kernels accumulate exact i32 sums and dequantize the
 //! finished tile: `out = (Σ u·w − 128·Σ w) · row_scale · col_scale`, then the usual epilogue.
 //!
-//! The weight codes span ±127 on every kernel. Without VNNI, `vpmaddubsw` adds two u8·i8 products
-//! into a saturating i16, and 255·127·2 would overflow it; so those kernels multiply the signed
-//! activation code `a = u − 128` instead, as `|a|` (unsigned) times the weight carrying `a`'s sign
-//! (`vpsignb`): 127·127·2 stays below 2^15. Their sums are `Σ a·w`, which is exactly the VNNI
-//! kernels' `Σ u·w − 128·Σ w`, so they skip the zero-point correction and every kernel gives the
-//! same result bit for bit.
+//! Without VNNI, `vpmaddubsw` adds two u8·i8 products into a saturating i16, and 255·127·2 would
+//! overflow it. Two ways round that, for the two towers:
+//! - **Narrow codes** (the image tower, which runs for every image): on a CPU class whose int8
+//!   products run on `vpmaddubsw` (plain AVX2, AVX-512 without VNNI), the weights are quantized
+//!   to ±[`W_MAX_NARROW`] at load, the range reduction ONNX Runtime's `reduce_range` also uses;
+//!   255·63·2 < 2^15, so the unsigned activation codes meet them in one `vpmaddubsw`, one
+//!   `vpmaddwd` and one add per 32 products ([`dot256`], [`dot512_bw`]).
+//! - **Full codes** (±127: every tower on the other classes, and the text tower everywhere, which
+//!   runs once per label set and whose cosine to fp32 the narrow codes cost the most): those
+//!   kernels multiply the signed activation code `a = u − 128` instead, as `|a|` (unsigned) times
+//!   the weight carrying `a`'s sign ([`dot256_signed`], [`dot512_bw_signed`]): 127·127·2 < 2^15.
+//!   Their sums are `Σ a·w`, exactly the others' `Σ u·w − 128·Σ w`, so they skip the zero-point
+//!   correction.
+//!
+//! The activations keep 8 bits everywhere (they carry CLIP's outlier channels; the weights have a
+//! scale per output channel). Every kernel sums exactly, so on a matrix of either code range all
+//! kernels that take it give the same bits; only the weights' rounding differs between ranges.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -20,6 +31,9 @@ use std::arch::x86_64::*;
 pub(super) const ZERO_POINT: i32 = 128;
 /// The largest weight code magnitude.
 pub(super) const W_MAX: f32 = 127.0;
+/// The largest weight code magnitude of matrices for `vpmaddubsw` kernels (see the module's
+/// header).
+pub(super) const W_MAX_NARROW: f32 = 63.0;
 /// The largest activation code magnitude.
 const A_MAX: f32 = 127.0;
 
@@ -69,13 +83,20 @@ pub(super) fn unslot(s: f32) -> [u8; 4] {
 }
 
 /// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned codes (a zero pads the
-/// last slot; its weights are zero too); returns the row's scale.
-pub(super) fn pack_activations(src: &[f32], dst: &mut [f32]) -> f32 {
+/// last slot; its weights are zero too); returns the row's scale. `wide` lets it use AVX-512
+/// (the selected CPU class has it); else AVX2 where the CPU has it. Every path gives the same
+/// codes.
+pub(super) fn pack_activations(src: &[f32], dst: &mut [f32], wide: bool) -> f32 {
     debug_assert_eq!(dst.len(), src.len().div_ceil(4));
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if wide && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F (checked above).
         return unsafe { pack_activations_native(src, dst) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above).
+        return unsafe { pack_activations_avx2(src, dst) };
     }
     let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
     pack_scaled(src, dst, amax)
@@ -133,6 +154,57 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
     scale
 }
 
+/// [`pack_activations`] with AVX2: the same maximum, scale and codes, 8 values a step.
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
+    let whole = src.len() / 8 * 8;
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+    let mut m = _mm256_setzero_ps();
+    for c in src[..whole].chunks_exact(8) {
+        // SAFETY: `c` holds 8 floats.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        m = _mm256_max_ps(m, _mm256_and_ps(v, magnitude));
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    let amax = lanes
+        .iter()
+        .chain(&src[whole..])
+        .fold(0f32, |m, v| m.max(v.abs()));
+    let scale = amax / A_MAX;
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let (lo, hi, vinv) = (
+        _mm256_set1_ps(-A_MAX),
+        _mm256_set1_ps(A_MAX),
+        _mm256_set1_ps(inv),
+    );
+    let zero_point = _mm256_set1_epi32(ZERO_POINT);
+    // The low byte of each 32-bit lane, packed into the first four bytes of each 128-bit half.
+    let low_bytes = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+        -1, -1, -1, -1, -1, -1, -1, -1,
+    );
+    for (c, d) in src[..whole].chunks_exact(8).zip(dst.chunks_exact_mut(2)) {
+        // SAFETY: `c` holds 8 floats and `d` 2 slots (8 bytes).
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), vinv);
+            let v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            let q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zero_point);
+            let q = _mm256_shuffle_epi8(q, low_bytes);
+            let q = _mm_unpacklo_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+            _mm_storel_epi64(d.as_mut_ptr().cast(), q);
+        }
+    }
+    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax);
+    scale
+}
+
 /// The exact integer sum of one slot step: `Σ u·w` over its four codes.
 pub(super) fn dot_portable(acc: f32, a: f32, b: f32) -> f32 {
     let (a, b) = (unslot(a), unslot(b));
@@ -149,7 +221,8 @@ pub(super) fn dequant_portable(acc: f32, corr: f32, scale: f32) -> f32 {
 }
 
 /// [`dequant_portable`] over a row segment: `corr` and `col_scale` for its columns; `corr` is
-/// `None` for the sums of the signed kernels ([`dot256`], [`dot512_bw`]), already corrected.
+/// `None` for the sums of the signed kernels ([`dot256_signed`], [`dot512_bw_signed`]), already
+/// corrected.
 pub(super) fn dequant_row(
     row: &mut [f32],
     corr: Option<&[f32]>,
@@ -202,14 +275,24 @@ pub(super) fn dot256_avx_vnni(a: __m256, b: __m256, acc: __m256) -> __m256 {
     _mm256_castsi256_ps(_mm256_dpbusd_avx_epi32(acc, a, b))
 }
 
-/// [`dot256`] on 16 lanes (AVX-512 BW), for AVX-512 CPUs without VNNI.
+/// [`dot256`] on 16 lanes (AVX-512 BW), for narrow codes on AVX-512 CPUs without VNNI.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
 pub(super) fn dot512_bw(a: __m512, b: __m512, acc: __m512) -> __m512 {
+    let pairs = _mm512_maddubs_epi16(_mm512_castps_si512(a), _mm512_castps_si512(b));
+    let quads = _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+    _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), quads))
+}
+
+/// [`dot256_signed`] on 16 lanes (AVX-512 BW), for full codes on AVX-512 CPUs without VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+pub(super) fn dot512_bw_signed(a: __m512, b: __m512, acc: __m512) -> __m512 {
     let signed = _mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi8(i8::MIN));
-    // `vpsignb` has no 512-bit form: the weights whose activation is negative are negated
-    // under a mask, and those whose activation is zero meet `|a| = 0` anyway.
+    // The weights whose activation is negative are negated under a mask; those whose
+    // activation is zero meet `|a| = 0` anyway.
     let negative = _mm512_movepi8_mask(signed);
     let b = _mm512_castps_si512(b);
     let b = _mm512_mask_sub_epi8(b, negative, _mm512_setzero_si512(), b);
@@ -243,15 +326,30 @@ pub(super) fn avx_vnni() -> bool {
     }
 }
 
-/// `acc + Σ a·w` per lane with plain AVX2, `a = u − 128` the signed activation codes: `|a|`
-/// times the weights carrying `a`'s sign, byte pairs into i16 (`vpmaddubsw`, exact since
-/// 127·127·2 < 2^15), then pairs of those into i32 (`vpmaddwd`). See the module's header.
+/// `acc + Σ u·w` per lane with plain AVX2, on narrow weight codes (±[`W_MAX_NARROW`]): byte
+/// pairs into i16 (`vpmaddubsw`, exact since 255·63·2 < 2^15), then pairs of those into i32
+/// (`vpmaddwd`). See the module's header.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(super) fn dot256(a: __m256, b: __m256, acc: __m256) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(_mm256_castps_si256(a), _mm256_castps_si256(b));
+    let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
+}
+
+/// `acc + Σ a·w` per lane with plain AVX2 on full (±127) weight codes, `a = u − 128` the signed
+/// activation codes: `|a|` times the weights carrying `a`'s sign (negated by `(w ^ m) − m` under
+/// the sign mask `m`, which runs on more ports than `vpsignb`), byte pairs into i16
+/// (`vpmaddubsw`, exact since 127·127·2 < 2^15), then pairs of those into i32 (`vpmaddwd`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn dot256_signed(a: __m256, b: __m256, acc: __m256) -> __m256 {
     let signed = _mm256_xor_si256(_mm256_castps_si256(a), _mm256_set1_epi8(i8::MIN));
-    let b = _mm256_sign_epi8(_mm256_castps_si256(b), signed);
+    let negative = _mm256_cmpgt_epi8(_mm256_setzero_si256(), signed);
+    let b = _mm256_xor_si256(_mm256_castps_si256(b), negative);
+    let b = _mm256_sub_epi8(b, negative);
     let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(signed), b);
     let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
     _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
@@ -311,7 +409,7 @@ mod tests {
     fn activations_pack_into_unsigned_quads_with_a_zero_pad() {
         let src = [2.0f32, -2.0, 1.0, 0.0, 0.5];
         let mut dst = [f32::NAN; 2];
-        let scale = pack_activations(&src, &mut dst);
+        let scale = pack_activations(&src, &mut dst, true);
         assert_eq!(scale, 2.0 / 127.0);
         assert_eq!(unslot(dst[0]), [255, 1, 192, 128]);
         assert_eq!(unslot(dst[1]), [160, 0, 0, 0]);
@@ -323,13 +421,16 @@ mod tests {
             let src: Vec<f32> = (0..k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
                 .collect();
-            let mut fast = vec![f32::NAN; k.div_ceil(4)];
-            let mut slow = fast.clone();
-            let s = pack_activations(&src, &mut fast);
+            let mut slow = vec![f32::NAN; k.div_ceil(4)];
             let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert_eq!(pack_scaled(&src, &mut slow, amax), s);
+            let s = pack_scaled(&src, &mut slow, amax);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast), bits(&slow), "k {k}");
+            // AVX-512 where the CPU has it, then AVX2 (or the loops) as a narrower class asks.
+            for wide in [true, false] {
+                let mut fast = vec![f32::NAN; k.div_ceil(4)];
+                assert_eq!(pack_activations(&src, &mut fast, wide), s);
+                assert_eq!(bits(&fast), bits(&slow), "k {k}, wide {wide}");
+            }
         }
     }
 

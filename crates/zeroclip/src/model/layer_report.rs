@@ -81,13 +81,14 @@ pub fn layer_cosines(clip: &Clip, pixels: &Tensor, ids: &Tensor) -> Result<Vec<L
         let w = c.matrix.to_transposed();
         let bias = c.bias.as_deref();
         let fp32 = gemm::linear(&c.input, &c.matrix, bias, None, false)?;
-        let tower = if c.name.starts_with("visual") {
-            "image"
+        // The codes the model packs each tower's int8 layers in (see `Clip::load`).
+        let (tower, codes) = if c.name.starts_with("visual") {
+            ("image", gemm::Codes::Fastest)
         } else {
-            "text"
+            ("text", gemm::Codes::Full)
         };
         for precision in [Precision::Bf16, Precision::Int8] {
-            let m = PackedMatrix::from_transposed_as(&w, n, k, precision.into());
+            let m = PackedMatrix::from_transposed_coded(&w, n, k, precision.into(), codes);
             let got = gemm::linear(&c.input, &m, bias, None, false)?;
             let cosines = row_cosines(&fp32, &got)?;
             add(tower, layer_type(&c.name), precision, &cosines, true);

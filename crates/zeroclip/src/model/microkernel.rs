@@ -20,6 +20,8 @@ use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256_avx_vnni, dot256_vnni};
 #[cfg(target_arch = "x86_64")]
+use super::int8::{dot256_signed as int8_dot256_signed, dot512_bw_signed as int8_dot512_bw_signed};
+#[cfg(target_arch = "x86_64")]
 use super::vmath::{quick_gelu_call16, quick_gelu_call8};
 
 /// Rows per step of the AVX-512 kernel (24 accumulator registers of 32).
@@ -107,9 +109,12 @@ pub(super) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Int8Vnni512,
     /// int8 quads, 12 rows × two panels with `vpmaddubsw` + `vpmaddwd` on 16 lanes (AVX-512 BW
-    /// without VNNI), on signed activations (see [`super::int8`]).
+    /// without VNNI), on narrow (±63) weight codes (see [`super::int8`]).
     #[cfg(target_arch = "x86_64")]
     Int8Avx512Bw,
+    /// [`Kernel::Int8Avx512Bw`] for full (±127) weight codes, on signed activations.
+    #[cfg(target_arch = "x86_64")]
+    Int8Avx512BwSigned,
     /// int8 quads on 6 rows × one panel with 8-lane `vpdpbusd` (AVX-512 VL).
     #[cfg(target_arch = "x86_64")]
     Int8Vnni256,
@@ -117,9 +122,13 @@ pub(super) enum Kernel {
     /// CPUs without AVX-512).
     #[cfg(target_arch = "x86_64")]
     Int8AvxVnni,
-    /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd`, on signed activations.
+    /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd`, on narrow (±63) weight
+    /// codes.
     #[cfg(target_arch = "x86_64")]
     Int8Avx2,
+    /// [`Kernel::Int8Avx2`] for full (±127) weight codes, on signed activations.
+    #[cfg(target_arch = "x86_64")]
+    Int8Avx2Signed,
     /// int8 quads without SIMD.
     Int8Portable,
 }
@@ -158,10 +167,35 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Avx512Bw => "avx512bw (int8 vpmaddubsw)",
             #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Avx512BwSigned => "avx512bw (int8 vpmaddubsw, signed)",
+            #[cfg(target_arch = "x86_64")]
             Kernel::Int8AvxVnni => "avx-vnni",
             #[cfg(target_arch = "x86_64")]
             Kernel::Int8Avx2 => "avx2 (int8 vpmaddubsw)",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Avx2Signed => "avx2 (int8 vpmaddubsw, signed)",
             Kernel::Int8Portable => "portable (int8)",
+        }
+    }
+
+    /// Whether the kernel needs int8 weight codes within ±[`int8::W_MAX_NARROW`]: `vpmaddubsw`
+    /// would saturate on wider ones (see [`super::int8`]).
+    pub(super) fn needs_narrow_codes(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self, Kernel::Int8Avx2 | Kernel::Int8Avx512Bw) {
+            return true;
+        }
+        false
+    }
+
+    /// The kernel to run on full (±127) int8 weight codes instead of `self`.
+    pub(super) fn for_full_codes(self) -> Kernel {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Avx2 => Kernel::Int8Avx2Signed,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Int8Avx512Bw => Kernel::Int8Avx512BwSigned,
+            other => other,
         }
     }
 
@@ -169,7 +203,7 @@ impl Kernel {
     /// corrected for the zero point (see [`super::int8`]), rather than `Σ u·w`.
     pub(super) fn signed_sums(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if matches!(self, Kernel::Int8Avx2 | Kernel::Int8Avx512Bw) {
+        if matches!(self, Kernel::Int8Avx2Signed | Kernel::Int8Avx512BwSigned) {
             return true;
         }
         false
@@ -224,11 +258,18 @@ impl Kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Avx512Bw => arms!(wide kernel_int8_avx512bw),
                 #[cfg(target_arch = "x86_64")]
+                Kernel::Int8Avx512BwSigned => arms!(wide kernel_int8_avx512bw_signed),
+                #[cfg(target_arch = "x86_64")]
                 Kernel::Int8AvxVnni => arms!(narrow kernel_int8_avx_vnni),
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Int8Avx2 => in_passes_of_three(r, t, epi, |r, t, epi| {
                     // At most three rows of the tile the caller vouches for.
                     up_to_three!(kernel_int8_avx2, r, t, epi)
+                }),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Int8Avx2Signed => in_passes_of_three(r, t, epi, |r, t, epi| {
+                    // At most three rows of the tile the caller vouches for.
+                    up_to_three!(kernel_int8_avx2_signed, r, t, epi)
                 }),
                 Kernel::Int8Portable => arms!(narrow kernel_int8_portable),
             }
@@ -493,7 +534,7 @@ simd_kernel!(
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
-    dequant512_signed,
+    dequant512,
     quick_gelu_call16,
     NR,
     no_hand_loop
@@ -521,6 +562,39 @@ simd_kernel!(
     _mm256_loadu_ps,
     _mm256_set1_ps,
     int8_dot256,
+    _mm256_mul_ps,
+    _mm256_add_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    dequant256,
+    quick_gelu_call8,
+    8,
+    no_hand_loop
+);
+
+simd_kernel!(
+    kernel_int8_avx512bw_signed,
+    "avx512f,avx512bw",
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    int8_dot512_bw_signed,
+    _mm512_mul_ps,
+    _mm512_add_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps,
+    dequant512_signed,
+    quick_gelu_call16,
+    NR,
+    no_hand_loop
+);
+simd_kernel!(
+    kernel_int8_avx2_signed,
+    "avx2,fma",
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    int8_dot256_signed,
     _mm256_mul_ps,
     _mm256_add_ps,
     _mm256_max_ps,

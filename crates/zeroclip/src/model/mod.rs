@@ -160,7 +160,9 @@ impl Clip {
                 *heads,
             )?)),
         };
-        let text = text::TextTransformer::new(&vb, &config)?;
+        // The text tower runs once per label set (its embeddings are cached): its int8 layers
+        // keep full weight codes, the image tower's take what the CPU runs fastest.
+        let text = text::TextTransformer::new(&vb.with_full_int8_codes(), &config)?;
         let logit_scale_parameter = vb.get_scalar("logit_scale")?;
         store.finish()?;
         Ok(Clip {

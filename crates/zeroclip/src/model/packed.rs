@@ -8,7 +8,7 @@ use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-use super::dispatch::Format;
+use super::dispatch::{narrow_int8_codes, Class, Format};
 use super::epilogue::NR;
 pub(super) use super::fallback::Layout;
 use super::ops::with_f32;
@@ -16,6 +16,17 @@ use super::{bf16, int8};
 use crate::tensors::{LeRows, StoredTensor};
 use std::borrow::Cow;
 use zeroclip_pt::DType;
+
+/// The weight code range of an int8 matrix (see `int8.rs`); other formats ignore it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codes {
+    /// What the selected CPU class runs fastest: ±63 where its int8 products run on
+    /// `vpmaddubsw` (plain AVX2, AVX-512 without VNNI), ±127 elsewhere. For the image tower,
+    /// which runs for every image.
+    Fastest,
+    /// ±127 on every class: for the text tower, which runs once per label set.
+    Full,
+}
 
 /// A `[k, n]` right-hand matrix laid out for [`super::gemm::matmul`].
 #[derive(Clone)]
@@ -30,6 +41,14 @@ pub struct PackedMatrix {
     /// int8 only: per column (padded to whole panels), the weight scale and the zero-point
     /// correction `ZERO_POINT · Σ codes` as i32 bits.
     pub(super) quant: Option<Arc<(Vec<f32>, Vec<f32>)>>,
+    /// int8 only: the weight codes lie within ±[`int8::W_MAX_NARROW`] rather than ±127 (packed
+    /// for a CPU class whose products run on `vpmaddubsw`; see `int8.rs`).
+    pub(super) narrow_codes: bool,
+}
+
+/// Whether an int8 matrix in `codes` gets ±63 codes under the selected CPU class.
+fn narrow_codes(format: Format, codes: Codes) -> bool {
+    format == Format::Int8 && codes == Codes::Fastest && narrow_int8_codes(Class::selected())
 }
 
 /// `len` zeroed floats starting at a 64-byte boundary of `data`.
@@ -68,28 +87,46 @@ impl PackedMatrix {
         Self::from_transposed_as(w, n, k, Format::F32)
     }
 
-    /// [`Self::from_transposed`] in `format`.
+    /// [`Self::from_transposed`] in `format` ([`Codes::Fastest`] for int8).
     pub fn from_transposed_as(w: &[f32], n: usize, k: usize, format: Format) -> Self {
+        Self::from_transposed_coded(w, n, k, format, Codes::Fastest)
+    }
+
+    /// [`Self::from_transposed_as`] with int8 weight codes in the range `codes` asks for.
+    pub fn from_transposed_coded(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        format: Format,
+        codes: Codes,
+    ) -> Self {
         let copy = |src: &[f32], dst: &mut [f32]| dst.copy_from_slice(src);
-        Self::from_transposed_with(w, n, k, format, Layout::for_format(format), copy)
+        let narrow = narrow_codes(format, codes);
+        Self::from_transposed_with(w, n, k, format, Layout::for_format(format), narrow, copy)
     }
 
     /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
     /// fp16; this skips an f32 copy of the whole weight).
     pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize, format: Format) -> Self {
-        use half::slice::HalfFloatSliceExt;
-        let widen = |src: &[half::f16], dst: &mut [f32]| src.convert_to_f32_slice(dst);
-        let layout = Layout::for_format(format);
-        Self::from_transposed_with(w, n, k, format, layout, widen)
+        Self::from_f16_coded(w, n, k, format, Codes::Fastest)
     }
 
-    /// `layout` [`Layout::Transposed`] only for f32.
+    /// [`Self::from_transposed_f16`] with int8 weight codes in the range `codes` asks for.
+    fn from_f16_coded(w: &[half::f16], n: usize, k: usize, format: Format, codes: Codes) -> Self {
+        use half::slice::HalfFloatSliceExt;
+        let widen = |src: &[half::f16], dst: &mut [f32]| src.convert_to_f32_slice(dst);
+        let (layout, narrow) = (Layout::for_format(format), narrow_codes(format, codes));
+        Self::from_transposed_with(w, n, k, format, layout, narrow, widen)
+    }
+
+    /// `layout` [`Layout::Transposed`] only for f32; int8 codes within ±63 if `narrow`.
     pub(super) fn from_transposed_with<T: Sync>(
         w: &[T],
         n: usize,
         k: usize,
         format: Format,
         layout: Layout,
+        narrow: bool,
         widen: impl Fn(&[T], &mut [f32]) + Sync,
     ) -> Self {
         assert_eq!(
@@ -99,7 +136,7 @@ impl PackedMatrix {
             w.len()
         );
         let row = |r: usize, dst: &mut [f32]| widen(&w[r * k..][..k], dst);
-        Self::from_rows_widened(n, k, format, layout, row)
+        Self::from_rows_widened(n, k, format, layout, narrow, row)
     }
 
     /// Packs `wᵀ` for `w` `[n, k]` given as row-major little-endian f32, f16 or bf16 `bytes` (a
@@ -113,33 +150,39 @@ impl PackedMatrix {
         format: Format,
     ) -> candle_core::Result<Self> {
         let rows = LeRows::new(dtype, vec![Cow::Borrowed(bytes)], n, k)?;
-        Ok(Self::from_le_rows(&rows, n, k, format))
+        Ok(Self::from_le_rows(&rows, n, k, format, Codes::Fastest))
     }
 
     /// Packs `wᵀ` for `w` `[n, k]` read row by row from the file.
-    fn from_le_rows(rows: &LeRows<'_>, n: usize, k: usize, format: Format) -> Self {
-        let layout = Layout::for_format(format);
-        Self::from_rows_widened(n, k, format, layout, |r, dst| rows.widen(r, dst))
+    fn from_le_rows(rows: &LeRows<'_>, n: usize, k: usize, format: Format, codes: Codes) -> Self {
+        let (layout, narrow) = (Layout::for_format(format), narrow_codes(format, codes));
+        Self::from_rows_widened(n, k, format, layout, narrow, |r, dst| rows.widen(r, dst))
     }
 
     /// Packs `wᵀ` for a weight `[n, k]` as the checkpoint reader left it: from the mapped file's
-    /// bytes, or from a tensor ([`Self::from_tensor_transposed`]).
-    pub fn from_stored_transposed(w: StoredTensor, format: Format) -> candle_core::Result<Self> {
+    /// bytes, or from a tensor ([`Self::from_tensor_transposed`]); int8 codes as `codes` asks.
+    pub fn from_stored_transposed(
+        w: StoredTensor,
+        format: Format,
+        codes: Codes,
+    ) -> candle_core::Result<Self> {
         let &[n, k] = w.dims() else {
             candle_core::bail!("a weight to pack has shape {:?}, not [n, k]", w.dims());
         };
         if let Some(rows) = w.le_rows() {
-            return Ok(Self::from_le_rows(&rows?, n, k, format));
+            return Ok(Self::from_le_rows(&rows?, n, k, format, codes));
         }
-        Self::from_tensor_transposed(&w.into_tensor()?, format)
+        Self::from_tensor_coded(&w.into_tensor()?, format, codes)
     }
 
-    /// `widen(r, dst)` writes row `r` of `w` (`k` values, f32) into `dst`.
+    /// `widen(r, dst)` writes row `r` of `w` (`k` values, f32) into `dst`; int8 codes within
+    /// ±63 if `narrow_codes`, else ±127.
     fn from_rows_widened(
         n: usize,
         k: usize,
         format: Format,
         layout: Layout,
+        narrow_codes: bool,
         widen: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Self {
         if layout == Layout::Transposed {
@@ -157,10 +200,16 @@ impl PackedMatrix {
                 layout,
                 data: Arc::new(data),
                 quant: None,
+                narrow_codes: false,
             };
         }
         let steps = steps_of(k, format);
-        Self::build(k, n, format, |rows, p, cols, panel, column_quant| {
+        let w_max = if narrow_codes {
+            int8::W_MAX_NARROW
+        } else {
+            int8::W_MAX
+        };
+        let packed = Self::build(k, n, format, |rows, p, cols, panel, column_quant| {
             // The panel's weight rows widened whole into scratch (and rounded or quantized into
             // slots), then transposed: contiguous reads and writes on both sides.
             let len = k + steps;
@@ -173,7 +222,7 @@ impl PackedMatrix {
                     Format::F32 => {}
                     Format::Bf16 => bf16::pack_row(wide, packed),
                     Format::Int8 => {
-                        let scale = int8::quantize(wide, int8::W_MAX, &mut codes);
+                        let scale = int8::quantize(wide, w_max, &mut codes);
                         let sum: i32 = codes.iter().map(|&q| q as i32).sum();
                         *quant = [scale, f32::from_bits((int8::ZERO_POINT * sum) as u32)];
                         for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {
@@ -192,11 +241,21 @@ impl PackedMatrix {
                     *d = rows[j * len + from + kk];
                 }
             }
-        })
+        });
+        PackedMatrix {
+            narrow_codes,
+            ..packed
+        }
     }
 
-    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format`.
+    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format`
+    /// ([`Codes::Fastest`] for int8).
     pub fn from_tensor_transposed(w: &Tensor, format: Format) -> candle_core::Result<Self> {
+        Self::from_tensor_coded(w, format, Codes::Fastest)
+    }
+
+    /// [`Self::from_tensor_transposed`] with int8 weight codes in the range `codes` asks for.
+    fn from_tensor_coded(w: &Tensor, format: Format, codes: Codes) -> candle_core::Result<Self> {
         let (n, k) = w.dims2()?;
         if w.dtype() == candle_core::DType::F16 {
             let w = w.contiguous()?;
@@ -204,11 +263,11 @@ impl PackedMatrix {
             if let (Storage::Cpu(candle_core::CpuStorage::F16(v)), Some((a, b))) =
                 (&*storage, layout.contiguous_offsets())
             {
-                return Ok(Self::from_transposed_f16(&v[a..b], n, k, format));
+                return Ok(Self::from_f16_coded(&v[a..b], n, k, format, codes));
             }
         }
         let w = w.to_dtype(candle_core::DType::F32)?;
-        with_f32(&w, |v| Self::from_transposed_as(v, n, k, format))
+        with_f32(&w, |v| Self::from_transposed_coded(v, n, k, format, codes))
     }
 
     /// Packs `B` `[k, n]` row-major (the tests' second way to build the same matrix).
@@ -262,6 +321,7 @@ impl PackedMatrix {
             layout: Layout::Panels,
             data: Arc::new(data),
             quant,
+            narrow_codes: false,
         }
     }
 
@@ -380,7 +440,8 @@ mod tests {
                     PackedMatrix::from_le_bytes_transposed(dtype, &shifted[1..], n, k, format);
                 assert!(same_bits(&got.unwrap(), &want), "{dtype:?} unaligned");
                 let stored = StoredTensor::from_bytes(dtype, &[n, k], bytes.clone()).unwrap();
-                let got = PackedMatrix::from_stored_transposed(stored, format).unwrap();
+                let got =
+                    PackedMatrix::from_stored_transposed(stored, format, Codes::Fastest).unwrap();
                 assert!(same_bits(&got, &want), "{dtype:?} stored as {format:?}");
                 // As blocks of rows (transformers' q, k, v), one of them empty.
                 let row = k * dtype.size_in_bytes();
@@ -389,7 +450,8 @@ mod tests {
                     StoredTensor::from_bytes(dtype, &[b - a, k], part).unwrap()
                 });
                 let stacked = StoredTensor::cat_rows(blocks.into()).unwrap();
-                let got = PackedMatrix::from_stored_transposed(stacked, format).unwrap();
+                let got =
+                    PackedMatrix::from_stored_transposed(stacked, format, Codes::Fastest).unwrap();
                 assert!(same_bits(&got, &want), "{dtype:?} in blocks as {format:?}");
             }
         }
@@ -420,7 +482,8 @@ mod tests {
             "{msg}"
         );
         let stored = StoredTensor::from_bytes(DType::F16, &[2, 2, 6], bytes.clone()).unwrap();
-        let msg = PackedMatrix::from_stored_transposed(stored, Format::F32).unwrap_err();
+        let msg =
+            PackedMatrix::from_stored_transposed(stored, Format::F32, Codes::Full).unwrap_err();
         assert!(msg.to_string().contains("not [n, k]"), "{msg}");
         let stored = StoredTensor::from_bytes(DType::F16, &[4, 6], bytes.clone()).unwrap();
         assert!(stored.reshape(&[5, 5]).is_err());

@@ -69,6 +69,7 @@ impl Linear {
             vb.get_weight(&[out_dim, in_dim], "weight")?,
             Some(vb.get(&[out_dim], "bias")?),
             vb.precision().into(),
+            codes(vb),
         )?
         .named(vb.prefix()))
     }
@@ -82,15 +83,16 @@ impl Linear {
     }
 
     /// From tensors already checked by the caller (`[out, in]`, `[out]`); the weight may be
-    /// still in the mapped file or fp16 (packed straight from it on the CPU in `format`,
-    /// widened to f32 elsewhere).
+    /// still in the mapped file or fp16 (packed straight from it on the CPU in `format`, int8
+    /// codes as `codes` asks, widened to f32 elsewhere).
     pub fn from_parts(
         weight: StoredTensor,
         bias: Option<Tensor>,
         format: gemm::Format,
+        codes: gemm::Codes,
     ) -> candle_core::Result<Self> {
         let weight = if weight.is_cpu() {
-            let matrix = gemm::PackedMatrix::from_stored_transposed(weight, format)?;
+            let matrix = gemm::PackedMatrix::from_stored_transposed(weight, format, codes)?;
             let bias = match &bias {
                 Some(b) => Some(gemm::with_f32(&b.to_dtype(DType::F32)?, |v| v.into())?),
                 None => None,
@@ -217,6 +219,7 @@ impl MultiheadAttention {
             vb.get_weight(&[3 * width, width], "in_proj_weight")?,
             Some(vb.get(&[3 * width], "in_proj_bias")?),
             vb.precision().into(),
+            codes(vb),
         )?
         .named(&vb.path("in_proj"));
         Ok(MultiheadAttention {
@@ -436,6 +439,15 @@ impl Transformer {
             x = block.forward(&x, causal)?;
         }
         Ok(x)
+    }
+}
+
+/// The int8 weight codes of the layers under `vb` (full where the view asks for them).
+fn codes(vb: &Vb) -> gemm::Codes {
+    if vb.full_int8_codes() {
+        gemm::Codes::Full
+    } else {
+        gemm::Codes::Fastest
     }
 }
 

@@ -46,6 +46,7 @@ impl VisionTransformer {
                 conv.reshape(&[width, 3 * p * p])?,
                 None,
                 super::gemm::Format::F32, // the patch embedding stays fp32 at any precision
+                super::gemm::Codes::Full,
             )?,
             class_embedding: vb.get(&[width], "class_embedding")?,
             positional_embedding: vb.get(&[grid * grid + 1, width], "positional_embedding")?,

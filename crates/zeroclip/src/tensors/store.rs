@@ -45,6 +45,7 @@ impl TensorStore {
         Vb {
             store: self,
             prefix: String::new(),
+            full_int8_codes: false,
         }
     }
 
@@ -71,6 +72,7 @@ impl TensorStore {
 pub struct Vb<'a> {
     store: &'a TensorStore,
     prefix: String,
+    full_int8_codes: bool,
 }
 
 impl<'a> Vb<'a> {
@@ -79,7 +81,22 @@ impl<'a> Vb<'a> {
         Vb {
             store: self.store,
             prefix: self.path(name),
+            full_int8_codes: self.full_int8_codes,
         }
+    }
+
+    /// The same view, its int8 layers keeping full (±127) weight codes on every CPU class
+    /// rather than the narrower ones a class without VNNI runs fastest (`model/int8.rs`).
+    pub fn with_full_int8_codes(&self) -> Vb<'a> {
+        Vb {
+            full_int8_codes: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether int8 layers under this view keep full weight codes.
+    pub fn full_int8_codes(&self) -> bool {
+        self.full_int8_codes
     }
 
     /// The precision the layers' matrix products are built in.
@@ -163,6 +180,16 @@ impl<'a> Vb<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_int8_codes_carry_down_a_view_and_only_that_view() {
+        let store = TensorStore::new(HashMap::new());
+        let root = store.root();
+        assert!(!root.full_int8_codes());
+        let text = root.with_full_int8_codes();
+        assert!(text.pp("transformer").pp("resblocks.0").full_int8_codes());
+        assert!(!root.pp("visual").full_int8_codes());
+    }
     use candle_core::{DType, Device};
 
     fn store(names: &[(&str, &[usize])]) -> TensorStore {

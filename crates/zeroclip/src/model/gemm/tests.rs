@@ -3,10 +3,23 @@
 use super::*;
 use crate::model::dispatch::Class;
 
-/// `bt` (`[n, k]`, `B` transposed) packed in `format` and `layout`, from memory.
+/// `bt` (`[n, k]`, `B` transposed) packed in `format` and `layout`, from memory (int8 codes
+/// ±127).
 fn pack(bt: &[f32], n: usize, k: usize, format: Format, layout: Layout) -> PackedMatrix {
+    pack_coded(bt, n, k, format, layout, false)
+}
+
+/// [`pack`] with int8 codes within ±63 if `narrow`, whichever CPU class is selected.
+fn pack_coded(
+    bt: &[f32],
+    n: usize,
+    k: usize,
+    format: Format,
+    layout: Layout,
+    narrow: bool,
+) -> PackedMatrix {
     let copy = |s: &[f32], d: &mut [f32]| d.copy_from_slice(s);
-    PackedMatrix::from_transposed_with(bt, n, k, format, layout, copy)
+    PackedMatrix::from_transposed_with(bt, n, k, format, layout, narrow, copy)
 }
 
 /// The epilogues every product is checked with.
@@ -114,9 +127,35 @@ fn naive(a: &[f32], m: usize, k: usize, bt: &[f32], n: usize, epi: &Epilogue) ->
 }
 
 fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads: usize) {
+    // int8 weights of both code ranges where these kernels have a kernel for narrow codes.
+    let ranges: &[bool] = if kernels.need_narrow_codes() {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    for &narrow in ranges {
+        check_codes(kernels.for_codes(narrow), format, narrow, m, k, n, threads);
+    }
+}
+
+/// [`check`] for a matrix of int8 codes within ±63 if `narrow`.
+fn check_codes(
+    kernels: Kernels,
+    format: Format,
+    narrow: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    threads: usize,
+) {
     let a = rand(m * k, 1);
     let bt = rand(n * k, 2); // [n, k], B = btᵀ
     let (scale, shift, res) = (rand(n, 3), rand(n, 4), rand(m * n, 5));
+    let w_max = if narrow {
+        int8::W_MAX_NARROW
+    } else {
+        int8::W_MAX
+    };
     // The operands as the product sees them: rounded, or quantized per row of `A` and per
     // column of `B` (a row of `bt`).
     let seen = |v: &[f32], rows: usize, activations: bool| -> Vec<f32> {
@@ -129,13 +168,13 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
                 .flat_map(|row| {
                     if activations {
                         let mut slots = vec![0f32; k.div_ceil(4)];
-                        let s = int8::pack_activations(row, &mut slots);
+                        let s = int8::pack_activations(row, &mut slots, true);
                         let codes = slots.iter().flat_map(|&q| int8::unslot(q));
                         let values = codes.map(|u| (u as i32 - int8::ZERO_POINT) as f32 * s);
                         values.take(k).collect::<Vec<_>>()
                     } else {
                         let mut codes = vec![0i8; k];
-                        let s = int8::quantize(row, int8::W_MAX, &mut codes);
+                        let s = int8::quantize(row, w_max, &mut codes);
                         codes.iter().map(|&q| q as f32 * s).collect()
                     }
                 })
@@ -143,7 +182,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
         }
     };
     let (a_seen, bt_seen) = (seen(&a, m, true), seen(&bt, n, false));
-    let packed = pack(&bt, n, k, format, Layout::Panels);
+    let packed = pack_coded(&bt, n, k, format, Layout::Panels, narrow);
     let mut matrices = vec![packed];
     if format == Format::F32 {
         let mut b_rows = vec![0f32; k * n];
@@ -158,7 +197,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
     let padded = m.next_multiple_of(amx::ROWS);
     let (a_in, row_scales) = match format {
         Format::F32 => (a.clone(), Vec::new()),
-        _ => a_as_slots(&a, k, m, padded, k, format, 1),
+        _ => a_as_slots(&a, k, m, padded, k, format, kernels.wide.is_some(), 1),
     };
     let lda_in = steps_of(k, format).max(1);
     let epis = epilogues(&scale, &shift, &res);
@@ -200,7 +239,7 @@ fn check(kernels: Kernels, format: Format, m: usize, k: usize, n: usize, threads
                     "{kernels:?} {m}x{k}x{n} epilogue {e} at {i}: {g} vs {w}"
                 );
             }
-            if kernels == kernels_for(Class::selected(), format) {
+            if kernels == kernels_for(Class::selected(), format).for_codes(b.narrow_codes) {
                 let mut c2 = vec![f32::NAN; m * n];
                 matmul(&a, k, m, b, &mut c2, n, epi, threads);
                 assert_eq!(c, c2, "tasks and kernel width change nothing: {m}x{k}x{n}");
@@ -316,8 +355,8 @@ fn check_row_strides(layout: Layout, residual_relu: bool) {
 #[test]
 fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
     // Every activation at its largest code (u = 255 or 1) against every weight at its
-    // largest (±127), so every byte pair of `vpmaddubsw` sits at the edge of its i16 range:
-    // the sums must still be exact.
+    // largest (±127, or ±63 for the `vpmaddubsw` kernels), so every byte pair of `vpmaddubsw`
+    // sits at the edge of its i16 range: the sums must still be exact.
     let (m, k, n) = (7, 96, 40);
     let a: Vec<f32> = (0..m * k)
         .map(|i| if (i / k) % 2 == 0 { 1.0 } else { -1.0 })
@@ -326,19 +365,24 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
         .map(|i| if (i / k) % 3 == 0 { -2.0 } else { 2.0 })
         .collect();
     for class in Class::runnable() {
-        let kernels = kernels_for(class, Format::Int8);
-        let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
-        let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, 1);
-        // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_scales` have `m` rows.
-        let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &Epilogue::default()) };
-        for i in 0..m {
-            for j in 0..n {
-                let want = a[i * k] * bt[j * k] * k as f32;
-                let got = c[i * n + j];
-                assert!(
-                    (got - want).abs() <= 1e-3,
-                    "{kernels:?} ({i}, {j}): {got} vs {want}"
-                );
+        let class_kernels = kernels_for(class, Format::Int8);
+        for narrow in [false, true] {
+            let kernels = class_kernels.for_codes(narrow);
+            let b = pack_coded(&bt, n, k, Format::Int8, Layout::Panels, narrow);
+            let wide = kernels.wide.is_some();
+            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, wide, 1);
+            // SAFETY: the kernels are ones this CPU runs, for `b`'s codes; `a_in` and
+            // `row_scales` have `m` rows.
+            let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &Epilogue::default()) };
+            for i in 0..m {
+                for j in 0..n {
+                    let want = a[i * k] * bt[j * k] * k as f32;
+                    let got = c[i * n + j];
+                    assert!(
+                        (got - want).abs() <= 1e-3,
+                        "{kernels:?} narrow {narrow} ({i}, {j}): {got} vs {want}"
+                    );
+                }
             }
         }
     }
@@ -367,8 +411,16 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
     );
     let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
     assert!(amx::fits(&b));
-    let (a_in, row_scales) =
-        a_as_slots(&a, k, m, m.next_multiple_of(amx::ROWS), k, Format::Int8, 1);
+    let (a_in, row_scales) = a_as_slots(
+        &a,
+        k,
+        m,
+        m.next_multiple_of(amx::ROWS),
+        k,
+        Format::Int8,
+        true,
+        1,
+    );
     for epi in [
         Epilogue {
             shift: Some(&shift),
@@ -406,9 +458,15 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
 #[test]
 fn every_int8_and_bf16_kernel_gives_the_same_bits() {
     // int8: exact integer sums (u·w, or a·w already corrected for the zero point) finished in
-    // one order. bf16: exact products added odd `k` first, whether `vdpbf16ps`, widened FMAs
-    // or the portable loop adds them. The class a CPU falls in must not change a result.
-    for format in [Format::Int8, Format::Bf16] {
+    // one order, on weights of either code range. bf16: exact products added odd `k` first,
+    // whether `vdpbf16ps`, widened FMAs or the portable loop adds them. The class a CPU falls
+    // in must not change a result.
+    let cases = [
+        (Format::Int8, true),
+        (Format::Int8, false),
+        (Format::Bf16, false),
+    ];
+    for (format, narrow) in cases {
         // `k` pads the last slot with zeros; row tiles of every height from 12 down.
         for (m, k, n) in [(29, 198, 56), (7, 37, 64), (83, 531, 96)] {
             let (a, bt, shift, res) = (
@@ -417,8 +475,8 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
                 rand(n, 23),
                 rand(m * n, 24),
             );
-            let b = pack(&bt, n, k, format, Layout::Panels);
-            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, format, 1);
+            let b = pack_coded(&bt, n, k, format, Layout::Panels, narrow);
+            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, format, true, 1);
             let epi = Epilogue {
                 shift: Some(&shift),
                 residual: Some(&res),
@@ -426,7 +484,7 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
             };
             let mut first: Option<(Class, Vec<f32>)> = None;
             for class in Class::runnable() {
-                let kernels = kernels_for(class, format);
+                let kernels = kernels_for(class, format).for_codes(narrow);
                 // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_scales` have
                 // `m` rows.
                 let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &epi) };
