@@ -10,9 +10,12 @@ does this through CPUID faulting where the machine offers it; this is the fallba
 elsewhere. It cannot express the AVX-512-without-VNNI class (that needs CPUID's feature bits).
 
 Each XGETBV found by `objdump -d` in the libraries' executable sections is rewritten in place:
-- after `xor %ecx,%ecx` (XCR0 asked for, ECX known zero): `lea 0x7(%rcx),%eax` (3 bytes);
-- before `mov %eax,%eax` (5 bytes together): `mov $0x7,%eax`.
-A site matching neither makes the patch fail, so no XGETBV is left reading the real XCR0.
+- right after `xor %ecx,%ecx` (XCR0 asked for, ECX known zero): `lea 0x7(%rcx),%eax` (3 bytes);
+- right before `mov %eax,%eax` (5 bytes together): `mov $0x7,%eax`.
+A site matching neither makes the patch fail, so no XGETBV is left reading the real XCR0. EDX
+(XCR0's upper half, zero on current CPUs) keeps whatever it held: the callers in onnxruntime
+1.32 test only bits of the lower half (0x6, 0xe0, 0xe6, 0x60000); check a newer version's sites
+before trusting it.
 
     ort_xcr0.py [--out DIR]     # prints the directory to put first on PYTHONPATH
 
@@ -68,8 +71,9 @@ def patch(lib: Path) -> int:
             continue
         off = offset(vma)
         assert data[off:off + 3] == XGETBV, f"{lib}: {vma:#x} does not hold XGETBV"
-        prev, nxt = insns[i - 1], insns[i + 1]
-        if prev[2].split()[:2] == ["xor", "%ecx,%ecx"]:
+        prev = insns[i - 1] if i > 0 else (0, b"", "")
+        nxt = insns[i + 1] if i + 1 < len(insns) else (0, b"", "")
+        if prev[2].split()[:2] == ["xor", "%ecx,%ecx"] and prev[0] + len(prev[1]) == vma:
             data[off:off + 3] = LEA_EAX_RCX_7
         elif nxt[1] == MOV_EAX_EAX and nxt[0] == vma + 3:
             data[off:off + 5] = MOV_EAX_7
@@ -82,6 +86,7 @@ def patch(lib: Path) -> int:
 
 def build(out: Path) -> Path:
     """The patched copy of the `onnxruntime` package under `out`; returns `out` (for PYTHONPATH)."""
+    import importlib
     import importlib.util
 
     spec = importlib.util.find_spec("onnxruntime")
@@ -89,8 +94,12 @@ def build(out: Path) -> Path:
         raise SystemExit("onnxruntime is not installed in this interpreter")
     src = Path(spec.origin).parent
     dst = out / "onnxruntime"
+    # The source's path, version and libraries' sizes and times: a reinstall rebuilds the copy.
+    libs = sorted((src / "capi").glob("*.so*"))
+    source = "\n".join([str(src), str(getattr(importlib.import_module("onnxruntime"), "__version__", "?"))]
+                       + [f"{l.name} {l.stat().st_size} {l.stat().st_mtime_ns}" for l in libs])
     stamp = out / "patched-from"
-    if stamp.exists() and stamp.read_text() == str(src) and dst.exists():
+    if stamp.exists() and stamp.read_text() == source and dst.exists():
         return out
     if dst.exists():
         shutil.rmtree(dst)
@@ -104,7 +113,7 @@ def build(out: Path) -> Path:
         total += n
     if total == 0:
         raise SystemExit("no XGETBV found: this onnxruntime cannot be held to AVX2 this way")
-    stamp.write_text(str(src))
+    stamp.write_text(source)
     return out
 
 

@@ -330,11 +330,17 @@ fn matmul_shapes(
         let w = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
         let flops = 2.0 * (m * k * n) as f64;
         let stored = time_calls(2, runs, || Ok(x.matmul(&w.t()?)?))?;
-        let packed = zeroclip::model::gemm::PackedMatrix::from_transposed_as(
+        // The int8 codes each tower packs its weights in (the text tower keeps ±127).
+        let codes = match name.starts_with("text") {
+            true => zeroclip::model::gemm::Codes::Full,
+            false => zeroclip::model::gemm::Codes::Fastest,
+        };
+        let packed = zeroclip::model::gemm::PackedMatrix::from_transposed_coded(
             &w.flatten_all()?.to_vec1::<f32>()?,
             n,
             k,
             precision.into(),
+            codes,
         );
         let a = x.flatten_all()?.to_vec1::<f32>()?;
         let mut c = vec![0f32; m * n];

@@ -1,11 +1,13 @@
 //! Which micro-kernels a product runs: the CPU class (the widest the CPU has, or the narrower one
 //! [`KERNEL_ENV`] names, so one machine tests and measures the classes it is not), and for each
 //! storage [`Format`] the kernel of single panels and, where the CPU has one, the wider kernel of
-//! pairs of panels. Extensions beyond a class — AVX-512 BF16 and VNNI, AVX-VNNI — are used only
-//! when no class is named. Where only the portable kernel runs and the CPU is not x86 (aarch64),
-//! the f32 products go through the `gemm` crate instead (candle's CPU matmul, which has NEON
-//! kernels; `fallback.rs`); on x86 without AVX2 the portable loops stay, measured faster there
-//! than that crate's scalar kernels (docs/PERFORMANCE.md, speed round 3).
+//! pairs of panels; for int8 the matrix's weight codes (±63 or ±127, see `int8.rs`) pick among
+//! the `vpmaddubsw` kernels of the classes without VNNI (`Kernels::for_codes`). Extensions beyond
+//! a class — AVX-512 BF16 and VNNI, AVX-VNNI — are used only when no class is named. Where only
+//! the portable kernel runs and the CPU is not x86 (aarch64), the f32 products go through the
+//! `gemm` crate instead (candle's CPU matmul, which has NEON kernels; `fallback.rs`); on x86
+//! without AVX2 the portable loops stay, measured faster there than that crate's scalar kernels
+//! (docs/PERFORMANCE.md, speed round 3).
 
 #[cfg(target_arch = "x86_64")]
 use super::bf16;
@@ -249,6 +251,17 @@ impl Kernels {
         !self.amx
             && (self.narrow.needs_narrow_codes()
                 || self.wide.is_some_and(|w| w.needs_narrow_codes()))
+    }
+
+    /// The vectors these kernels' class quantizes activations with.
+    pub(super) fn lanes(self) -> int8::Lanes {
+        match (self.wide, self.narrow) {
+            (Some(_), _) => int8::Lanes::Sixteen,
+            (None, Kernel::Portable | Kernel::Bf16Portable | Kernel::Int8Portable) => {
+                int8::Lanes::Scalar
+            }
+            _ => int8::Lanes::Eight,
+        }
     }
 
     /// The kernels for a matrix: those of full (±127) int8 codes unless `narrow_codes`.

@@ -138,16 +138,7 @@ pub(super) fn matmul_into(
         }
         Format::F32 => (a, lda, &[]),
         format => {
-            converted = a_as_slots(
-                a,
-                lda,
-                m,
-                padded,
-                k,
-                format,
-                kernels.wide.is_some(),
-                threads,
-            );
+            converted = a_as_slots(a, lda, m, padded, k, format, kernels.lanes(), threads);
             (&converted.0, b.steps, &converted.1)
         }
     };
@@ -228,7 +219,7 @@ fn with_stride(
 
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`
 /// zero): rounded to bf16, or quantized to int8 with each row's scale (the second vector;
-/// zeros for bf16). `wide`: the selected class has AVX-512.
+/// zeros for bf16), int8 rows with vectors of `lanes`.
 #[allow(clippy::too_many_arguments)]
 fn a_as_slots(
     a: &[f32],
@@ -237,7 +228,7 @@ fn a_as_slots(
     padded: usize,
     k: usize,
     format: Format,
-    wide: bool,
+    lanes: int8::Lanes,
     threads: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let steps = steps_of(k, format).max(1);
@@ -248,7 +239,7 @@ fn a_as_slots(
     let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| {
         let src = &a[i * lda..][..k];
         match format {
-            Format::Int8 => *s = int8::pack_activations(src, dst, wide),
+            Format::Int8 => *s = int8::pack_activations(src, dst, lanes),
             _ => bf16::pack_row(src, dst),
         }
     };
@@ -348,6 +339,10 @@ unsafe fn block(
         wide,
         ..
     } = kernels;
+    debug_assert!(
+        b.narrow_codes || !kernels.need_narrow_codes(),
+        "±127 int8 codes would saturate the {kernels:?}"
+    );
     let quant = b.quant.as_deref();
     let mut edge = [0f32; MR * NR];
     // The 6-row kernel broadcasts `A` from six rows at once; over many panels, copying each

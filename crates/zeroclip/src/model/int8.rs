@@ -82,19 +82,30 @@ pub(super) fn unslot(s: f32) -> [u8; 4] {
     s.to_bits().to_le_bytes()
 }
 
+/// The widest vectors the selected CPU class lets the activation quantizer use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lanes {
+    /// AVX-512 F.
+    Sixteen,
+    /// AVX2.
+    Eight,
+    /// The portable loops.
+    Scalar,
+}
+
 /// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned codes (a zero pads the
-/// last slot; its weights are zero too); returns the row's scale. `wide` lets it use AVX-512
-/// (the selected CPU class has it); else AVX2 where the CPU has it. Every path gives the same
-/// codes.
-pub(super) fn pack_activations(src: &[f32], dst: &mut [f32], wide: bool) -> f32 {
+/// last slot; its weights are zero too); returns the row's scale. `lanes`: the widest vectors
+/// the selected CPU class has (used where this CPU has them too). Every path gives the same
+/// codes, NaN and infinities included.
+pub(super) fn pack_activations(src: &[f32], dst: &mut [f32], lanes: Lanes) -> f32 {
     debug_assert_eq!(dst.len(), src.len().div_ceil(4));
     #[cfg(target_arch = "x86_64")]
-    if wide && std::arch::is_x86_feature_detected!("avx512f") {
+    if lanes == Lanes::Sixteen && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F (checked above).
         return unsafe { pack_activations_native(src, dst) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if lanes != Lanes::Scalar && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked above).
         return unsafe { pack_activations_avx2(src, dst) };
     }
@@ -128,7 +139,9 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
     let mut m = _mm512_setzero_ps();
     for c in src[..whole].chunks_exact(16) {
         // SAFETY: `c` holds 16 floats.
-        m = _mm512_max_ps(m, _mm512_abs_ps(unsafe { _mm512_loadu_ps(c.as_ptr()) }));
+        // `vmaxps` returns its second operand when either is NaN: the running maximum goes
+        // second, so a NaN is skipped as `f32::max` skips it.
+        m = _mm512_max_ps(_mm512_abs_ps(unsafe { _mm512_loadu_ps(c.as_ptr()) }), m);
     }
     let amax = src[whole..]
         .iter()
@@ -145,7 +158,10 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
         // SAFETY: `c` holds 16 floats and `d` 4 slots (16 bytes).
         unsafe {
             let v = _mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), vinv);
-            let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            // The value second, so a NaN stays NaN as through `f32::clamp`, and lands on the
+            // zero point as in `code` (`vcvtps2dq` gives 0x8000_0000, whose low byte after the
+            // offset is 128).
+            let v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
             let q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zero_point);
             _mm_storeu_si128(d.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q));
         }
@@ -168,7 +184,8 @@ unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
     for c in src[..whole].chunks_exact(8) {
         // SAFETY: `c` holds 8 floats.
         let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        m = _mm256_max_ps(m, _mm256_and_ps(v, magnitude));
+        // The running maximum second, as in `pack_activations_native`.
+        m = _mm256_max_ps(_mm256_and_ps(v, magnitude), m);
     }
     let mut lanes = [0f32; 8];
     // SAFETY: `lanes` holds 8 floats.
@@ -194,7 +211,7 @@ unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
         // SAFETY: `c` holds 8 floats and `d` 2 slots (8 bytes).
         unsafe {
             let v = _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), vinv);
-            let v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            let v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
             let q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zero_point);
             let q = _mm256_shuffle_epi8(q, low_bytes);
             let q = _mm_unpacklo_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
@@ -409,7 +426,7 @@ mod tests {
     fn activations_pack_into_unsigned_quads_with_a_zero_pad() {
         let src = [2.0f32, -2.0, 1.0, 0.0, 0.5];
         let mut dst = [f32::NAN; 2];
-        let scale = pack_activations(&src, &mut dst, true);
+        let scale = pack_activations(&src, &mut dst, Lanes::Sixteen);
         assert_eq!(scale, 2.0 / 127.0);
         assert_eq!(unslot(dst[0]), [255, 1, 192, 128]);
         assert_eq!(unslot(dst[1]), [160, 0, 0, 0]);
@@ -417,19 +434,36 @@ mod tests {
 
     #[test]
     fn every_path_packs_the_same_codes() {
-        for k in [1usize, 15, 16, 17, 40, 100] {
+        let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0];
+        let rows = [1usize, 15, 16, 17, 40, 100].into_iter().flat_map(|k| {
             let src: Vec<f32> = (0..k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
                 .collect();
+            // The row as it is, then with a NaN (after its largest value, in the same lane),
+            // then with each other special value, at the start of a later vector.
+            let with = move |at: usize, v: f32| {
+                let mut row = src.clone();
+                if at < row.len() {
+                    row[at] = v;
+                }
+                row
+            };
+            [with(k, 0.0), with(16, f32::NAN)]
+                .into_iter()
+                .chain(special.map(|v| with(8, v)))
+        });
+        for src in rows {
+            let k = src.len();
             let mut slow = vec![f32::NAN; k.div_ceil(4)];
             let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
             let s = pack_scaled(&src, &mut slow, amax);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            // AVX-512 where the CPU has it, then AVX2 (or the loops) as a narrower class asks.
-            for wide in [true, false] {
+            // AVX-512 and AVX2 where the CPU has them, and the loops, as a class asks.
+            for lanes in [Lanes::Sixteen, Lanes::Eight, Lanes::Scalar] {
                 let mut fast = vec![f32::NAN; k.div_ceil(4)];
-                assert_eq!(pack_activations(&src, &mut fast, wide), s);
-                assert_eq!(bits(&fast), bits(&slow), "k {k}, wide {wide}");
+                let got = pack_activations(&src, &mut fast, lanes);
+                assert_eq!(got.to_bits(), s.to_bits(), "{src:?} {lanes:?}");
+                assert_eq!(bits(&fast), bits(&slow), "{src:?} {lanes:?}");
             }
         }
     }

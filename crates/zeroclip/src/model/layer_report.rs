@@ -81,7 +81,7 @@ pub fn layer_cosines(clip: &Clip, pixels: &Tensor, ids: &Tensor) -> Result<Vec<L
         let w = c.matrix.to_transposed();
         let bias = c.bias.as_deref();
         let fp32 = gemm::linear(&c.input, &c.matrix, bias, None, false)?;
-        // The codes the model packs each tower's int8 layers in (see `Clip::load`).
+        // The codes the model packs each tower's int8 layers in (see `Clip::build`).
         let (tower, codes) = if c.name.starts_with("visual") {
             ("image", gemm::Codes::Fastest)
         } else {

@@ -278,7 +278,7 @@ impl Kernel {
 }
 
 /// A 6-row kernel on `r` rows as passes of at most three: the widening bf16 kernel and the
-/// `vpmaddubsw` int8 kernel need more registers than the fp32 one, and six rows would spill
+/// `vpmaddubsw` int8 kernels need more registers than the fp32 one, and six rows would spill
 /// the accumulators.
 ///
 /// # Safety

@@ -181,15 +181,6 @@ impl<'a> Vb<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn full_int8_codes_carry_down_a_view_and_only_that_view() {
-        let store = TensorStore::new(HashMap::new());
-        let root = store.root();
-        assert!(!root.full_int8_codes());
-        let text = root.with_full_int8_codes();
-        assert!(text.pp("transformer").pp("resblocks.0").full_int8_codes());
-        assert!(!root.pp("visual").full_int8_codes());
-    }
     use candle_core::{DType, Device};
 
     fn store(names: &[(&str, &[usize])]) -> TensorStore {
@@ -220,5 +211,15 @@ mod tests {
             s.finish(),
             Err(Error::UnexpectedTensor { name }) if name == "b"
         ));
+    }
+
+    #[test]
+    fn full_int8_codes_carry_down_a_view_and_only_that_view() {
+        let store = TensorStore::new(HashMap::new());
+        let root = store.root();
+        assert!(!root.full_int8_codes());
+        let text = root.with_full_int8_codes();
+        assert!(text.pp("transformer").pp("resblocks.0").full_int8_codes());
+        assert!(!root.pp("visual").full_int8_codes());
     }
 }
