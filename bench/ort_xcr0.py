@@ -86,7 +86,7 @@ def patch(lib: Path) -> int:
 
 def build(out: Path) -> Path:
     """The patched copy of the `onnxruntime` package under `out`; returns `out` (for PYTHONPATH)."""
-    import importlib
+    import importlib.metadata
     import importlib.util
 
     spec = importlib.util.find_spec("onnxruntime")
@@ -96,7 +96,7 @@ def build(out: Path) -> Path:
     dst = out / "onnxruntime"
     # The source's path, version and libraries' sizes and times: a reinstall rebuilds the copy.
     libs = sorted((src / "capi").glob("*.so*"))
-    source = "\n".join([str(src), str(getattr(importlib.import_module("onnxruntime"), "__version__", "?"))]
+    source = "\n".join([str(src), importlib.metadata.version("onnxruntime")]
                        + [f"{l.name} {l.stat().st_size} {l.stat().st_mtime_ns}" for l in libs])
     stamp = out / "patched-from"
     if stamp.exists() and stamp.read_text() == source and dst.exists():

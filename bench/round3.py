@@ -338,9 +338,9 @@ def main() -> None:
                     help="name of the block in docs/PERFORMANCE.md (default: the ISA)")
     args = ap.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
+    how = ort_restriction(args.isa)[0]
     res = {"isa": args.isa, "machine": mr.machine(), "quick": args.quick, "rounds": args.rounds,
-           "ort_unrestricted": ort_restriction(args.isa)[0] is None,
-           "ort_restriction": ort_restriction(args.isa)[0],
+           "ort_unrestricted": how is None, "ort_restriction": how,
            "note": args.note, "doc_block": args.doc_block or args.isa, "load_before": mr.loadavg(),
            "started": started.isoformat(timespec="seconds")}
     res["records"] = towers(args.isa, args.rounds, args.quick)

@@ -331,9 +331,10 @@ fn matmul_shapes(
         let flops = 2.0 * (m * k * n) as f64;
         let stored = time_calls(2, runs, || Ok(x.matmul(&w.t()?)?))?;
         // The int8 codes each tower packs its weights in (the text tower keeps ±127).
-        let codes = match name.starts_with("text") {
-            true => zeroclip::model::gemm::Codes::Full,
-            false => zeroclip::model::gemm::Codes::Fastest,
+        let codes = if name.starts_with("text") {
+            zeroclip::model::gemm::Codes::Full
+        } else {
+            zeroclip::model::gemm::Codes::Fastest
         };
         let packed = zeroclip::model::gemm::PackedMatrix::from_transposed_coded(
             &w.flatten_all()?.to_vec1::<f32>()?,

@@ -108,7 +108,11 @@ impl ConvAffine {
                     .permute((0, 2, 3, 1))?
                     .contiguous()?
                     .reshape((c_out, k * k * c_in))?;
-                Product::Im2col(PackedMatrix::from_tensor_transposed(&w, gemm::Format::F32)?)
+                Product::Im2col(PackedMatrix::from_tensor_transposed(
+                    &w,
+                    gemm::Format::F32,
+                    gemm::Codes::Full,
+                )?)
             };
             let values = |t: &Tensor| gemm::with_f32(t, |v| v.into());
             Weight::Cpu {

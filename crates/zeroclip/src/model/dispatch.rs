@@ -248,9 +248,7 @@ pub(super) struct Kernels {
 impl Kernels {
     /// Whether these kernels need int8 weight codes within ±63 (see `int8.rs`).
     pub(super) fn need_narrow_codes(self) -> bool {
-        !self.amx
-            && (self.narrow.needs_narrow_codes()
-                || self.wide.is_some_and(|w| w.needs_narrow_codes()))
+        self.for_codes(false) != self
     }
 
     /// The vectors these kernels' class quantizes activations with.

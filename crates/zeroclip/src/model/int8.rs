@@ -61,11 +61,16 @@ fn code(x: f32, inv: f32, max: f32) -> i32 {
     ((v + ROUND) - ROUND) as i32
 }
 
+/// The scale that maps `±amax` onto codes `±max`, and its inverse (0 for an all-zero row).
+fn scale_of(amax: f32, max: f32) -> (f32, f32) {
+    let scale = amax / max;
+    (scale, if scale > 0.0 { 1.0 / scale } else { 0.0 })
+}
+
 /// Symmetric codes of `src` within ±`max` into `dst`; returns the scale (0 for an all-zero row).
 pub(super) fn quantize(src: &[f32], max: f32, dst: &mut [i8]) -> f32 {
     let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = amax / max;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let (scale, inv) = scale_of(amax, max);
     for (d, &x) in dst.iter_mut().zip(src) {
         *d = code(x, inv, max) as i8;
     }
@@ -115,8 +120,7 @@ pub(super) fn pack_activations(src: &[f32], dst: &mut [f32], lanes: Lanes) -> f3
 
 /// [`pack_activations`] for a row whose largest magnitude is `amax`; returns the scale.
 fn pack_scaled(src: &[f32], dst: &mut [f32], amax: f32) -> f32 {
-    let scale = amax / A_MAX;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let (scale, inv) = scale_of(amax, A_MAX);
     for (d, quad) in dst.iter_mut().zip(src.chunks(4)) {
         let mut b = [0u8; 4];
         for (b, &x) in b.iter_mut().zip(quad) {
@@ -146,8 +150,7 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
     let amax = src[whole..]
         .iter()
         .fold(_mm512_reduce_max_ps(m), |m, v| m.max(v.abs()));
-    let scale = amax / A_MAX;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let (scale, inv) = scale_of(amax, A_MAX);
     let (lo, hi, vinv) = (
         _mm512_set1_ps(-A_MAX),
         _mm512_set1_ps(A_MAX),
@@ -194,8 +197,7 @@ unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
         .iter()
         .chain(&src[whole..])
         .fold(0f32, |m, v| m.max(v.abs()));
-    let scale = amax / A_MAX;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let (scale, inv) = scale_of(amax, A_MAX);
     let (lo, hi, vinv) = (
         _mm256_set1_ps(-A_MAX),
         _mm256_set1_ps(A_MAX),

@@ -178,17 +178,9 @@ impl Kernel {
         }
     }
 
-    /// Whether the kernel needs int8 weight codes within ±[`int8::W_MAX_NARROW`]: `vpmaddubsw`
-    /// would saturate on wider ones (see [`super::int8`]).
-    pub(super) fn needs_narrow_codes(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if matches!(self, Kernel::Int8Avx2 | Kernel::Int8Avx512Bw) {
-            return true;
-        }
-        false
-    }
-
-    /// The kernel to run on full (±127) int8 weight codes instead of `self`.
+    /// The kernel to run on full (±127) int8 weight codes instead of `self`: another one where
+    /// `self` needs codes within ±[`int8::W_MAX_NARROW`], on which `vpmaddubsw` cannot saturate
+    /// (see [`super::int8`]).
     pub(super) fn for_full_codes(self) -> Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]

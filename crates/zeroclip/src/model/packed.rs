@@ -84,15 +84,10 @@ impl PackedMatrix {
     /// Packs `B = wᵀ` for `w` `[n, k]` row-major (an `nn.Linear` weight `[out, in]`, or a
     /// convolution weight flattened to `[out, in·kh·kw]`).
     pub fn from_transposed(w: &[f32], n: usize, k: usize) -> Self {
-        Self::from_transposed_as(w, n, k, Format::F32)
+        Self::from_transposed_coded(w, n, k, Format::F32, Codes::Full)
     }
 
-    /// [`Self::from_transposed`] in `format` ([`Codes::Fastest`] for int8).
-    pub fn from_transposed_as(w: &[f32], n: usize, k: usize, format: Format) -> Self {
-        Self::from_transposed_coded(w, n, k, format, Codes::Fastest)
-    }
-
-    /// [`Self::from_transposed_as`] with int8 weight codes in the range `codes` asks for.
+    /// [`Self::from_transposed`] in `format`, int8 weight codes in the range `codes` asks for.
     pub fn from_transposed_coded(
         w: &[f32],
         n: usize,
@@ -105,14 +100,15 @@ impl PackedMatrix {
         Self::from_transposed_with(w, n, k, format, Layout::for_format(format), narrow, copy)
     }
 
-    /// [`Self::from_transposed`] for an fp16 weight, widened as it is packed (checkpoints store
-    /// fp16; this skips an f32 copy of the whole weight).
-    pub fn from_transposed_f16(w: &[half::f16], n: usize, k: usize, format: Format) -> Self {
-        Self::from_f16_coded(w, n, k, format, Codes::Fastest)
-    }
-
-    /// [`Self::from_transposed_f16`] with int8 weight codes in the range `codes` asks for.
-    fn from_f16_coded(w: &[half::f16], n: usize, k: usize, format: Format, codes: Codes) -> Self {
+    /// [`Self::from_transposed_coded`] for an fp16 weight, widened as it is packed (checkpoints
+    /// store fp16; this skips an f32 copy of the whole weight).
+    fn from_transposed_f16(
+        w: &[half::f16],
+        n: usize,
+        k: usize,
+        format: Format,
+        codes: Codes,
+    ) -> Self {
         use half::slice::HalfFloatSliceExt;
         let widen = |src: &[half::f16], dst: &mut [f32]| src.convert_to_f32_slice(dst);
         let (layout, narrow) = (Layout::for_format(format), narrow_codes(format, codes));
@@ -172,7 +168,7 @@ impl PackedMatrix {
         if let Some(rows) = w.le_rows() {
             return Ok(Self::from_le_rows(&rows?, n, k, format, codes));
         }
-        Self::from_tensor_coded(&w.into_tensor()?, format, codes)
+        Self::from_tensor_transposed(&w.into_tensor()?, format, codes)
     }
 
     /// `widen(r, dst)` writes row `r` of `w` (`k` values, f32) into `dst`; int8 codes within
@@ -209,53 +205,54 @@ impl PackedMatrix {
         } else {
             int8::W_MAX
         };
-        let packed = Self::build(k, n, format, |rows, p, cols, panel, column_quant| {
-            // The panel's weight rows widened whole into scratch (and rounded or quantized into
-            // slots), then transposed: contiguous reads and writes on both sides.
-            let len = k + steps;
-            rows.resize(cols * len, 0.0);
-            let mut codes = vec![0i8; k];
-            for ((j, row), quant) in rows.chunks_exact_mut(len).enumerate().zip(column_quant) {
-                let (wide, packed) = row.split_at_mut(k);
-                widen(p * NR + j, wide);
-                match format {
-                    Format::F32 => {}
-                    Format::Bf16 => bf16::pack_row(wide, packed),
-                    Format::Int8 => {
-                        let scale = int8::quantize(wide, w_max, &mut codes);
-                        let sum: i32 = codes.iter().map(|&q| q as i32).sum();
-                        *quant = [scale, f32::from_bits((int8::ZERO_POINT * sum) as u32)];
-                        for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {
-                            let mut b = [0u8; 4];
-                            for (b, c) in b.iter_mut().zip(q) {
-                                *b = *c as u8;
+        Self::build(
+            k,
+            n,
+            format,
+            narrow_codes,
+            |rows, p, cols, panel, column_quant| {
+                // The panel's weight rows widened whole into scratch (and rounded or quantized into
+                // slots), then transposed: contiguous reads and writes on both sides.
+                let len = k + steps;
+                rows.resize(cols * len, 0.0);
+                let mut codes = vec![0i8; k];
+                for ((j, row), quant) in rows.chunks_exact_mut(len).enumerate().zip(column_quant) {
+                    let (wide, packed) = row.split_at_mut(k);
+                    widen(p * NR + j, wide);
+                    match format {
+                        Format::F32 => {}
+                        Format::Bf16 => bf16::pack_row(wide, packed),
+                        Format::Int8 => {
+                            let scale = int8::quantize(wide, w_max, &mut codes);
+                            let sum: i32 = codes.iter().map(|&q| q as i32).sum();
+                            *quant = [scale, f32::from_bits((int8::ZERO_POINT * sum) as u32)];
+                            for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {
+                                let mut b = [0u8; 4];
+                                for (b, c) in b.iter_mut().zip(q) {
+                                    *b = *c as u8;
+                                }
+                                *d = int8::slot(b);
                             }
-                            *d = int8::slot(b);
                         }
                     }
                 }
-            }
-            let from = if format == Format::F32 { 0 } else { k };
-            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                for (j, d) in dst.iter_mut().enumerate().take(cols) {
-                    *d = rows[j * len + from + kk];
+                let from = if format == Format::F32 { 0 } else { k };
+                for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (j, d) in dst.iter_mut().enumerate().take(cols) {
+                        *d = rows[j * len + from + kk];
+                    }
                 }
-            }
-        });
-        PackedMatrix {
-            narrow_codes,
-            ..packed
-        }
+            },
+        )
     }
 
-    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format`
-    /// ([`Codes::Fastest`] for int8).
-    pub fn from_tensor_transposed(w: &Tensor, format: Format) -> candle_core::Result<Self> {
-        Self::from_tensor_coded(w, format, Codes::Fastest)
-    }
-
-    /// [`Self::from_tensor_transposed`] with int8 weight codes in the range `codes` asks for.
-    fn from_tensor_coded(w: &Tensor, format: Format, codes: Codes) -> candle_core::Result<Self> {
+    /// Packs `wᵀ` for a CPU tensor `w` `[n, k]` in f32 or f16, stored in `format` (int8 codes as
+    /// `codes` asks).
+    pub fn from_tensor_transposed(
+        w: &Tensor,
+        format: Format,
+        codes: Codes,
+    ) -> candle_core::Result<Self> {
         let (n, k) = w.dims2()?;
         if w.dtype() == candle_core::DType::F16 {
             let w = w.contiguous()?;
@@ -263,7 +260,7 @@ impl PackedMatrix {
             if let (Storage::Cpu(candle_core::CpuStorage::F16(v)), Some((a, b))) =
                 (&*storage, layout.contiguous_offsets())
             {
-                return Ok(Self::from_f16_coded(&v[a..b], n, k, format, codes));
+                return Ok(Self::from_transposed_f16(&v[a..b], n, k, format, codes));
             }
         }
         let w = w.to_dtype(candle_core::DType::F32)?;
@@ -279,7 +276,7 @@ impl PackedMatrix {
             "matrix of {} values for [{k}, {n}]",
             b.len()
         );
-        Self::build(k, n, Format::F32, |_, p, cols, panel, _| {
+        Self::build(k, n, Format::F32, false, |_, p, cols, panel, _| {
             for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 dst[..cols].copy_from_slice(&b[kk * n + p * NR..][..cols]);
             }
@@ -287,11 +284,13 @@ impl PackedMatrix {
     }
 
     /// `fill(scratch, p, cols, panel, column_quant)` writes panel `p` (`cols` valid columns) as
-    /// `[steps][NR]`, and for int8 each of its columns' `[scale, correction]`.
+    /// `[steps][NR]`, and for int8 each of its columns' `[scale, correction]` (its codes within
+    /// ±63 if `narrow_codes`).
     fn build(
         k: usize,
         n: usize,
         format: Format,
+        narrow_codes: bool,
         fill: impl Fn(&mut Vec<f32>, usize, usize, &mut [f32], &mut [[f32; 2]]) + Sync,
     ) -> Self {
         let steps = steps_of(k, format);
@@ -321,7 +320,7 @@ impl PackedMatrix {
             layout: Layout::Panels,
             data: Arc::new(data),
             quant,
-            narrow_codes: false,
+            narrow_codes,
         }
     }
 
@@ -430,7 +429,8 @@ mod tests {
         for format in [Format::F32, Format::Bf16, Format::Int8] {
             for dtype in [DType::F32, DType::F16, DType::BF16] {
                 let (t, bytes) = weight(dtype, n, k, 7);
-                let want = PackedMatrix::from_tensor_transposed(&t, format).unwrap();
+                let want =
+                    PackedMatrix::from_tensor_transposed(&t, format, Codes::Fastest).unwrap();
                 let got = PackedMatrix::from_le_bytes_transposed(dtype, &bytes, n, k, format);
                 assert!(same_bits(&got.unwrap(), &want), "{dtype:?} as {format:?}");
                 // Unaligned in memory: the same values through the byte-wise path.
