@@ -34,6 +34,7 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::a_tiles::{self, MR};
 pub use super::dispatch::{kernel_name_for, Format, KERNEL_ENV};
 use super::dispatch::{kernels_for, Class, Kernels};
 use super::epilogue::finish;
@@ -44,8 +45,6 @@ use super::packed::{steps_of, Layout};
 pub use super::packed::{Codes, PackedMatrix};
 use super::{amx, bf16, int8};
 
-/// Rows per micro-kernel step (12 accumulator registers + 2 for `B` + 1 broadcast).
-const MR: usize = 6;
 /// `k` per block: a tile of 12 rows of `A` is `12 × KC` floats = 12 KiB, held in L1; a panel's
 /// slice `KC × NR` floats = 16 KiB.
 const KC: usize = 256;
@@ -138,7 +137,9 @@ pub(super) fn matmul_into(
         }
         Format::F32 => (a, lda, &[]),
         format => {
-            converted = a_as_slots(a, lda, m, padded, k, format, kernels.lanes(), threads);
+            let lanes = kernels.lanes();
+            let codes = int8::ActivationCodes::for_weights(b.narrow_codes);
+            converted = a_as_slots(a, lda, m, padded, k, format, lanes, codes, threads);
             (&converted.0, b.steps, &converted.1)
         }
     };
@@ -218,8 +219,8 @@ fn with_stride(
 }
 
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`
-/// zero): rounded to bf16, or quantized to int8 with each row's scale (the second vector;
-/// zeros for bf16), int8 rows with vectors of `lanes`.
+/// zero): rounded to bf16, or quantized to int8 `codes` with each row's scale (the second
+/// vector; zeros for bf16), int8 rows with vectors of `lanes`.
 #[allow(clippy::too_many_arguments)]
 fn a_as_slots(
     a: &[f32],
@@ -229,6 +230,7 @@ fn a_as_slots(
     k: usize,
     format: Format,
     lanes: int8::Lanes,
+    codes: int8::ActivationCodes,
     threads: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let steps = steps_of(k, format).max(1);
@@ -239,7 +241,7 @@ fn a_as_slots(
     let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| {
         let src = &a[i * lda..][..k];
         match format {
-            Format::Int8 => *s = int8::pack_activations(src, dst, lanes),
+            Format::Int8 => *s = int8::pack_activations(src, dst, lanes, codes),
             _ => bf16::pack_row(src, dst),
         }
     };
@@ -360,15 +362,8 @@ unsafe fn block(
                 let tiles = rows.len().div_ceil(MR);
                 packed.clear();
                 packed.resize(tiles * kc * MR, 0.0);
-                for (t, dst) in packed.chunks_exact_mut(kc * MR).enumerate() {
-                    let r0 = rows.start + t * MR;
-                    for i in 0..MR.min(rows.end - r0) {
-                        let src = &a[(r0 + i) * lda + k0..][..kc];
-                        for (p, v) in src.iter().enumerate() {
-                            dst[p * MR + i] = *v;
-                        }
-                    }
-                }
+                let simd = kernels.lanes() != int8::Lanes::Scalar;
+                a_tiles::pack(a, lda, rows.clone(), k0, kc, &mut packed, simd);
             }
             let packed_ptr = packed.as_ptr();
             // `next`: the `C` of the call that follows (row and column), for its prefetch.

@@ -1,18 +1,21 @@
 //! int8 operands for the GEMM of `--precision int8`, as dynamic quantization does it: each weight
 //! column (an output channel) symmetric with its own scale, fixed at load; each activation row
-//! quantized when the product runs, with its own scale, and offset by [`ZERO_POINT`] into unsigned
-//! bytes, the operand order of `vpdpbusd` (unsigned × signed). Four consecutive `k` codes make one
+//! quantized when the product runs, with its own scale, and offset by a zero point into unsigned
+//! codes, the operand order of `vpdpbusd` (unsigned × signed). Four consecutive `k` codes make one
 //! 32-bit slot, so — as for bf16 — the f32 GEMM's blocking and tasks serve the int8 matrix as an
 //! f32 one with a quarter of the `k`; the kernels accumulate exact i32 sums and dequantize the
-//! finished tile: `out = (Σ u·w − 128·Σ w) · row_scale · col_scale`, then the usual epilogue.
+//! finished tile: `out = (Σ u·w − zero point·Σ w) · row_scale · col_scale`, then the usual
+//! epilogue.
 //!
 //! Without VNNI, `vpmaddubsw` adds two u8·i8 products into a saturating i16, and 255·127·2 would
 //! overflow it. Two ways round that, for the two towers:
 //! - **Narrow codes** (the image tower, which runs for every image): on a CPU class whose int8
 //!   products run on `vpmaddubsw` (plain AVX2, AVX-512 without VNNI), the weights are quantized
-//!   to ±[`W_MAX_NARROW`] at load, the range reduction ONNX Runtime's `reduce_range` also uses;
-//!   255·63·2 < 2^15, so the unsigned activation codes meet them in one `vpmaddubsw`, one
-//!   `vpmaddwd` and one add per 32 products ([`dot256`], [`dot512_bw`]).
+//!   to ±[`W_MAX_NARROW`] at load, the range reduction ONNX Runtime's `reduce_range` also uses,
+//!   and the activation rows that meet them to ±63 around a zero point of 64 (7-bit codes, see
+//!   [`ActivationCodes`]). Then 127·63·4 < 2^15: two steps' `vpmaddubsw` pairs add in i16
+//!   before one `vpmaddwd` widens them, three multiplies per 64 products ([`dot256_pair`],
+//!   [`dot512_bw_pair`]) where 8-bit activations would take four.
 //! - **Full codes** (±127: every tower on the other classes, and the text tower everywhere, which
 //!   runs once per label set and whose cosine to fp32 the narrow codes cost the most): those
 //!   kernels multiply the signed activation code `a = u − 128` instead, as `|a|` (unsigned) times
@@ -20,22 +23,46 @@
 //!   Their sums are `Σ a·w`, exactly the others' `Σ u·w − 128·Σ w`, so they skip the zero-point
 //!   correction.
 //!
-//! The activations keep 8 bits everywhere (they carry CLIP's outlier channels; the weights have a
-//! scale per output channel). Every kernel sums exactly, so on a matrix of either code range all
-//! kernels that take it give the same bits; only the weights' rounding differs between ranges.
+//! The activations' code range follows the matrix's, not the kernel: every kernel that takes a
+//! matrix sums the same integer products exactly, so all give the same bits on it; between the
+//! ranges the weights' and the activations' rounding differ (docs/FIDELITY.md).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// The offset that makes an activation code unsigned.
+/// The offset that makes a full activation code unsigned (and stored token codes, `text.rs`).
 pub(super) const ZERO_POINT: i32 = 128;
 /// The largest weight code magnitude.
 pub(super) const W_MAX: f32 = 127.0;
 /// The largest weight code magnitude of matrices for `vpmaddubsw` kernels (see the module's
 /// header).
 pub(super) const W_MAX_NARROW: f32 = 63.0;
-/// The largest activation code magnitude.
-const A_MAX: f32 = 127.0;
+
+/// How the activation rows that meet a matrix are coded: within ±`max`, offset by `zero_point`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct ActivationCodes {
+    /// The largest code magnitude.
+    pub(super) max: f32,
+    /// The offset that makes a code unsigned.
+    pub(super) zero_point: i32,
+}
+
+impl ActivationCodes {
+    /// 8-bit codes (1 to 255) for full weight codes, 7-bit ones (1 to 127) for narrow weight
+    /// codes, whose kernels add two steps' `vpmaddubsw` pairs in i16 (see the module's header).
+    pub(super) fn for_weights(narrow_codes: bool) -> Self {
+        match narrow_codes {
+            true => Self {
+                max: 63.0,
+                zero_point: 64,
+            },
+            false => Self {
+                max: 127.0,
+                zero_point: ZERO_POINT,
+            },
+        }
+    }
+}
 
 /// Whether this CPU has AVX-512 VNNI (with VL, for the 8-lane kernel of single panels).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -98,33 +125,38 @@ pub(super) enum Lanes {
     Scalar,
 }
 
-/// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned codes (a zero pads the
+/// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned `codes` (a zero pads the
 /// last slot; its weights are zero too); returns the row's scale. `lanes`: the widest vectors
 /// the selected CPU class has (used where this CPU has them too). Every path gives the same
 /// codes, NaN and infinities included.
-pub(super) fn pack_activations(src: &[f32], dst: &mut [f32], lanes: Lanes) -> f32 {
+pub(super) fn pack_activations(
+    src: &[f32],
+    dst: &mut [f32],
+    lanes: Lanes,
+    codes: ActivationCodes,
+) -> f32 {
     debug_assert_eq!(dst.len(), src.len().div_ceil(4));
     #[cfg(target_arch = "x86_64")]
     if lanes == Lanes::Sixteen && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512 F (checked above).
-        return unsafe { pack_activations_native(src, dst) };
+        return unsafe { pack_activations_native(src, dst, codes) };
     }
     #[cfg(target_arch = "x86_64")]
     if lanes != Lanes::Scalar && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { pack_activations_avx2(src, dst) };
+        return unsafe { pack_activations_avx2(src, dst, codes) };
     }
     let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-    pack_scaled(src, dst, amax)
+    pack_scaled(src, dst, amax, codes)
 }
 
 /// [`pack_activations`] for a row whose largest magnitude is `amax`; returns the scale.
-fn pack_scaled(src: &[f32], dst: &mut [f32], amax: f32) -> f32 {
-    let (scale, inv) = scale_of(amax, A_MAX);
+fn pack_scaled(src: &[f32], dst: &mut [f32], amax: f32, codes: ActivationCodes) -> f32 {
+    let (scale, inv) = scale_of(amax, codes.max);
     for (d, quad) in dst.iter_mut().zip(src.chunks(4)) {
         let mut b = [0u8; 4];
         for (b, &x) in b.iter_mut().zip(quad) {
-            *b = (code(x, inv, A_MAX) + ZERO_POINT) as u8;
+            *b = (code(x, inv, codes.max) + codes.zero_point) as u8;
         }
         *d = slot(b);
     }
@@ -138,7 +170,7 @@ fn pack_scaled(src: &[f32], dst: &mut [f32], amax: f32) -> f32 {
 /// The CPU must have AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
+unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32], codes: ActivationCodes) -> f32 {
     let whole = src.len() / 16 * 16;
     let mut m = _mm512_setzero_ps();
     for c in src[..whole].chunks_exact(16) {
@@ -150,26 +182,26 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
     let amax = src[whole..]
         .iter()
         .fold(_mm512_reduce_max_ps(m), |m, v| m.max(v.abs()));
-    let (scale, inv) = scale_of(amax, A_MAX);
+    let (scale, inv) = scale_of(amax, codes.max);
     let (lo, hi, vinv) = (
-        _mm512_set1_ps(-A_MAX),
-        _mm512_set1_ps(A_MAX),
+        _mm512_set1_ps(-codes.max),
+        _mm512_set1_ps(codes.max),
         _mm512_set1_ps(inv),
     );
-    let zero_point = _mm512_set1_epi32(ZERO_POINT);
+    let zero_point = _mm512_set1_epi32(codes.zero_point);
     for (c, d) in src[..whole].chunks_exact(16).zip(dst.chunks_exact_mut(4)) {
         // SAFETY: `c` holds 16 floats and `d` 4 slots (16 bytes).
         unsafe {
             let v = _mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), vinv);
             // The value second, so a NaN stays NaN as through `f32::clamp`, and lands on the
             // zero point as in `code` (`vcvtps2dq` gives 0x8000_0000, whose low byte after the
-            // offset is 128).
+            // offset is the zero point).
             let v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
             let q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zero_point);
             _mm_storeu_si128(d.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q));
         }
     }
-    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax);
+    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax, codes);
     scale
 }
 
@@ -180,7 +212,7 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32]) -> f32 {
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
+unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32], codes: ActivationCodes) -> f32 {
     let whole = src.len() / 8 * 8;
     let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
     let mut m = _mm256_setzero_ps();
@@ -197,13 +229,13 @@ unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
         .iter()
         .chain(&src[whole..])
         .fold(0f32, |m, v| m.max(v.abs()));
-    let (scale, inv) = scale_of(amax, A_MAX);
+    let (scale, inv) = scale_of(amax, codes.max);
     let (lo, hi, vinv) = (
-        _mm256_set1_ps(-A_MAX),
-        _mm256_set1_ps(A_MAX),
+        _mm256_set1_ps(-codes.max),
+        _mm256_set1_ps(codes.max),
         _mm256_set1_ps(inv),
     );
-    let zero_point = _mm256_set1_epi32(ZERO_POINT);
+    let zero_point = _mm256_set1_epi32(codes.zero_point);
     // The low byte of each 32-bit lane, packed into the first four bytes of each 128-bit half.
     let low_bytes = _mm256_setr_epi8(
         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
@@ -220,7 +252,7 @@ unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32]) -> f32 {
             _mm_storel_epi64(d.as_mut_ptr().cast(), q);
         }
     }
-    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax);
+    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax, codes);
     scale
 }
 
@@ -304,6 +336,18 @@ pub(super) fn dot512_bw(a: __m512, b: __m512, acc: __m512) -> __m512 {
     _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), quads))
 }
 
+/// [`dot512_bw`] over two steps at once, on 7-bit activation codes: `acc + Σ u·w + Σ u'·w'`,
+/// both steps' byte pairs added in i16 before one `vpmaddwd` (exact: 127·63·4 < 2^15).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+pub(super) fn dot512_bw_pair(a: __m512, b: __m512, a2: __m512, b2: __m512, acc: __m512) -> __m512 {
+    let pairs = _mm512_maddubs_epi16(_mm512_castps_si512(a), _mm512_castps_si512(b));
+    let pairs2 = _mm512_maddubs_epi16(_mm512_castps_si512(a2), _mm512_castps_si512(b2));
+    let quads = _mm512_madd_epi16(_mm512_add_epi16(pairs, pairs2), _mm512_set1_epi16(1));
+    _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), quads))
+}
+
 /// [`dot256_signed`] on 16 lanes (AVX-512 BW), for full codes on AVX-512 CPUs without VNNI.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
@@ -346,14 +390,27 @@ pub(super) fn avx_vnni() -> bool {
 }
 
 /// `acc + Σ u·w` per lane with plain AVX2, on narrow weight codes (±[`W_MAX_NARROW`]): byte
-/// pairs into i16 (`vpmaddubsw`, exact since 255·63·2 < 2^15), then pairs of those into i32
-/// (`vpmaddwd`). See the module's header.
+/// pairs into i16 (`vpmaddubsw`, exact since 127·63·2 < 2^15), then pairs of those into i32
+/// (`vpmaddwd`); the last step of an odd `k` block ([`dot256_pair`] takes the others). See the
+/// module's header.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(super) fn dot256(a: __m256, b: __m256, acc: __m256) -> __m256 {
     let pairs = _mm256_maddubs_epi16(_mm256_castps_si256(a), _mm256_castps_si256(b));
     let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
+}
+
+/// [`dot256`] over two steps at once, on 7-bit activation codes: `acc + Σ u·w + Σ u'·w'`, both
+/// steps' byte pairs added in i16 before one `vpmaddwd` (exact: 127·63·4 < 2^15).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn dot256_pair(a: __m256, b: __m256, a2: __m256, b2: __m256, acc: __m256) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(_mm256_castps_si256(a), _mm256_castps_si256(b));
+    let pairs2 = _mm256_maddubs_epi16(_mm256_castps_si256(a2), _mm256_castps_si256(b2));
+    let quads = _mm256_madd_epi16(_mm256_add_epi16(pairs, pairs2), _mm256_set1_epi16(1));
     _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
 }
 
@@ -428,10 +485,18 @@ mod tests {
     fn activations_pack_into_unsigned_quads_with_a_zero_pad() {
         let src = [2.0f32, -2.0, 1.0, 0.0, 0.5];
         let mut dst = [f32::NAN; 2];
-        let scale = pack_activations(&src, &mut dst, Lanes::Sixteen);
+        let full = ActivationCodes::for_weights(false);
+        let scale = pack_activations(&src, &mut dst, Lanes::Sixteen, full);
         assert_eq!(scale, 2.0 / 127.0);
         assert_eq!(unslot(dst[0]), [255, 1, 192, 128]);
         assert_eq!(unslot(dst[1]), [160, 0, 0, 0]);
+        // 7-bit codes for narrow weights: 1 to 127 around 64 (1 · 31.499998, the f32 inverse
+        // of the scale, rounds to 31; 0.5 · it to 16).
+        let narrow = ActivationCodes::for_weights(true);
+        let scale = pack_activations(&src, &mut dst, Lanes::Sixteen, narrow);
+        assert_eq!(scale, 2.0 / 63.0);
+        assert_eq!(unslot(dst[0]), [127, 1, 95, 64]);
+        assert_eq!(unslot(dst[1]), [80, 0, 0, 0]);
     }
 
     #[test]
@@ -456,16 +521,19 @@ mod tests {
         });
         for src in rows {
             let k = src.len();
-            let mut slow = vec![f32::NAN; k.div_ceil(4)];
-            let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let s = pack_scaled(&src, &mut slow, amax);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            // AVX-512 and AVX2 where the CPU has them, and the loops, as a class asks.
-            for lanes in [Lanes::Sixteen, Lanes::Eight, Lanes::Scalar] {
-                let mut fast = vec![f32::NAN; k.div_ceil(4)];
-                let got = pack_activations(&src, &mut fast, lanes);
-                assert_eq!(got.to_bits(), s.to_bits(), "{src:?} {lanes:?}");
-                assert_eq!(bits(&fast), bits(&slow), "{src:?} {lanes:?}");
+            for codes in [false, true].map(ActivationCodes::for_weights) {
+                let mut slow = vec![f32::NAN; k.div_ceil(4)];
+                let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let s = pack_scaled(&src, &mut slow, amax, codes);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                // AVX-512 and AVX2 where the CPU has them, and the loops, as a class asks.
+                for lanes in [Lanes::Sixteen, Lanes::Eight, Lanes::Scalar] {
+                    let mut fast = vec![f32::NAN; k.div_ceil(4)];
+                    let got = pack_activations(&src, &mut fast, lanes, codes);
+                    let what = format!("{src:?} {lanes:?} {codes:?}");
+                    assert_eq!(got.to_bits(), s.to_bits(), "{what}");
+                    assert_eq!(bits(&fast), bits(&slow), "{what}");
+                }
             }
         }
     }

@@ -20,6 +20,8 @@ use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256_avx_vnni, dot256_vnni};
 #[cfg(target_arch = "x86_64")]
+use super::int8::{dot256_pair as int8_dot256_pair, dot512_bw_pair as int8_dot512_bw_pair};
+#[cfg(target_arch = "x86_64")]
 use super::int8::{dot256_signed as int8_dot256_signed, dot512_bw_signed as int8_dot512_bw_signed};
 #[cfg(target_arch = "x86_64")]
 use super::vmath::{quick_gelu_call16, quick_gelu_call8};
@@ -303,7 +305,7 @@ unsafe fn in_passes_of_three(
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
      $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $gelu:ident,
-     $lanes:expr, $k_loop:ident) => {
+     $lanes:expr, $k_loop:ident $(, pairs $pair:ident)?) => {
         /// The SIMD kernel for these target features.
         ///
         /// # Safety
@@ -351,7 +353,24 @@ macro_rules! simd_kernel {
                     }
                 }
                 if !$k_loop(kc, a, lda, ak, b, &mut lo, &mut hi) {
-                    for p in 0..kc {
+                    #[allow(unused_mut)]
+                    let mut first = 0;
+                    $(
+                        // Two steps a call (`$pair` adds both), the last of an odd `kc` below.
+                        while first + 2 <= kc {
+                            let (p, q) = (first, first + 1);
+                            let (b0, b1) = ($load(b[0].add(p * NR)), $load(b[1].add(p * NR)));
+                            let (c0, c1) = ($load(b[0].add(q * NR)), $load(b[1].add(q * NR)));
+                            for i in 0..R {
+                                let av = $splat(*a.add(i * lda + p * ak));
+                                let aq = $splat(*a.add(i * lda + q * ak));
+                                lo[i] = $pair(av, b0, aq, c0, lo[i]);
+                                hi[i] = $pair(av, b1, aq, c1, hi[i]);
+                            }
+                            first += 2;
+                        }
+                    )?
+                    for p in first..kc {
                         let b0 = $load(b[0].add(p * NR));
                         let b1 = $load(b[1].add(p * NR));
                         for i in 0..R {
@@ -529,7 +548,8 @@ simd_kernel!(
     dequant512,
     quick_gelu_call16,
     NR,
-    no_hand_loop
+    no_hand_loop,
+    pairs int8_dot512_bw_pair
 );
 simd_kernel!(
     kernel_int8_avx_vnni,
@@ -561,7 +581,8 @@ simd_kernel!(
     dequant256,
     quick_gelu_call8,
     8,
-    no_hand_loop
+    no_hand_loop,
+    pairs int8_dot256_pair
 );
 
 simd_kernel!(

@@ -6,6 +6,7 @@
 //! `encode_image` / `encode_text` return unnormalized embeddings; `forward` L2-normalizes them
 //! and scales the cosine similarities by `logit_scale.exp()`.
 
+mod a_tiles;
 mod amx;
 mod attn_query;
 mod bf16;

@@ -156,6 +156,7 @@ fn check_codes(
     } else {
         int8::W_MAX
     };
+    let a_codes = int8::ActivationCodes::for_weights(narrow);
     // The operands as the product sees them: rounded, or quantized per row of `A` and per
     // column of `B` (a row of `bt`).
     let seen = |v: &[f32], rows: usize, activations: bool| -> Vec<f32> {
@@ -168,9 +169,10 @@ fn check_codes(
                 .flat_map(|row| {
                     if activations {
                         let mut slots = vec![0f32; k.div_ceil(4)];
-                        let s = int8::pack_activations(row, &mut slots, int8::Lanes::Sixteen);
+                        let lanes = int8::Lanes::Sixteen;
+                        let s = int8::pack_activations(row, &mut slots, lanes, a_codes);
                         let codes = slots.iter().flat_map(|&q| int8::unslot(q));
-                        let values = codes.map(|u| (u as i32 - int8::ZERO_POINT) as f32 * s);
+                        let values = codes.map(|u| (u as i32 - a_codes.zero_point) as f32 * s);
                         values.take(k).collect::<Vec<_>>()
                     } else {
                         let mut codes = vec![0i8; k];
@@ -197,7 +199,7 @@ fn check_codes(
     let padded = m.next_multiple_of(amx::ROWS);
     let (a_in, row_scales) = match format {
         Format::F32 => (a.clone(), Vec::new()),
-        _ => a_as_slots(&a, k, m, padded, k, format, kernels.lanes(), 1),
+        _ => a_as_slots(&a, k, m, padded, k, format, kernels.lanes(), a_codes, 1),
     };
     let lda_in = steps_of(k, format).max(1);
     let epis = epilogues(&scale, &shift, &res);
@@ -354,9 +356,10 @@ fn check_row_strides(layout: Layout, residual_relu: bool) {
 
 #[test]
 fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
-    // Every activation at its largest code (u = 255 or 1) against every weight at its
-    // largest, ±127 and ±63 on every class, so every byte pair of `vpmaddubsw` sits at the edge
-    // of its i16 range: the sums must still be exact.
+    // Every activation at its largest code (u = 255 or 1; 127 or 1 for narrow weights) against
+    // every weight at its largest, ±127 and ±63 on every class, so every byte pair of
+    // `vpmaddubsw` (and every i16 sum of two steps' pairs) sits at the edge of its i16 range:
+    // the sums must still be exact.
     let (m, k, n) = (7, 96, 40);
     let a: Vec<f32> = (0..m * k)
         .map(|i| if (i / k) % 2 == 0 { 1.0 } else { -1.0 })
@@ -370,7 +373,8 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
             let kernels = class_kernels.for_codes(narrow);
             let b = pack_coded(&bt, n, k, Format::Int8, Layout::Panels, narrow);
             let lanes = kernels.lanes();
-            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, lanes, 1);
+            let codes = int8::ActivationCodes::for_weights(narrow);
+            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, lanes, codes, 1);
             // SAFETY: the kernels are ones this CPU runs, for `b`'s codes; `a_in` and
             // `row_scales` have `m` rows.
             let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &Epilogue::default()) };
@@ -419,6 +423,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         k,
         Format::Int8,
         int8::Lanes::Sixteen,
+        int8::ActivationCodes::for_weights(b.narrow_codes),
         1,
     );
     for epi in [
@@ -476,7 +481,11 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
                 rand(m * n, 24),
             );
             let b = pack_coded(&bt, n, k, format, Layout::Panels, narrow);
-            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, format, int8::Lanes::Sixteen, 1);
+            let (lanes, codes) = (
+                int8::Lanes::Sixteen,
+                int8::ActivationCodes::for_weights(narrow),
+            );
+            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, format, lanes, codes, 1);
             let epi = Epilogue {
                 shift: Some(&shift),
                 residual: Some(&res),
