@@ -2,7 +2,10 @@
 //! [`super::fused`]'s attention: the scores over keys held transposed, the softmax, the values
 //! mixed, each in blocks of 16 lanes held in registers. The SIMD classes run the multiply-adds
 //! fused in `__m512` or `__m256` registers (the same operations per lane at either width, so
-//! the same bits); the portable class rounds each product. The reference computes the same
+//! the same bits); the portable class rounds each product. Queries that meet the same keys (no
+//! causal mask) go four side by side ([`query4_for`]): one query's sums are a few long chains of
+//! multiply-adds, each waiting on the last, and four queries' chains overlap — each lane still
+//! adds in the same order, so the bits equal four single calls. The reference computes the same
 //! sums with PyTorch's batched matmuls; only the order and rounding of additions differ.
 
 use super::microkernel::Kernel;
@@ -34,6 +37,23 @@ trait Loops {
     /// `o[c] += Σ_j p[j] · v[j·d + c]` over `j` in order, for whole blocks of `c` from 0; returns
     /// where they stop (the rest is left to the caller). `v` holds `p.len()` rows of `d`.
     unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize;
+    /// [`Loops::scores`] for four queries over the same keys: each score the same operations.
+    unsafe fn scores4(kt: &[f32], stride: usize, q: [&[f32]; 4], span: usize, p: [&mut [f32]; 4]) {
+        for (q, p) in q.into_iter().zip(p) {
+            // SAFETY: the caller's contract, query by query.
+            unsafe { Self::scores(kt, stride, q, span, p) };
+        }
+    }
+    /// [`Loops::mix`] for four queries over the same keys (`p`s of one length): each output the
+    /// same operations; returns where the blocks stop, as `mix` does.
+    unsafe fn mix4(p: [&[f32]; 4], v: &[f32], d: usize, o: [&mut [f32]; 4]) -> usize {
+        let mut c0 = 0;
+        for (p, o) in p.into_iter().zip(o) {
+            // SAFETY: the caller's contract, query by query.
+            c0 = unsafe { Self::mix(p, v, d, o) };
+        }
+        c0
+    }
 }
 
 /// The Rust loops: each product rounded, then added (CPUs of the portable class may lack FMA).
@@ -85,8 +105,8 @@ impl Loops for Portable {
 /// compiler leaves the Rust loops' products unfused, and scalarizes `f32::mul_add` there): each
 /// lane the same operations in the same order at any width, so the classes agree bit for bit.
 macro_rules! simd_loops {
-    ($name:ident, $feature:literal, $vec:ident, $w:literal, $zero:ident, $load:ident,
-     $store:ident, $splat:ident, $fma:ident) => {
+    ($name:ident, $feature:literal, $vec:ident, $w:literal, $kv:literal, $zero:ident,
+     $load:ident, $store:ident, $splat:ident, $fma:ident) => {
         #[cfg(target_arch = "x86_64")]
         struct $name;
 
@@ -155,6 +175,82 @@ macro_rules! simd_loops {
                 }
                 c0
             }
+
+            // Four queries side by side on `$kv` vectors of keys (or of output lanes) each: 4·$kv
+            // independent sums, where one query's few long chains of multiply-adds would wait
+            // on each other's latency; each lane still adds in the same order.
+            #[target_feature(enable = $feature)]
+            unsafe fn scores4(
+                kt: &[f32],
+                stride: usize,
+                q: [&[f32]; 4],
+                span: usize,
+                mut p: [&mut [f32]; 4],
+            ) {
+                use std::arch::x86_64::*;
+                let d = q[0].len();
+                for g in (0..span).step_by($kv * $w) {
+                    let mut acc: [[$vec; $kv]; 4] = [[$zero(); $kv]; 4];
+                    for dd in 0..d {
+                        // SAFETY: row `dd` of `kt` has `stride ≥ span` floats, and the keys
+                        // `g..g + $kv·$w` lie below `span` (the caller's contract).
+                        let k: [$vec; $kv] = std::array::from_fn(|j| unsafe {
+                            $load(kt.as_ptr().add(dd * stride + g + j * $w))
+                        });
+                        for (a, q) in acc.iter_mut().zip(q) {
+                            let s = $splat(q[dd]);
+                            for (a, k) in a.iter_mut().zip(k) {
+                                *a = $fma(s, k, *a);
+                            }
+                        }
+                    }
+                    for (a, p) in acc.iter().zip(p.iter_mut()) {
+                        assert!(p.len() >= g + $kv * $w);
+                        for (j, a) in a.iter().enumerate() {
+                            // SAFETY: `p` has at least `g + $kv·$w` floats (asserted above).
+                            unsafe { $store(p.as_mut_ptr().add(g + j * $w), *a) };
+                        }
+                    }
+                }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn mix4(p: [&[f32]; 4], v: &[f32], d: usize, mut o: [&mut [f32]; 4]) -> usize {
+                use std::arch::x86_64::*;
+                let keys = p[0].len();
+                let mut c0 = 0;
+                while c0 + GROUP * LANES <= d {
+                    for c in (c0..c0 + GROUP * LANES).step_by($kv * $w) {
+                        let mut acc: [[$vec; $kv]; 4] = std::array::from_fn(|i| {
+                            std::array::from_fn(|j| {
+                                // SAFETY: `c + $kv·$w ≤ d ≤ o.len()` for each query.
+                                unsafe { $load(o[i].as_ptr().add(c + j * $w)) }
+                            })
+                        });
+                        for key in 0..keys {
+                            // SAFETY: row `key` of `v` has `d ≥ c + $kv·$w` floats (the caller's
+                            // contract).
+                            let x: [$vec; $kv] = std::array::from_fn(|j| unsafe {
+                                $load(v.as_ptr().add(key * d + c + j * $w))
+                            });
+                            for (a, p) in acc.iter_mut().zip(p) {
+                                let s = $splat(p[key]);
+                                for (a, x) in a.iter_mut().zip(x) {
+                                    *a = $fma(s, x, *a);
+                                }
+                            }
+                        }
+                        for (a, o) in acc.iter().zip(o.iter_mut()) {
+                            for (j, a) in a.iter().enumerate() {
+                                // SAFETY: as for the loads of `o`.
+                                unsafe { $store(o.as_mut_ptr().add(c + j * $w), *a) };
+                            }
+                        }
+                    }
+                    c0 += GROUP * LANES;
+                }
+                c0
+            }
         }
     };
 }
@@ -163,6 +259,7 @@ simd_loops!(
     "avx512f,fma",
     __m512,
     16,
+    4,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
     _mm512_storeu_ps,
@@ -174,6 +271,7 @@ simd_loops!(
     "avx2,fma",
     __m256,
     8,
+    2,
     _mm256_setzero_ps,
     _mm256_loadu_ps,
     _mm256_storeu_ps,
@@ -198,9 +296,69 @@ unsafe fn query<L: Loops>(
     o: &mut [f32],
     wide: bool,
 ) {
+    let span = check(head, q, keys, p, o);
+    // SAFETY: `kt` has `q.len()` rows of `stride ≥ span` floats, `p` at least `span` floats
+    // (checked above); the CPU has `L`'s features.
+    unsafe { L::scores(head.kt, head.stride, q, span, p) };
+    let p = &mut p[..keys];
+    softmax(p, scale, wide);
+    // SAFETY: `v` holds at least `keys` rows of `d`, `o` at least `d` floats (checked above);
+    // the CPU has `L`'s features.
+    let c0 = unsafe { L::mix(p, head.v, head.d, o) };
+    mix_rest(p, head, c0, o);
+}
+
+/// [`query`] for four queries over the same `keys` keys, side by side (the same bits as four
+/// calls), `p` scratch of `4 · stride` floats.
+///
+/// # Safety
+/// The CPU must have what `L` needs.
+#[inline(always)]
+unsafe fn query4<L: Loops>(
+    head: &Head,
+    q: [&[f32]; 4],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: [&mut [f32]; 4],
+    wide: bool,
+) {
+    let stride = head.stride;
+    assert!(
+        p.len() >= 4 * stride,
+        "attention queries: scratch of {}",
+        p.len()
+    );
+    let mut ps: [&mut [f32]; 4] = {
+        let (a, rest) = p.split_at_mut(stride);
+        let (b, rest) = rest.split_at_mut(stride);
+        let (c, d) = rest.split_at_mut(stride);
+        [a, b, c, &mut d[..stride]]
+    };
+    let mut o = o;
+    let mut span = 0;
+    for ((q, p), o) in q.iter().zip(ps.iter_mut()).zip(o.iter_mut()) {
+        span = check(head, q, keys, p, o);
+    }
+    // SAFETY: as in `query`, for each of the four (checked above).
+    unsafe { L::scores4(head.kt, stride, q, span, ps.each_mut().map(|p| &mut **p)) };
+    for p in ps.iter_mut() {
+        softmax(&mut p[..keys], scale, wide);
+    }
+    let p = ps.each_ref().map(|p| &p[..keys]);
+    // SAFETY: as in `query`, for each of the four (checked above).
+    let c0 = unsafe { L::mix4(p, head.v, head.d, o.each_mut().map(|o| &mut **o)) };
+    for (p, o) in p.into_iter().zip(o) {
+        mix_rest(p, head, c0, o);
+    }
+}
+
+/// The bounds the SIMD loops of one query rely on (they read through raw pointers), checked
+/// once per query; returns the keys rounded up to whole blocks.
+#[inline(always)]
+fn check(head: &Head, q: &[f32], keys: usize, p: &[f32], o: &[f32]) -> usize {
     let span = keys.next_multiple_of(GROUP * LANES);
     let d = head.d;
-    // The loops' bounds, checked once per query (the SIMD loops read through raw pointers).
     assert!(
         q.len() == d
             && span <= head.stride
@@ -213,10 +371,12 @@ unsafe fn query<L: Loops>(
         p.len(),
         o.len()
     );
-    // SAFETY: `kt` has `q.len()` rows of `stride ≥ span` floats, `p` at least `span` floats
-    // (asserted above); the CPU has `L`'s features.
-    unsafe { L::scores(head.kt, head.stride, q, span, p) };
-    let p = &mut p[..keys];
+    span
+}
+
+/// `p ← softmax(p · scale)` in place.
+#[inline(always)]
+fn softmax(p: &mut [f32], scale: f32, wide: bool) {
     // Lane-wise maxima and sums, folded in a fixed order: vectors of any width agree.
     let mut lanes = [f32::NEG_INFINITY; LANES];
     for chunk in p.chunks_mut(LANES) {
@@ -245,9 +405,12 @@ unsafe fn query<L: Loops>(
     for pj in p.iter_mut() {
         *pj *= inv;
     }
-    // SAFETY: `v` holds at least `keys` rows of `d`, `o` at least `d` floats (asserted above);
-    // the CPU has `L`'s features.
-    let c0 = unsafe { L::mix(p, head.v, d, o) };
+}
+
+/// The output lanes from `c0` on, past the loops' whole blocks.
+#[inline(always)]
+fn mix_rest(p: &[f32], head: &Head, c0: usize, o: &mut [f32]) {
+    let d = head.d;
     for (&a, v) in p.iter().zip(head.v.chunks_exact(d)) {
         for (x, &vv) in o[c0..].iter_mut().zip(&v[c0..]) {
             *x += a * vv;
@@ -278,11 +441,34 @@ pub(super) fn query_for(
     }
 }
 
-/// Defines `$name`: [`query`] on `$loops`, compiled with the target features `$feature` (it is
-/// inlined there, so its other loops take that width; a closure would not be), `$wide` if they
-/// are AVX-512.
+/// [`query_for`] for four queries over the same `keys` keys (the same bits as four calls), `p`
+/// scratch of `4 · stride` floats.
+pub(super) fn query4_for(
+    kernel: Kernel,
+    head: &Head,
+    q: [&[f32]; 4],
+    scale: f32,
+    keys: usize,
+    p: &mut [f32],
+    o: [&mut [f32]; 4],
+) {
+    match kernel {
+        // SAFETY: the selected class's kernel runs on this CPU, so it has these features.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { query4_avx512(head, q, scale, keys, p, o) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2Fma => unsafe { query4_avx2(head, q, scale, keys, p, o) },
+        // SAFETY: the portable loops need no CPU feature.
+        _ => unsafe { query4::<Portable>(head, q, scale, keys, p, o, false) },
+    }
+}
+
+/// Defines `$one` and `$four`: [`query`] and [`query4`] on `$loops`, compiled with the target
+/// features `$feature` (they are inlined there, so their other loops take that width; a closure
+/// would not be), `$wide` if they are AVX-512.
 macro_rules! query_compiled_for {
-    ($name:ident, $loops:ident, $feature:literal, $what:literal, $wide:literal) => {
+    ($one:ident, $four:ident, $loops:ident, $feature:literal, $what:literal, $wide:literal) => {
         #[doc = concat!("[`query`] compiled for ", $what, ".")]
         ///
         /// # Safety
@@ -290,7 +476,7 @@ macro_rules! query_compiled_for {
         #[doc = concat!("The CPU must have ", $what, ".")]
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
-        unsafe fn $name(
+        unsafe fn $one(
             head: &Head,
             q: &[f32],
             scale: f32,
@@ -301,75 +487,43 @@ macro_rules! query_compiled_for {
             // SAFETY: the CPU has `$feature` (the function's contract).
             unsafe { query::<$loops>(head, q, scale, keys, p, o, $wide) }
         }
+
+        #[doc = concat!("[`query4`] compiled for ", $what, ".")]
+        ///
+        /// # Safety
+        ///
+        #[doc = concat!("The CPU must have ", $what, ".")]
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $four(
+            head: &Head,
+            q: [&[f32]; 4],
+            scale: f32,
+            keys: usize,
+            p: &mut [f32],
+            o: [&mut [f32]; 4],
+        ) {
+            // SAFETY: the CPU has `$feature` (the function's contract).
+            unsafe { query4::<$loops>(head, q, scale, keys, p, o, $wide) }
+        }
     };
 }
 query_compiled_for!(
     query_avx512,
+    query4_avx512,
     Avx512Loops,
     "avx512f,fma",
     "AVX-512 F and FMA",
     true
 );
-query_compiled_for!(query_avx2, Avx2Loops, "avx2,fma", "AVX2 and FMA", false);
+query_compiled_for!(
+    query_avx2,
+    query4_avx2,
+    Avx2Loops,
+    "avx2,fma",
+    "AVX2 and FMA",
+    false
+);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_class_of_query_loops_agrees() {
-        // 50 keys (a part block), d = 72 (a whole block of 64 and an 8-value tail).
-        let (len, d) = (50usize, 72);
-        let stride = len.next_multiple_of(GROUP * LANES);
-        let val = |i: usize| ((i * 7919 % 997) as f32 / 498.5 - 1.0) * 0.7;
-        let mut kt = vec![0f32; d * stride];
-        for dd in 0..d {
-            for j in 0..len {
-                kt[dd * stride + j] = val(dd * 131 + j * 17);
-            }
-        }
-        let v: Vec<f32> = (0..len * d).map(|i| val(i + 5)).collect();
-        let q: Vec<f32> = (0..d).map(|i| val(i * 3 + 1)).collect();
-        let head = Head {
-            kt: &kt,
-            stride,
-            v: &v,
-            d,
-        };
-        let run = |f: &dyn Fn(&mut [f32], &mut [f32])| {
-            let (mut p, mut o) = (vec![0f32; stride], vec![0f32; d]);
-            f(&mut p, &mut o);
-            o
-        };
-        for keys in [len, 17] {
-            // SAFETY: the portable loops need no CPU feature.
-            let portable =
-                run(&|p, o| unsafe { query::<Portable>(&head, &q, 0.125, keys, p, o, false) });
-            let mut simd = Vec::new();
-            #[cfg(target_arch = "x86_64")]
-            {
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA.
-                    simd.push(run(&|p, o| unsafe {
-                        query_avx2(&head, &q, 0.125, keys, p, o)
-                    }));
-                }
-                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX-512 F and FMA.
-                    simd.push(run(&|p, o| unsafe {
-                        query_avx512(&head, &q, 0.125, keys, p, o)
-                    }));
-                }
-            }
-            for o in &simd {
-                let bits = |o: &[f32]| o.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(o), bits(&simd[0]), "{keys} keys: SIMD classes differ");
-                for (a, b) in o.iter().zip(&portable) {
-                    assert!((a - b).abs() < 1e-5, "{keys} keys: {a} vs portable {b}");
-                }
-            }
-            // The output is a convex mix of value rows: bounded by them.
-            assert!(portable.iter().all(|x| x.abs() <= 0.7), "{portable:?}");
-        }
-    }
-}
+mod tests;

@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
-use super::attn_query::{query_for, Head, GROUP, LANES};
+use super::attn_query::{query4_for, query_for, Head, GROUP, LANES};
 use super::gemm::SendPtr;
 use super::ops::contiguous_f32;
 
@@ -95,7 +95,7 @@ impl CustomOp1 for Attention {
                 (
                     vec![0f32; stride_max * d],
                     vec![0f32; longest * d],
-                    vec![0f32; stride_max],
+                    vec![0f32; 4 * stride_max],
                 )
             },
             |(kt, vbuf, p), task| {
@@ -125,18 +125,31 @@ impl CustomOp1 for Attention {
                     Some(q) => q[sg]..q[sg] + 1,
                     None => 0..len,
                 };
-                for i in queries {
-                    let row = match &self.query {
-                        Some(_) => sg,
-                        None => first + i,
-                    };
-                    // SAFETY: each (output row, head) slice is written by exactly one task.
-                    let o = unsafe {
-                        std::slice::from_raw_parts_mut(out.get().add(row * width + hd * d), d)
-                    };
+                let row = |i: usize| match &self.query {
+                    Some(_) => sg,
+                    None => first + i,
+                };
+                // SAFETY: each (output row, head) slice is written by exactly one task, and
+                // through one slice at a time.
+                let o = |i: usize| unsafe {
+                    std::slice::from_raw_parts_mut(out.get().add(row(i) * width + hd * d), d)
+                };
+                let q = |i: usize| &seq[i * w3 + hd * d..][..d];
+                let mut i = queries.start;
+                while i < queries.end {
+                    // Without a causal mask, queries meet the same keys: four side by side.
+                    if !causal && i + 4 <= queries.end {
+                        let (q, o) = (
+                            [0, 1, 2, 3].map(|j| q(i + j)),
+                            [0, 1, 2, 3].map(|j| o(i + j)),
+                        );
+                        query4_for(kernel, &head, q, scale, len, p, o);
+                        i += 4;
+                        continue;
+                    }
                     let keys = if causal { i + 1 } else { len };
-                    let q = &seq[i * w3 + hd * d..][..d];
-                    query_for(kernel, &head, q, scale, keys, p, o);
+                    query_for(kernel, &head, q(i), scale, keys, p, o(i));
+                    i += 1;
                 }
             },
         );
