@@ -104,7 +104,7 @@ mod tests {
         // NaN payloads too: the copy moves bits, never values.
         let (lda, m) = (61, 15);
         let a: Vec<f32> = (0..lda * m)
-            .map(|i| f32::from_bits(0x7fc0_0000 ^ (i as u32 * 2_654_435_761)))
+            .map(|i| f32::from_bits(0x7fc0_0000 ^ (i as u32).wrapping_mul(2_654_435_761)))
             .collect();
         for (k0, kc) in [(0, 0), (0, 7), (3, 8), (1, 29), (5, 56)] {
             for rows in [0..m, 2..14, 4..5] {

@@ -3,9 +3,10 @@
 //! mixed, each in blocks of 16 lanes held in registers. The SIMD classes run the multiply-adds
 //! fused in `__m512` or `__m256` registers (the same operations per lane at either width, so
 //! the same bits); the portable class rounds each product. Queries that meet the same keys (no
-//! causal mask) go four side by side ([`query4_for`]): one query's sums are a few long chains of
-//! multiply-adds, each waiting on the last, and four queries' chains overlap — each lane still
-//! adds in the same order, so the bits equal four single calls. The reference computes the same
+//! causal mask) go four side by side ([`query4_for`]): in AVX-512 one query's sums are four long
+//! chains of multiply-adds, each waiting on the last, and four queries' sixteen chains overlap;
+//! in AVX2 (eight chains either way) each load of keys or values serves four queries instead of
+//! one. Each lane still adds in the same order, so the bits equal four single calls. The reference computes the same
 //! sums with PyTorch's batched matmuls; only the order and rounding of additions differ.
 
 use super::microkernel::Kernel;
@@ -28,8 +29,8 @@ pub(super) struct Head<'a> {
 /// The two multiply-add loops of a query, in blocks of [`GROUP`] × [`LANES`] lanes.
 ///
 /// # Safety
-/// Callers uphold each method's bounds ([`query`] asserts them); an implementation may need CPU
-/// features (see [`query_for`]).
+/// Callers uphold each method's bounds ([`query`] and [`query4`] assert them); an
+/// implementation may need CPU features (see [`query_for`]).
 trait Loops {
     /// `p[j] = Σ_dd q[dd] · kt[dd·stride + j]` for `j < span` (a multiple of `GROUP·LANES`), `dd`
     /// in order. `kt` holds `q.len()` rows of `stride ≥ span` floats; `p` at least `span`.
@@ -177,8 +178,8 @@ macro_rules! simd_loops {
             }
 
             // Four queries side by side on `$kv` vectors of keys (or of output lanes) each: 4·$kv
-            // independent sums, where one query's few long chains of multiply-adds would wait
-            // on each other's latency; each lane still adds in the same order.
+            // independent sums, each load of `kt` or `v` serving four queries (see the module's
+            // header); each lane still adds in the same order.
             #[target_feature(enable = $feature)]
             unsafe fn scores4(
                 kt: &[f32],

@@ -129,8 +129,9 @@ impl CustomOp1 for Attention {
                     Some(_) => sg,
                     None => first + i,
                 };
-                // SAFETY: each (output row, head) slice is written by exactly one task, and
-                // through one slice at a time.
+                // SAFETY: each (output row, head) slice is written by exactly one task; the four
+                // slices the four-query path holds at once are of distinct rows (`first + i` for
+                // four `i`: with `query`, `queries` has one element and never takes that path).
                 let o = |i: usize| unsafe {
                     std::slice::from_raw_parts_mut(out.get().add(row(i) * width + hd * d), d)
                 };
@@ -139,6 +140,7 @@ impl CustomOp1 for Attention {
                 while i < queries.end {
                     // Without a causal mask, queries meet the same keys: four side by side.
                     if !causal && i + 4 <= queries.end {
+                        debug_assert!(self.query.is_none());
                         let (q, o) = (
                             [0, 1, 2, 3].map(|j| q(i + j)),
                             [0, 1, 2, 3].map(|j| o(i + j)),

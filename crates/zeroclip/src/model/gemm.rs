@@ -345,6 +345,11 @@ unsafe fn block(
         b.narrow_codes || !kernels.need_narrow_codes(),
         "±127 int8 codes would saturate the {kernels:?}"
     );
+    // The signed kernels take activation codes around 128, which narrow matrices do not get.
+    debug_assert!(
+        !b.narrow_codes || !(kernel.signed_sums() || wide.is_some_and(Kernel::signed_sums)),
+        "a narrow int8 matrix met the {kernels:?}"
+    );
     let quant = b.quant.as_deref();
     let mut edge = [0f32; MR * NR];
     // The 6-row kernel broadcasts `A` from six rows at once; over many panels, copying each

@@ -14,14 +14,14 @@
 //!   to ±[`W_MAX_NARROW`] at load, the range reduction ONNX Runtime's `reduce_range` also uses,
 //!   and the activation rows that meet them to ±63 around a zero point of 64 (7-bit codes, see
 //!   [`ActivationCodes`]). Then 127·63·4 < 2^15: two steps' `vpmaddubsw` pairs add in i16
-//!   before one `vpmaddwd` widens them, three multiplies per 64 products ([`dot256_pair`],
-//!   [`dot512_bw_pair`]) where 8-bit activations would take four.
+//!   before one `vpmaddwd` widens them, three multiplies where 8-bit activations would take four
+//!   ([`dot256_pair`], [`dot512_bw_pair`]).
 //! - **Full codes** (±127: every tower on the other classes, and the text tower everywhere, which
 //!   runs once per label set and whose cosine to fp32 the narrow codes cost the most): those
 //!   kernels multiply the signed activation code `a = u − 128` instead, as `|a|` (unsigned) times
 //!   the weight carrying `a`'s sign ([`dot256_signed`], [`dot512_bw_signed`]): 127·127·2 < 2^15.
 //!   Their sums are `Σ a·w`, exactly the others' `Σ u·w − 128·Σ w`, so they skip the zero-point
-//!   correction.
+//!   correction — and take only full matrices, whose activation codes lie around 128.
 //!
 //! The activations' code range follows the matrix's, not the kernel: every kernel that takes a
 //! matrix sums the same integer products exactly, so all give the same bits on it; between the

@@ -111,10 +111,12 @@ pub(super) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Int8Vnni512,
     /// int8 quads, 12 rows × two panels with `vpmaddubsw` + `vpmaddwd` on 16 lanes (AVX-512 BW
-    /// without VNNI), on narrow (±63) weight codes (see [`super::int8`]).
+    /// without VNNI), on narrow (±63) weight codes and the 7-bit activation codes that meet them,
+    /// two steps per `vpmaddwd` (see [`super::int8`]).
     #[cfg(target_arch = "x86_64")]
     Int8Avx512Bw,
-    /// [`Kernel::Int8Avx512Bw`] for full (±127) weight codes, on signed activations.
+    /// [`Kernel::Int8Avx512Bw`] for full (±127) weight codes, on signed activations (8-bit codes
+    /// around [`int8::ZERO_POINT`]; never narrow matrices).
     #[cfg(target_arch = "x86_64")]
     Int8Avx512BwSigned,
     /// int8 quads on 6 rows × one panel with 8-lane `vpdpbusd` (AVX-512 VL).
@@ -125,7 +127,7 @@ pub(super) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Int8AvxVnni,
     /// int8 quads on 6 rows × one panel with `vpmaddubsw` + `vpmaddwd`, on narrow (±63) weight
-    /// codes.
+    /// codes and the 7-bit activation codes that meet them, two steps per `vpmaddwd`.
     #[cfg(target_arch = "x86_64")]
     Int8Avx2,
     /// [`Kernel::Int8Avx2`] for full (±127) weight codes, on signed activations.
@@ -301,7 +303,8 @@ unsafe fn in_passes_of_three(
 /// Defines a SIMD micro-kernel `C[0..R, 0..2·lanes] (+)= A[0..R, 0..kc] · B` whose two column
 /// vectors per row come from `b[0] + p·NR` and `b[1] + p·NR` (two halves of one panel for AVX2,
 /// two panels for AVX-512), with the [`TileEpi`] applied in registers before the store — one
-/// body for every vector width, so the kernels cannot drift apart.
+/// body for every vector width, so the kernels cannot drift apart. With `pairs $pair`, the
+/// steps go two at a time through `$pair(a, b, a', b', acc)` (an odd last one through `$fma`).
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
      $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $gelu:ident,
