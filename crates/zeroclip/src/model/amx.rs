@@ -108,7 +108,7 @@ pub(super) fn fits(b: &PackedMatrix) -> bool {
 pub(super) unsafe fn block(
     a: &[f32],
     lda: usize,
-    row_scales: &[f32],
+    row_quant: super::int8::RowQuant,
     b: &PackedMatrix,
     c: *mut f32,
     ldc: usize,
@@ -119,11 +119,11 @@ pub(super) unsafe fn block(
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     // SAFETY: forwarded from the caller.
     unsafe {
-        x86::block(a, lda, row_scales, b, c, ldc, epi, rows, panels)
+        x86::block(a, lda, row_quant, b, c, ldc, epi, rows, panels)
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
-        let _ = (a, lda, row_scales, b, c, ldc, epi, rows, panels);
+        let _ = (a, lda, row_quant, b, c, ldc, epi, rows, panels);
         unreachable!("AMX is never usable off x86-64 Linux");
     }
 }
@@ -220,7 +220,7 @@ mod x86 {
     pub(super) unsafe fn block(
         a: &[f32],
         lda: usize,
-        row_scales: &[f32],
+        row_quant: super::super::int8::RowQuant,
         b: &PackedMatrix,
         c: *mut f32,
         ldc: usize,
@@ -267,7 +267,7 @@ mod x86 {
                         width += cols;
                         finish_tile(
                             &sums.0[half * NR..],
-                            row_scales,
+                            row_quant,
                             b,
                             c,
                             ldc,
@@ -301,12 +301,12 @@ mod x86 {
     /// # Safety
     ///
     /// `C` writable (and the residual readable) for those rows and columns; for int8 the
-    /// matrix's column scales and corrections cover the whole panel, and `row_scales` the rows.
+    /// matrix's column scales and sums cover the whole panel, and `row_quant` the rows.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn finish_tile(
         sums: &[f32],
-        row_scales: &[f32],
+        row_quant: super::super::int8::RowQuant,
         b: &PackedMatrix,
         c: *mut f32,
         ldc: usize,
@@ -334,8 +334,8 @@ mod x86 {
                 let mut v = _mm512_loadu_ps(sums[i * 2 * NR..].as_ptr());
                 // The order of the SIMD kernels' epilogue (`simd_kernel!`).
                 if let Some((col_scale, corr)) = quant {
-                    let rs = _mm512_set1_ps(row_scales[row]);
-                    v = dequant512(v, corr, _mm512_mul_ps(rs, col_scale));
+                    let (rs, zero) = (_mm512_set1_ps(row_quant.scales[row]), row_quant.zeros[row]);
+                    v = dequant512(v, corr, zero, _mm512_mul_ps(rs, col_scale));
                 }
                 if let Some(s) = scale {
                     v = _mm512_mul_ps(v, s);

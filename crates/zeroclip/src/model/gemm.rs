@@ -126,21 +126,22 @@ pub(super) fn matmul_into(
     // A bf16 or int8 product takes `A` rounded or quantized into slots, once per call.
     let converted;
     let restrided;
-    let (a, lda, row_scales): (&[f32], usize, &[f32]) = match b.format {
+    let (a, lda, row_quant): (&[f32], usize, int8::RowQuant) = match b.format {
         Format::F32 if aliasing(lda) && m > 1 => {
             let mut stride = k + ALIASING_PAD;
             if aliasing(stride) {
                 stride += ALIASING_PAD;
             }
             restrided = with_stride(a, lda, m, k, stride, threads);
-            (&restrided, stride, &[])
+            (&restrided, stride, Default::default())
         }
-        Format::F32 => (a, lda, &[]),
+        Format::F32 => (a, lda, Default::default()),
         format => {
             let lanes = kernels.lanes();
             let codes = int8::ActivationCodes::for_weights(b.narrow_codes);
             converted = a_as_slots(a, lda, m, padded, k, format, lanes, codes, threads);
-            (&converted.0, b.steps, &converted.1)
+            let (slots, scales, zeros) = &converted;
+            (slots, b.steps, int8::RowQuant { scales, zeros })
         }
     };
     let m_blocks = m.div_ceil(MC);
@@ -161,7 +162,7 @@ pub(super) fn matmul_into(
             let (c, epi) = (c_ptr.get(), epi);
             // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside
             // it; tiles run only where usable and fitting, on `A` padded to whole row blocks.
-            unsafe { amx::block(a, lda, row_scales, b, c, ldc, epi, rows, panels) };
+            unsafe { amx::block(a, lda, row_quant, b, c, ldc, epi, rows, panels) };
             return;
         }
         // SAFETY: tasks write disjoint (row block, panel run) rectangles of C, all inside it.
@@ -170,7 +171,7 @@ pub(super) fn matmul_into(
                 kernels,
                 a,
                 lda,
-                row_scales,
+                row_quant,
                 b,
                 c_ptr.get(),
                 ldc,
@@ -219,8 +220,8 @@ fn with_stride(
 }
 
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`
-/// zero): rounded to bf16, or quantized to int8 `codes` with each row's scale (the second
-/// vector; zeros for bf16), int8 rows with vectors of `lanes`.
+/// zero): rounded to bf16, or quantized to int8 `codes` with each row's scale and zero point
+/// (the second and third vectors; zeros for bf16), int8 rows with vectors of `lanes`.
 #[allow(clippy::too_many_arguments)]
 fn a_as_slots(
     a: &[f32],
@@ -232,27 +233,28 @@ fn a_as_slots(
     lanes: int8::Lanes,
     codes: int8::ActivationCodes,
     threads: usize,
-) -> (Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>, Vec<i32>) {
     let steps = steps_of(k, format).max(1);
     let mut out = vec![0f32; padded.max(m) * steps];
     let out_rows = &mut out[..m * steps];
-    // One scale per row (bf16 rows have none: theirs stay 0 and are not read).
-    let mut scales = vec![0f32; m];
-    let each = |(i, (dst, s)): (usize, (&mut [f32], &mut f32))| {
+    // One scale and zero point per row (bf16 rows have none: theirs stay 0 and are not read).
+    let mut quant = vec![(0f32, 0i32); m];
+    let each = |(i, (dst, q)): (usize, (&mut [f32], &mut (f32, i32)))| {
         let src = &a[i * lda..][..k];
         match format {
-            Format::Int8 => *s = int8::pack_activations(src, dst, lanes, codes),
+            Format::Int8 => *q = int8::pack_activations(src, dst, lanes, codes),
             _ => bf16::pack_row(src, dst),
         }
     };
     if threads > 1 && m * k >= 1 << 16 {
-        let rows = out_rows.par_chunks_mut(steps).zip(scales.par_iter_mut());
+        let rows = out_rows.par_chunks_mut(steps).zip(quant.par_iter_mut());
         rows.enumerate().for_each(each);
     } else {
-        let rows = out_rows.chunks_mut(steps).zip(scales.iter_mut());
+        let rows = out_rows.chunks_mut(steps).zip(quant.iter_mut());
         rows.enumerate().for_each(each);
     }
-    (out, scales)
+    let (scales, zeros) = quant.into_iter().unzip();
+    (out, scales, zeros)
 }
 
 /// `x [rows, k] · B + bias (+ residual [rows, n])` → `[rows, n]`, then QuickGELU if
@@ -327,7 +329,7 @@ unsafe fn block(
     kernels: Kernels,
     a: &[f32],
     lda: usize,
-    row_scales: &[f32],
+    row_quant: int8::RowQuant,
     b: &PackedMatrix,
     c: *mut f32,
     ldc: usize,
@@ -392,7 +394,8 @@ unsafe fn block(
             let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, b, next| {
                 let t = tile(r0, col0, b, next);
                 let te = last.then(|| TileEpi {
-                    row_scale: quant.map_or(std::ptr::null(), |_| row_scales[r0..].as_ptr()),
+                    row_scale: quant.map_or(std::ptr::null(), |_| row_quant.scales[r0..].as_ptr()),
+                    row_zero: quant.map_or(std::ptr::null(), |_| row_quant.zeros[r0..].as_ptr()),
                     col_scale: quant.map_or(std::ptr::null(), |q| q.0[col0..].as_ptr()),
                     corr: quant.map_or(std::ptr::null(), |q| q.1[col0..].as_ptr()),
                     scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
@@ -434,7 +437,8 @@ unsafe fn block(
                         if let Some((scales, corr)) = quant {
                             let (scales, corr) = (&scales[col0..], &corr[col0..]);
                             let corr = (!kernel.signed_sums()).then_some(corr);
-                            int8::dequant_row(row, corr, scales, row_scales[r0 + i]);
+                            let (rs, zero) = (row_quant.scales[r0 + i], row_quant.zeros[r0 + i]);
+                            int8::dequant_row(row, corr, scales, rs, zero);
                         }
                         let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
                         finish(row, col0, res, epi, wide.is_some());

@@ -4,16 +4,17 @@
 //! codes, the operand order of `vpdpbusd` (unsigned × signed). Four consecutive `k` codes make one
 //! 32-bit slot, so — as for bf16 — the f32 GEMM's blocking and tasks serve the int8 matrix as an
 //! f32 one with a quarter of the `k`; the kernels accumulate exact i32 sums and dequantize the
-//! finished tile: `out = (Σ u·w − zero point·Σ w) · row_scale · col_scale`, then the usual
-//! epilogue.
+//! finished tile: `out = (Σ u·w − row_zero_point·Σ w) · row_scale · col_scale`, then the
+//! usual epilogue (each matrix keeps its columns' `Σ w`).
 //!
 //! Without VNNI, `vpmaddubsw` adds two u8·i8 products into a saturating i16, and 255·127·2 would
 //! overflow it. Two ways round that, for the two towers:
 //! - **Narrow codes** (the image tower, which runs for every image): on a CPU class whose int8
 //!   products run on `vpmaddubsw` (plain AVX2, AVX-512 without VNNI), the weights are quantized
 //!   to ±[`W_MAX_NARROW`] at load, the range reduction ONNX Runtime's `reduce_range` also uses,
-//!   and the activation rows that meet them to ±63 around a zero point of 64 (7-bit codes, see
-//!   [`ActivationCodes`]). Then 127·63·4 < 2^15: two steps' `vpmaddubsw` pairs add in i16
+//!   and the activation rows that meet them to 7-bit codes, 1 to 127 over each row's own range
+//!   with its own zero point (see [`ActivationCodes`]; ONNX Runtime's activations are asymmetric
+//!   too). Then 127·63·4 < 2^15: two steps' `vpmaddubsw` pairs add in i16
 //!   before one `vpmaddwd` widens them, three multiplies where 8-bit activations would take four
 //!   ([`dot256_pair`], [`dot512_bw_pair`]).
 //! - **Full codes** (±127: every tower on the other classes, and the text tower everywhere, which
@@ -38,30 +39,74 @@ pub(super) const W_MAX: f32 = 127.0;
 /// header).
 pub(super) const W_MAX_NARROW: f32 = 63.0;
 
-/// How the activation rows that meet a matrix are coded: within ±`max`, offset by `zero_point`.
+/// How the activation rows that meet a matrix are coded: 8-bit codes (1 to 255), symmetric
+/// around 128, for full weight codes; 7-bit codes (1 to 127) for narrow weight codes, whose
+/// kernels add two steps' `vpmaddubsw` pairs in i16 (see the module's header), with each row's
+/// range `[min(x, 0), max(x, 0)]` mapped onto them and its own zero point (a one-sided row, such
+/// as QuickGELU's output, keeps all 127 codes instead of half).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct ActivationCodes {
-    /// The largest code magnitude.
-    pub(super) max: f32,
-    /// The offset that makes a code unsigned.
-    pub(super) zero_point: i32,
+pub(super) enum ActivationCodes {
+    /// ±127 around [`ZERO_POINT`].
+    Full,
+    /// 1 to 127, each row with its own zero point.
+    Narrow,
 }
 
 impl ActivationCodes {
-    /// 8-bit codes (1 to 255) for full weight codes, 7-bit ones (1 to 127) for narrow weight
-    /// codes, whose kernels add two steps' `vpmaddubsw` pairs in i16 (see the module's header).
+    /// The codes for a matrix of narrow (±[`W_MAX_NARROW`]) or full weight codes.
     pub(super) fn for_weights(narrow_codes: bool) -> Self {
         match narrow_codes {
-            true => Self {
-                max: 63.0,
-                zero_point: 64,
-            },
-            false => Self {
-                max: 127.0,
-                zero_point: ZERO_POINT,
-            },
+            true => Self::Narrow,
+            false => Self::Full,
         }
     }
+
+    /// The coding of a row whose smallest and largest values, NaN skipped and 0 included, are
+    /// `min` and `max`.
+    fn row(self, min: f32, max: f32) -> RowCoding {
+        match self {
+            Self::Full => {
+                let (scale, inv) = scale_of(max.max(-min), 127.0);
+                RowCoding {
+                    scale,
+                    inv,
+                    lo: -127.0,
+                    hi: 127.0,
+                    zero_point: ZERO_POINT,
+                }
+            }
+            Self::Narrow => {
+                let (scale, inv) = scale_of(max - min, 126.0);
+                // `-min · inv` lies in 0..=126 (a NaN, from an infinite range, counts as 0).
+                let zero_point = 1 + code(-min, inv, 0.0, 126.0);
+                RowCoding {
+                    scale,
+                    inv,
+                    lo: (1 - zero_point) as f32,
+                    hi: (127 - zero_point) as f32,
+                    zero_point,
+                }
+            }
+        }
+    }
+}
+
+/// Each activation row's scale and zero point, as [`pack_activations`] returned them (empty for
+/// f32 and bf16 products).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RowQuant<'a> {
+    pub(super) scales: &'a [f32],
+    pub(super) zeros: &'a [i32],
+}
+
+/// One activation row's code of `x`: `clamp(round(x · inv), lo, hi) + zero_point`.
+#[derive(Clone, Copy, Debug)]
+struct RowCoding {
+    scale: f32,
+    inv: f32,
+    lo: f32,
+    hi: f32,
+    zero_point: i32,
 }
 
 /// Whether this CPU has AVX-512 VNNI (with VL, for the 8-lane kernel of single panels).
@@ -79,12 +124,12 @@ pub(super) fn vnni() -> bool {
     }
 }
 
-/// `x / scale` within ±`max`, rounded to nearest with ties to even — what `vcvtps2dq` does in
-/// the default rounding mode, so the SIMD path gives the same codes. (Adding and subtracting
-/// 1.5·2^23 rounds to an integer in f32 for magnitudes below 2^22, without SSE4.1.)
-fn code(x: f32, inv: f32, max: f32) -> i32 {
+/// `x / scale` within `lo..=hi`, rounded to nearest with ties to even — what `vcvtps2dq` does
+/// in the default rounding mode, so the SIMD path gives the same codes. (Adding and subtracting
+/// 1.5·2^23 rounds to an integer in f32 for magnitudes below 2^22, without SSE4.1.) NaN gives 0.
+fn code(x: f32, inv: f32, lo: f32, hi: f32) -> i32 {
     const ROUND: f32 = 12_582_912.0;
-    let v = (x * inv).clamp(-max, max);
+    let v = (x * inv).clamp(lo, hi);
     ((v + ROUND) - ROUND) as i32
 }
 
@@ -99,7 +144,7 @@ pub(super) fn quantize(src: &[f32], max: f32, dst: &mut [i8]) -> f32 {
     let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
     let (scale, inv) = scale_of(amax, max);
     for (d, &x) in dst.iter_mut().zip(src) {
-        *d = code(x, inv, max) as i8;
+        *d = code(x, inv, -max, max) as i8;
     }
     scale
 }
@@ -126,7 +171,8 @@ pub(super) enum Lanes {
 }
 
 /// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned `codes` (a zero pads the
-/// last slot; its weights are zero too); returns the row's scale. `lanes`: the widest vectors
+/// last slot; its weights are zero too); returns the row's scale and zero point. `lanes`: the
+/// widest vectors
 /// the selected CPU class has (used where this CPU has them too). Every path gives the same
 /// codes, NaN and infinities included.
 pub(super) fn pack_activations(
@@ -134,7 +180,7 @@ pub(super) fn pack_activations(
     dst: &mut [f32],
     lanes: Lanes,
     codes: ActivationCodes,
-) -> f32 {
+) -> (f32, i32) {
     debug_assert_eq!(dst.len(), src.len().div_ceil(4));
     #[cfg(target_arch = "x86_64")]
     if lanes == Lanes::Sixteen && std::arch::is_x86_feature_detected!("avx512f") {
@@ -146,21 +192,27 @@ pub(super) fn pack_activations(
         // SAFETY: the CPU has AVX2 (checked above).
         return unsafe { pack_activations_avx2(src, dst, codes) };
     }
-    let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-    pack_scaled(src, dst, amax, codes)
+    let (min, max) = min_max(src, 0.0, 0.0);
+    let row = codes.row(min, max);
+    pack_coded(src, dst, row);
+    (row.scale, row.zero_point)
 }
 
-/// [`pack_activations`] for a row whose largest magnitude is `amax`; returns the scale.
-fn pack_scaled(src: &[f32], dst: &mut [f32], amax: f32, codes: ActivationCodes) -> f32 {
-    let (scale, inv) = scale_of(amax, codes.max);
+/// The smallest and largest of `src`, `min` and `max`, NaN skipped (as `f32::min` and `max` do).
+fn min_max(src: &[f32], min: f32, max: f32) -> (f32, f32) {
+    src.iter()
+        .fold((min, max), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// `src` as slots of `row`'s codes.
+fn pack_coded(src: &[f32], dst: &mut [f32], row: RowCoding) {
     for (d, quad) in dst.iter_mut().zip(src.chunks(4)) {
         let mut b = [0u8; 4];
         for (b, &x) in b.iter_mut().zip(quad) {
-            *b = (code(x, inv, codes.max) + codes.zero_point) as u8;
+            *b = (code(x, row.inv, row.lo, row.hi) + row.zero_point) as u8;
         }
         *d = slot(b);
     }
-    scale
 }
 
 /// [`pack_activations`] with AVX-512: the same maximum, scale and codes, 16 values a step.
@@ -170,25 +222,33 @@ fn pack_scaled(src: &[f32], dst: &mut [f32], amax: f32, codes: ActivationCodes) 
 /// The CPU must have AVX-512 F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32], codes: ActivationCodes) -> f32 {
+unsafe fn pack_activations_native(
+    src: &[f32],
+    dst: &mut [f32],
+    codes: ActivationCodes,
+) -> (f32, i32) {
     let whole = src.len() / 16 * 16;
-    let mut m = _mm512_setzero_ps();
+    let (mut min, mut max) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for c in src[..whole].chunks_exact(16) {
         // SAFETY: `c` holds 16 floats.
-        // `vmaxps` returns its second operand when either is NaN: the running maximum goes
-        // second, so a NaN is skipped as `f32::max` skips it.
-        m = _mm512_max_ps(_mm512_abs_ps(unsafe { _mm512_loadu_ps(c.as_ptr()) }), m);
+        let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+        // `vminps`/`vmaxps` return their second operand when either is NaN: the running values
+        // go second, so a NaN is skipped as `f32::min` and `max` skip it.
+        min = _mm512_min_ps(v, min);
+        max = _mm512_max_ps(v, max);
     }
-    let amax = src[whole..]
-        .iter()
-        .fold(_mm512_reduce_max_ps(m), |m, v| m.max(v.abs()));
-    let (scale, inv) = scale_of(amax, codes.max);
-    let (lo, hi, vinv) = (
-        _mm512_set1_ps(-codes.max),
-        _mm512_set1_ps(codes.max),
-        _mm512_set1_ps(inv),
+    let (min, max) = min_max(
+        &src[whole..],
+        _mm512_reduce_min_ps(min),
+        _mm512_reduce_max_ps(max),
     );
-    let zero_point = _mm512_set1_epi32(codes.zero_point);
+    let row = codes.row(min, max);
+    let (lo, hi, vinv) = (
+        _mm512_set1_ps(row.lo),
+        _mm512_set1_ps(row.hi),
+        _mm512_set1_ps(row.inv),
+    );
+    let zero_point = _mm512_set1_epi32(row.zero_point);
     for (c, d) in src[..whole].chunks_exact(16).zip(dst.chunks_exact_mut(4)) {
         // SAFETY: `c` holds 16 floats and `d` 4 slots (16 bytes).
         unsafe {
@@ -201,8 +261,8 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32], codes: Activatio
             _mm_storeu_si128(d.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q));
         }
     }
-    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax, codes);
-    scale
+    pack_coded(&src[whole..], &mut dst[whole / 4..], row);
+    (row.scale, row.zero_point)
 }
 
 /// [`pack_activations`] with AVX2: the same maximum, scale and codes, 8 values a step.
@@ -212,30 +272,36 @@ unsafe fn pack_activations_native(src: &[f32], dst: &mut [f32], codes: Activatio
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32], codes: ActivationCodes) -> f32 {
+unsafe fn pack_activations_avx2(
+    src: &[f32],
+    dst: &mut [f32],
+    codes: ActivationCodes,
+) -> (f32, i32) {
     let whole = src.len() / 8 * 8;
-    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
-    let mut m = _mm256_setzero_ps();
+    let (mut min, mut max) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for c in src[..whole].chunks_exact(8) {
         // SAFETY: `c` holds 8 floats.
         let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        // The running maximum second, as in `pack_activations_native`.
-        m = _mm256_max_ps(_mm256_and_ps(v, magnitude), m);
+        // The running values second, as in `pack_activations_native`.
+        min = _mm256_min_ps(v, min);
+        max = _mm256_max_ps(v, max);
     }
-    let mut lanes = [0f32; 8];
-    // SAFETY: `lanes` holds 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
-    let amax = lanes
-        .iter()
-        .chain(&src[whole..])
-        .fold(0f32, |m, v| m.max(v.abs()));
-    let (scale, inv) = scale_of(amax, codes.max);
+    let (mut mins, mut maxs) = ([0f32; 8], [0f32; 8]);
+    // SAFETY: both arrays hold 8 floats.
+    unsafe {
+        _mm256_storeu_ps(mins.as_mut_ptr(), min);
+        _mm256_storeu_ps(maxs.as_mut_ptr(), max);
+    }
+    let (min, _) = min_max(&mins, 0.0, 0.0);
+    let (_, max) = min_max(&maxs, 0.0, 0.0);
+    let (min, max) = min_max(&src[whole..], min, max);
+    let row = codes.row(min, max);
     let (lo, hi, vinv) = (
-        _mm256_set1_ps(-codes.max),
-        _mm256_set1_ps(codes.max),
-        _mm256_set1_ps(inv),
+        _mm256_set1_ps(row.lo),
+        _mm256_set1_ps(row.hi),
+        _mm256_set1_ps(row.inv),
     );
-    let zero_point = _mm256_set1_epi32(codes.zero_point);
+    let zero_point = _mm256_set1_epi32(row.zero_point);
     // The low byte of each 32-bit lane, packed into the first four bytes of each 128-bit half.
     let low_bytes = _mm256_setr_epi8(
         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
@@ -252,8 +318,8 @@ unsafe fn pack_activations_avx2(src: &[f32], dst: &mut [f32], codes: ActivationC
             _mm_storel_epi64(d.as_mut_ptr().cast(), q);
         }
     }
-    pack_scaled(&src[whole..], &mut dst[whole / 4..], amax, codes);
-    scale
+    pack_coded(&src[whole..], &mut dst[whole / 4..], row);
+    (row.scale, row.zero_point)
 }
 
 /// The exact integer sum of one slot step: `Σ u·w` over its four codes.
@@ -266,23 +332,26 @@ pub(super) fn dot_portable(acc: f32, a: f32, b: f32) -> f32 {
     f32::from_bits(s as u32)
 }
 
-/// `(acc − corr) · scale` for one output: `acc` and `corr` are i32 bits.
-pub(super) fn dequant_portable(acc: f32, corr: f32, scale: f32) -> f32 {
-    (acc.to_bits() as i32).wrapping_sub(corr.to_bits() as i32) as f32 * scale
+/// `(acc − zero_point · col_sum) · scale` for one output: `acc` and `col_sum` (the weight
+/// column's sum of codes) are i32 bits, `zero_point` the activation row's.
+pub(super) fn dequant_portable(acc: f32, col_sum: f32, zero_point: i32, scale: f32) -> f32 {
+    let corr = (col_sum.to_bits() as i32).wrapping_mul(zero_point);
+    (acc.to_bits() as i32).wrapping_sub(corr) as f32 * scale
 }
 
-/// [`dequant_portable`] over a row segment: `corr` and `col_scale` for its columns; `corr` is
-/// `None` for the sums of the signed kernels ([`dot256_signed`], [`dot512_bw_signed`]), already
-/// corrected.
+/// [`dequant_portable`] over a row segment: `col_sum` and `col_scale` for its columns;
+/// `col_sum` is `None` for the sums of the signed kernels ([`dot256_signed`],
+/// [`dot512_bw_signed`]), already corrected.
 pub(super) fn dequant_row(
     row: &mut [f32],
-    corr: Option<&[f32]>,
+    col_sum: Option<&[f32]>,
     col_scale: &[f32],
     row_scale: f32,
+    row_zero: i32,
 ) {
     for (j, (v, s)) in row.iter_mut().zip(col_scale).enumerate() {
-        let c = corr.map_or(0f32, |c| c[j]);
-        *v = dequant_portable(*v, c, row_scale * s);
+        let c = col_sum.map_or(0f32, |c| c[j]);
+        *v = dequant_portable(*v, c, row_zero, row_scale * s);
     }
 }
 
@@ -431,12 +500,17 @@ pub(super) fn dot256_signed(a: __m256, b: __m256, acc: __m256) -> __m256 {
     _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(acc), quads))
 }
 
-/// The signed kernels' dequantization on 16 lanes: `acc · scale` (`corr` unused: the sums are
-/// already `Σ a·w`).
+/// The signed kernels' dequantization on 16 lanes: `acc · scale` (the column sums and zero
+/// point unused: the sums are already `Σ a·w`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(super) fn dequant512_signed(acc: __m512, _corr: __m512, scale: __m512) -> __m512 {
+pub(super) fn dequant512_signed(
+    acc: __m512,
+    _col_sum: __m512,
+    _zero: i32,
+    scale: __m512,
+) -> __m512 {
     _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_castps_si512(acc)), scale)
 }
 
@@ -444,7 +518,12 @@ pub(super) fn dequant512_signed(acc: __m512, _corr: __m512, scale: __m512) -> __
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-pub(super) fn dequant256_signed(acc: __m256, _corr: __m256, scale: __m256) -> __m256 {
+pub(super) fn dequant256_signed(
+    acc: __m256,
+    _col_sum: __m256,
+    _zero: i32,
+    scale: __m256,
+) -> __m256 {
     _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_castps_si256(acc)), scale)
 }
 
@@ -452,8 +531,9 @@ pub(super) fn dequant256_signed(acc: __m256, _corr: __m256, scale: __m256) -> __
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(super) fn dequant512(acc: __m512, corr: __m512, scale: __m512) -> __m512 {
-    let d = _mm512_sub_epi32(_mm512_castps_si512(acc), _mm512_castps_si512(corr));
+pub(super) fn dequant512(acc: __m512, col_sum: __m512, zero_point: i32, scale: __m512) -> __m512 {
+    let corr = _mm512_mullo_epi32(_mm512_castps_si512(col_sum), _mm512_set1_epi32(zero_point));
+    let d = _mm512_sub_epi32(_mm512_castps_si512(acc), corr);
     _mm512_mul_ps(_mm512_cvtepi32_ps(d), scale)
 }
 
@@ -461,8 +541,9 @@ pub(super) fn dequant512(acc: __m512, corr: __m512, scale: __m512) -> __m512 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-pub(super) fn dequant256(acc: __m256, corr: __m256, scale: __m256) -> __m256 {
-    let d = _mm256_sub_epi32(_mm256_castps_si256(acc), _mm256_castps_si256(corr));
+pub(super) fn dequant256(acc: __m256, col_sum: __m256, zero_point: i32, scale: __m256) -> __m256 {
+    let corr = _mm256_mullo_epi32(_mm256_castps_si256(col_sum), _mm256_set1_epi32(zero_point));
+    let d = _mm256_sub_epi32(_mm256_castps_si256(acc), corr);
     _mm256_mul_ps(_mm256_cvtepi32_ps(d), scale)
 }
 
@@ -486,17 +567,23 @@ mod tests {
         let src = [2.0f32, -2.0, 1.0, 0.0, 0.5];
         let mut dst = [f32::NAN; 2];
         let full = ActivationCodes::for_weights(false);
-        let scale = pack_activations(&src, &mut dst, Lanes::Sixteen, full);
-        assert_eq!(scale, 2.0 / 127.0);
+        let got = pack_activations(&src, &mut dst, Lanes::Sixteen, full);
+        assert_eq!(got, (2.0 / 127.0, 128));
         assert_eq!(unslot(dst[0]), [255, 1, 192, 128]);
         assert_eq!(unslot(dst[1]), [160, 0, 0, 0]);
-        // 7-bit codes for narrow weights: 1 to 127 around 64 (1 · 31.499998, the f32 inverse
-        // of the scale, rounds to 31; 0.5 · it to 16).
+        // 7-bit codes for narrow weights, 1 to 127 over the row's range with 0 in it: here
+        // symmetric, so around 64 (1 · 31.499998, the f32 inverse of the scale, rounds to 31).
         let narrow = ActivationCodes::for_weights(true);
-        let scale = pack_activations(&src, &mut dst, Lanes::Sixteen, narrow);
-        assert_eq!(scale, 2.0 / 63.0);
+        let got = pack_activations(&src, &mut dst, Lanes::Sixteen, narrow);
+        assert_eq!(got, (4.0 / 126.0, 64));
         assert_eq!(unslot(dst[0]), [127, 1, 95, 64]);
         assert_eq!(unslot(dst[1]), [80, 0, 0, 0]);
+        // A one-sided row keeps every code: zero at 1 (or at 127 for a negative row).
+        let mut one = [f32::NAN; 1];
+        let got = pack_activations(&[0.0, 1.0, 2.0, 3.0], &mut one, Lanes::Sixteen, narrow);
+        assert_eq!((got, unslot(one[0])), ((3.0 / 126.0, 1), [1, 43, 85, 127]));
+        let got = pack_activations(&[-1.0, -0.5, 0.0], &mut one, Lanes::Sixteen, narrow);
+        assert_eq!((got, unslot(one[0])), ((1.0 / 126.0, 127), [1, 64, 127, 0]));
     }
 
     #[test]
@@ -506,6 +593,8 @@ mod tests {
             let src: Vec<f32> = (0..k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
                 .collect();
+            // One-sided too, as QuickGELU's output is (a zero point of its own in 7 bits).
+            let one_sided = src.iter().map(|v| v.abs() - 0.1).collect::<Vec<_>>();
             // The row as it is, then with a NaN (after its largest value, in the same lane),
             // then with each other special value, at the start of a later vector.
             let with = move |at: usize, v: f32| {
@@ -515,7 +604,7 @@ mod tests {
                 }
                 row
             };
-            [with(k, 0.0), with(16, f32::NAN)]
+            [with(k, 0.0), with(16, f32::NAN), one_sided]
                 .into_iter()
                 .chain(special.map(|v| with(8, v)))
         });
@@ -523,15 +612,17 @@ mod tests {
             let k = src.len();
             for codes in [false, true].map(ActivationCodes::for_weights) {
                 let mut slow = vec![f32::NAN; k.div_ceil(4)];
-                let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let s = pack_scaled(&src, &mut slow, amax, codes);
+                let (min, max) = min_max(&src, 0.0, 0.0);
+                let row = codes.row(min, max);
+                pack_coded(&src, &mut slow, row);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 // AVX-512 and AVX2 where the CPU has them, and the loops, as a class asks.
                 for lanes in [Lanes::Sixteen, Lanes::Eight, Lanes::Scalar] {
                     let mut fast = vec![f32::NAN; k.div_ceil(4)];
                     let got = pack_activations(&src, &mut fast, lanes, codes);
                     let what = format!("{src:?} {lanes:?} {codes:?}");
-                    assert_eq!(got.to_bits(), s.to_bits(), "{what}");
+                    let want = (row.scale.to_bits(), row.zero_point);
+                    assert_eq!((got.0.to_bits(), got.1), want, "{what}");
                     assert_eq!(bits(&fast), bits(&slow), "{what}");
                 }
             }
@@ -545,7 +636,7 @@ mod tests {
         let acc = dot_portable(f32::from_bits(0), a, b);
         assert_eq!(acc.to_bits() as i32, -4 * 255 * 127);
         assert_eq!(
-            dequant_portable(acc, f32::from_bits((-1000i32) as u32), 0.5),
+            dequant_portable(acc, f32::from_bits((-125i32) as u32), 8, 0.5),
             -64270.0
         );
     }

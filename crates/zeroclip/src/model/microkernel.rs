@@ -57,9 +57,11 @@ pub(super) struct Tile {
 /// whose row stride is `C`'s); null where the step is skipped.
 #[derive(Clone, Copy)]
 pub(super) struct TileEpi {
-    /// int8 only (else null): the tile's rows' activation scales, and its columns' weight
-    /// scales and zero-point corrections (i32 bits); the accumulators hold i32 sums until then.
+    /// int8 only (else null): the tile's rows' activation scales and zero points, and its
+    /// columns' weight scales and sums of codes (i32 bits); the accumulators hold i32 sums until
+    /// then.
     pub(super) row_scale: *const f32,
+    pub(super) row_zero: *const i32,
     pub(super) col_scale: *const f32,
     pub(super) corr: *const f32,
     pub(super) scale: *const f32,
@@ -79,6 +81,11 @@ impl TileEpi {
                 e.row_scale
             } else {
                 e.row_scale.wrapping_add(first)
+            },
+            row_zero: if e.row_zero.is_null() {
+                e.row_zero
+            } else {
+                e.row_zero.wrapping_add(first)
             },
             residual: if e.residual.is_null() {
                 e.residual
@@ -389,9 +396,9 @@ macro_rules! simd_kernel {
                         let (c0, c1) = ($load(e.corr), $load(e.corr.add($lanes)));
                         let (s0, s1) = ($load(e.col_scale), $load(e.col_scale.add($lanes)));
                         for i in 0..R {
-                            let rs = $splat(*e.row_scale.add(i));
-                            lo[i] = $dequant(lo[i], c0, $mul(rs, s0));
-                            hi[i] = $dequant(hi[i], c1, $mul(rs, s1));
+                            let (rs, zero) = ($splat(*e.row_scale.add(i)), *e.row_zero.add(i));
+                            lo[i] = $dequant(lo[i], c0, zero, $mul(rs, s0));
+                            hi[i] = $dequant(hi[i], c1, zero, $mul(rs, s1));
                         }
                     }
                     // The same operations, in the same order, as `finish`.
@@ -719,7 +726,8 @@ unsafe fn kernel_with<const R: usize>(
                 if !e.row_scale.is_null() {
                     let corr = std::slice::from_raw_parts(e.corr, NR);
                     let scales = std::slice::from_raw_parts(e.col_scale, NR);
-                    int8::dequant_row(row, Some(corr), scales, *e.row_scale.add(i));
+                    let (rs, zero) = (*e.row_scale.add(i), *e.row_zero.add(i));
+                    int8::dequant_row(row, Some(corr), scales, rs, zero);
                 }
                 let res = (!e.residual.is_null())
                     .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));

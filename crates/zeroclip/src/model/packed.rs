@@ -38,9 +38,8 @@ pub struct PackedMatrix {
     pub(super) steps: usize,
     pub(super) layout: Layout,
     data: Arc<Buffer>,
-    /// int8 only: per column (padded to whole panels), the weight scale and the zero-point
-    /// correction `zero point · Σ codes` as i32 bits (the zero point of the activation codes
-    /// that meet the matrix, `int8::ActivationCodes`).
+    /// int8 only: per column (padded to whole panels), the weight scale and the sum of its codes
+    /// as i32 bits (times an activation row's zero point, the correction of that row's sums).
     pub(super) quant: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     /// int8 only: the weight codes lie within ±[`int8::W_MAX_NARROW`] rather than ±127 (packed
     /// for a CPU class whose products run on `vpmaddubsw`; see `int8.rs`).
@@ -226,9 +225,7 @@ impl PackedMatrix {
                         Format::Int8 => {
                             let scale = int8::quantize(wide, w_max, &mut codes);
                             let sum: i32 = codes.iter().map(|&q| q as i32).sum();
-                            let zero_point =
-                                int8::ActivationCodes::for_weights(narrow_codes).zero_point;
-                            *quant = [scale, f32::from_bits((zero_point * sum) as u32)];
+                            *quant = [scale, f32::from_bits(sum as u32)];
                             for (d, q) in packed.iter_mut().zip(codes.chunks(4)) {
                                 let mut b = [0u8; 4];
                                 for (b, c) in b.iter_mut().zip(q) {

@@ -65,11 +65,11 @@ fn rand(len: usize, seed: u64) -> Vec<f32> {
 /// # Safety
 ///
 /// `kernels` must be ones this CPU runs (from a class of `Class::runnable()`), `a` must hold
-/// `m` rows and `row_scales` `m` scales for an int8 `b`.
+/// `m` rows and `row_quant` `m` scales and zero points for an int8 `b`.
 unsafe fn one_task(
     kernels: Kernels,
     a: &[f32],
-    row_scales: &[f32],
+    row_quant: int8::RowQuant,
     b: &PackedMatrix,
     m: usize,
     epi: &Epilogue,
@@ -83,7 +83,7 @@ unsafe fn one_task(
             kernels,
             a,
             b.steps,
-            row_scales,
+            row_quant,
             b,
             c.as_mut_ptr(),
             n,
@@ -170,9 +170,9 @@ fn check_codes(
                     if activations {
                         let mut slots = vec![0f32; k.div_ceil(4)];
                         let lanes = int8::Lanes::Sixteen;
-                        let s = int8::pack_activations(row, &mut slots, lanes, a_codes);
+                        let (s, z) = int8::pack_activations(row, &mut slots, lanes, a_codes);
                         let codes = slots.iter().flat_map(|&q| int8::unslot(q));
-                        let values = codes.map(|u| (u as i32 - a_codes.zero_point) as f32 * s);
+                        let values = codes.map(|u| (u as i32 - z) as f32 * s);
                         values.take(k).collect::<Vec<_>>()
                     } else {
                         let mut codes = vec![0i8; k];
@@ -197,9 +197,13 @@ fn check_codes(
     }
     // `A` as the kernels read it (padded to whole tile blocks of rows for AMX).
     let padded = m.next_multiple_of(amx::ROWS);
-    let (a_in, row_scales) = match format {
-        Format::F32 => (a.clone(), Vec::new()),
+    let (a_in, scales, zeros) = match format {
+        Format::F32 => (a.clone(), Vec::new(), Vec::new()),
         _ => a_as_slots(&a, k, m, padded, k, format, kernels.lanes(), a_codes, 1),
+    };
+    let row_quant = int8::RowQuant {
+        scales: &scales,
+        zeros: &zeros,
     };
     let lda_in = steps_of(k, format).max(1);
     let epis = epilogues(&scale, &shift, &res);
@@ -215,7 +219,7 @@ fn check_codes(
                     let (ptr, panels) = (c.as_mut_ptr(), 0..n.div_ceil(NR));
                     // SAFETY: one task at a time, each inside `c`; tiles are usable here
                     // (`kernels.amx`), `b` fits them and `A` is padded to whole row blocks.
-                    unsafe { amx::block(&a_in, lda_in, &row_scales, b, ptr, n, epi, rows, panels) };
+                    unsafe { amx::block(&a_in, lda_in, row_quant, b, ptr, n, epi, rows, panels) };
                     continue;
                 }
                 // SAFETY: one task at a time, each inside `c`; the kernel was checked above.
@@ -224,7 +228,7 @@ fn check_codes(
                         kernels,
                         &a_in,
                         lda_in,
-                        &row_scales,
+                        row_quant,
                         b,
                         c.as_mut_ptr(),
                         n,
@@ -375,10 +379,14 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
             let b = pack_coded(&bt, n, k, Format::Int8, Layout::Panels, narrow);
             let lanes = kernels.lanes();
             let codes = int8::ActivationCodes::for_weights(narrow);
-            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, Format::Int8, lanes, codes, 1);
+            let (a_in, scales, zeros) = a_as_slots(&a, k, m, m, k, Format::Int8, lanes, codes, 1);
+            let row_quant = int8::RowQuant {
+                scales: &scales,
+                zeros: &zeros,
+            };
             // SAFETY: the kernels are ones this CPU runs, for `b`'s codes; `a_in` and
-            // `row_scales` have `m` rows.
-            let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &Epilogue::default()) };
+            // `row_quant` have `m` rows.
+            let c = unsafe { one_task(kernels, &a_in, row_quant, &b, m, &Epilogue::default()) };
             for i in 0..m {
                 for j in 0..n {
                     let want = a[i * k] * bt[j * k] * k as f32;
@@ -416,7 +424,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
     );
     let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
     assert!(amx::fits(&b));
-    let (a_in, row_scales) = a_as_slots(
+    let (a_in, scales, zeros) = a_as_slots(
         &a,
         k,
         m,
@@ -427,6 +435,10 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         int8::ActivationCodes::for_weights(b.narrow_codes),
         1,
     );
+    let row_quant = int8::RowQuant {
+        scales: &scales,
+        zeros: &zeros,
+    };
     for epi in [
         Epilogue {
             shift: Some(&shift),
@@ -439,8 +451,8 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
             ..Default::default()
         },
     ] {
-        // SAFETY: the VNNI kernel runs on this CPU; `a_in` and `row_scales` have `m` rows.
-        let want = unsafe { one_task(vnni, &a_in, &row_scales, &b, m, &epi) };
+        // SAFETY: the VNNI kernel runs on this CPU; `a_in` and `row_quant` have `m` rows.
+        let want = unsafe { one_task(vnni, &a_in, row_quant, &b, m, &epi) };
         let mut got = vec![f32::NAN; m * n];
         let panels = 0..n.div_ceil(NR);
         // SAFETY: one task over all of the output; tiles run on this CPU, `A` is padded.
@@ -448,7 +460,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
             amx::block(
                 &a_in,
                 b.steps,
-                &row_scales,
+                row_quant,
                 &b,
                 got.as_mut_ptr(),
                 n,
@@ -486,7 +498,11 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
                 int8::Lanes::Sixteen,
                 int8::ActivationCodes::for_weights(narrow),
             );
-            let (a_in, row_scales) = a_as_slots(&a, k, m, m, k, format, lanes, codes, 1);
+            let (a_in, scales, zeros) = a_as_slots(&a, k, m, m, k, format, lanes, codes, 1);
+            let row_quant = int8::RowQuant {
+                scales: &scales,
+                zeros: &zeros,
+            };
             let epi = Epilogue {
                 shift: Some(&shift),
                 residual: Some(&res),
@@ -495,9 +511,9 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
             let mut first: Option<(Class, Vec<f32>)> = None;
             for class in Class::runnable() {
                 let kernels = kernels_for(class, format).for_codes(narrow);
-                // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_scales` have
+                // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_quant` have
                 // `m` rows.
-                let c = unsafe { one_task(kernels, &a_in, &row_scales, &b, m, &epi) };
+                let c = unsafe { one_task(kernels, &a_in, row_quant, &b, m, &epi) };
                 match &first {
                     None => first = Some((class, c)),
                     Some((c0, want)) => assert_eq!(
@@ -543,7 +559,7 @@ fn every_f32_simd_kernel_gives_the_same_bits() {
             }
             // SAFETY: the kernels are ones this CPU runs; `a` has `m` rows of `k` (f32: the
             // packed steps).
-            let c = unsafe { one_task(kernels, &a, &[], &b, m, &epi) };
+            let c = unsafe { one_task(kernels, &a, Default::default(), &b, m, &epi) };
             match &first {
                 None => first = Some((class, c)),
                 Some((c0, want)) => {
