@@ -66,7 +66,7 @@ impl ActivationCodes {
     fn row(self, min: f32, max: f32) -> RowCoding {
         match self {
             Self::Full => {
-                let (scale, inv) = scale_of(max.max(-min), 127.0);
+                let (scale, inv) = scale_of(if -min > max { -min } else { max }, 127.0);
                 RowCoding {
                     scale,
                     inv,
@@ -76,9 +76,19 @@ impl ActivationCodes {
                 }
             }
             Self::Narrow => {
-                let (scale, inv) = scale_of(max - min, 126.0);
+                // A finite row whose span overflows f32 takes the largest finite one (an infinite
+                // value makes the row NaN, as symmetric codes do).
+                let span = max - min;
+                let finite = min.is_finite() && max.is_finite();
+                let span = if finite && span.is_infinite() {
+                    f32::MAX
+                } else {
+                    span
+                };
+                let (scale, inv) = scale_of(span, 126.0);
                 // `-min · inv` lies in 0..=126 (a NaN, from an infinite range, counts as 0).
                 let zero_point = 1 + code(-min, inv, 0.0, 126.0);
+                debug_assert!((1..=127).contains(&zero_point));
                 RowCoding {
                     scale,
                     inv,
@@ -172,9 +182,8 @@ pub(super) enum Lanes {
 
 /// An activation row (`k` values) → `k.div_ceil(4)` slots of unsigned `codes` (a zero pads the
 /// last slot; its weights are zero too); returns the row's scale and zero point. `lanes`: the
-/// widest vectors
-/// the selected CPU class has (used where this CPU has them too). Every path gives the same
-/// codes, NaN and infinities included.
+/// widest vectors the selected CPU class has (used where this CPU has them too). Every path
+/// gives the same codes, NaN and infinities included.
 pub(super) fn pack_activations(
     src: &[f32],
     dst: &mut [f32],
@@ -198,10 +207,13 @@ pub(super) fn pack_activations(
     (row.scale, row.zero_point)
 }
 
-/// The smallest and largest of `src`, `min` and `max`, NaN skipped (as `f32::min` and `max` do).
+/// The smallest and largest of `src`, `min` and `max`: a value replaces the running one only
+/// if strictly smaller or larger, so NaN is skipped and the sign of a zero is that of the
+/// running value, exactly as `vminps`/`vmaxps` with the running value second.
 fn min_max(src: &[f32], min: f32, max: f32) -> (f32, f32) {
-    src.iter()
-        .fold((min, max), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+    src.iter().fold((min, max), |(lo, hi), &v| {
+        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
+    })
 }
 
 /// `src` as slots of `row`'s codes.
@@ -215,7 +227,8 @@ fn pack_coded(src: &[f32], dst: &mut [f32], row: RowCoding) {
     }
 }
 
-/// [`pack_activations`] with AVX-512: the same maximum, scale and codes, 16 values a step.
+/// [`pack_activations`] with AVX-512: the same minimum and maximum, scale, zero point and codes,
+/// 16 values a step.
 ///
 /// # Safety
 ///
@@ -265,7 +278,8 @@ unsafe fn pack_activations_native(
     (row.scale, row.zero_point)
 }
 
-/// [`pack_activations`] with AVX2: the same maximum, scale and codes, 8 values a step.
+/// [`pack_activations`] with AVX2: the same minimum and maximum, scale, zero point and codes, 8
+/// values a step.
 ///
 /// # Safety
 ///
@@ -608,7 +622,13 @@ mod tests {
                 .into_iter()
                 .chain(special.map(|v| with(8, v)))
         });
-        for src in rows {
+        // Whole rows of one kind, long enough for the vector loops: zeros, negative zeros, NaN,
+        // negative values, and a finite span that overflows f32.
+        let uniform = [0.0, -0.0, f32::NAN, -0.7].map(|v| vec![v; 19]);
+        let wide = (0..19)
+            .map(|i| if i % 2 == 0 { 2e38 } else { -2e38 })
+            .collect();
+        for src in rows.chain(uniform).chain([wide]) {
             let k = src.len();
             for codes in [false, true].map(ActivationCodes::for_weights) {
                 let mut slow = vec![f32::NAN; k.div_ceil(4)];
@@ -624,6 +644,22 @@ mod tests {
                     let want = (row.scale.to_bits(), row.zero_point);
                     assert_eq!((got.0.to_bits(), got.1), want, "{what}");
                     assert_eq!(bits(&fast), bits(&slow), "{what}");
+                }
+                // The codes stay in range (7 bits for narrow weights), and finite values come
+                // back within half a step (where the span fits in f32).
+                let top = if codes == ActivationCodes::Narrow {
+                    127
+                } else {
+                    255
+                };
+                let bytes = slow.iter().flat_map(|&q| unslot(q)).take(k);
+                for (u, &x) in bytes.zip(&src) {
+                    assert!((1..=top).contains(&u), "{src:?} {codes:?}: code {u}");
+                    let back = (u as i32 - row.zero_point) as f32 * row.scale;
+                    if x.is_finite() && (max - min).is_finite() {
+                        let err = (back - x).abs();
+                        assert!(err <= 0.5001 * row.scale, "{x} → {u} → {back} {codes:?}");
+                    }
                 }
             }
         }

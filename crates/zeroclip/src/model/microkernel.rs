@@ -57,9 +57,9 @@ pub(super) struct Tile {
 /// whose row stride is `C`'s); null where the step is skipped.
 #[derive(Clone, Copy)]
 pub(super) struct TileEpi {
-    /// int8 only (else null): the tile's rows' activation scales and zero points, and its
-    /// columns' weight scales and sums of codes (i32 bits); the accumulators hold i32 sums until
-    /// then.
+    /// int8 only (else null, all five together): the tile's rows' activation scales and zero
+    /// points, and its columns' weight scales and sums of codes (`corr`, i32 bits); the
+    /// accumulators hold i32 sums until then.
     pub(super) row_scale: *const f32,
     pub(super) row_zero: *const i32,
     pub(super) col_scale: *const f32,
@@ -669,7 +669,8 @@ unsafe fn kernel_int8_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) 
 /// `t.a` must be readable for `R` rows (`t.lda` apart) of `t.kc` floats; `t.b[0]` and `t.b[1]`
 /// for `t.kc` steps of `NR` floats (the halves or panels this kernel reads); `t.c` readable and
 /// writable for `R` rows (`t.ldc` apart) of the tile's columns; the non-null pointers of `epi`
-/// readable for the tile's columns (the residual for `R` rows `t.ldc` apart).
+/// readable for the tile's columns (the residual for `R` rows `t.ldc` apart; the row scales and
+/// zero points for `R` rows).
 unsafe fn kernel_with<const R: usize>(
     t: &Tile,
     epi: Option<&TileEpi>,

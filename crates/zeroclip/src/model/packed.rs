@@ -284,7 +284,7 @@ impl PackedMatrix {
     }
 
     /// `fill(scratch, p, cols, panel, column_quant)` writes panel `p` (`cols` valid columns) as
-    /// `[steps][NR]`, and for int8 each of its columns' `[scale, correction]` (its codes within
+    /// `[steps][NR]`, and for int8 each of its columns' `[scale, sum of codes]` (its codes within
     /// ±63 if `narrow_codes`).
     fn build(
         k: usize,
@@ -297,7 +297,7 @@ impl PackedMatrix {
         let panels = n.div_ceil(NR);
         let len = panels * steps * NR;
         let mut data = Buffer::zeroed(len);
-        // Per column (int8 only): the weight scale and the zero-point correction.
+        // Per column (int8 only): the weight scale and the sum of its codes.
         let mut column_quant = vec![[0f32; 2]; panels * NR];
         if steps > 0 {
             data.as_mut_slice()
