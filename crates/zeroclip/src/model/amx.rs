@@ -323,19 +323,19 @@ mod x86 {
             let vec =
                 |v: Option<&[f32]>| v.map(|v| _mm512_maskz_loadu_ps(mask, v[col0..].as_ptr()));
             let (scale, shift) = (vec(epi.scale), vec(epi.shift));
-            let quant = b.quant.as_deref().map(|(s, corr)| {
+            let quant = b.quant.as_deref().map(|(s, col_sum)| {
                 (
                     _mm512_loadu_ps(s[col0..].as_ptr()),
-                    _mm512_loadu_ps(corr[col0..].as_ptr()),
+                    _mm512_loadu_ps(col_sum[col0..].as_ptr()),
                 )
             });
             for i in 0..live {
                 let row = r0 + i;
                 let mut v = _mm512_loadu_ps(sums[i * 2 * NR..].as_ptr());
                 // The order of the SIMD kernels' epilogue (`simd_kernel!`).
-                if let Some((col_scale, corr)) = quant {
+                if let Some((col_scale, col_sum)) = quant {
                     let (rs, zero) = (_mm512_set1_ps(row_quant.scales[row]), row_quant.zeros[row]);
-                    v = dequant512(v, corr, zero, _mm512_mul_ps(rs, col_scale));
+                    v = dequant512(v, col_sum, zero, _mm512_mul_ps(rs, col_scale));
                 }
                 if let Some(s) = scale {
                     v = _mm512_mul_ps(v, s);

@@ -113,89 +113,29 @@ macro_rules! simd_loops {
 
         #[cfg(target_arch = "x86_64")]
         impl $name {
-            /// `acc[j] += s · src[j·$w..]` for each register, fused.
+            /// [`Loops::scores`] for `Q` queries over the same keys, side by side on `KV`
+            /// vectors of keys each: `Q·KV` independent sums (each load of `kt` serving `Q`
+            /// queries); each lane adds in the same order whatever `Q` and `KV`.
             ///
             /// # Safety
-            /// `src` must be readable for `GROUP·LANES` floats; the CPU must have `$feature`.
+            /// As for [`Loops::scores`], for each query; `KV·$w` divides `GROUP·LANES`; the CPU
+            /// must have `$feature`.
             #[target_feature(enable = $feature)]
-            unsafe fn add_scaled(
-                acc: &mut [std::arch::x86_64::$vec; GROUP * LANES / $w],
-                s: f32,
-                src: *const f32,
-            ) {
-                use std::arch::x86_64::*;
-                let s = $splat(s);
-                for (j, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: inside the `GROUP·LANES` floats the caller vouches for.
-                    *a = $fma(s, unsafe { $load(src.add(j * $w)) }, *a);
-                }
-            }
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        impl Loops for $name {
-            #[target_feature(enable = $feature)]
-            unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]) {
-                use std::arch::x86_64::*;
-                const N: usize = GROUP * LANES / $w;
-                for g in (0..span).step_by(GROUP * LANES) {
-                    let mut acc: [$vec; N] = [$zero(); N];
-                    for (dd, &qv) in q.iter().enumerate() {
-                        // SAFETY: row `dd` of `kt` has `stride ≥ span` floats, and the block
-                        // `g..g + GROUP·LANES` lies below `span` (the caller's contract).
-                        unsafe { Self::add_scaled(&mut acc, qv, kt.as_ptr().add(dd * stride + g)) };
-                    }
-                    for (j, a) in acc.iter().enumerate() {
-                        // SAFETY: `p` has at least `span` floats.
-                        unsafe { $store(p.as_mut_ptr().add(g + j * $w), *a) };
-                    }
-                }
-            }
-
-            #[target_feature(enable = $feature)]
-            unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize {
-                use std::arch::x86_64::*;
-                const N: usize = GROUP * LANES / $w;
-                let mut c0 = 0;
-                while c0 + GROUP * LANES <= d {
-                    let mut acc: [$vec; N] = [$zero(); N];
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        // SAFETY: `c0 + GROUP·LANES ≤ d ≤ o.len()`.
-                        *a = unsafe { $load(o.as_ptr().add(c0 + j * $w)) };
-                    }
-                    for (key, &pj) in p.iter().enumerate() {
-                        // SAFETY: row `key` of `v` has `d ≥ c0 + GROUP·LANES` floats (the
-                        // caller's contract).
-                        unsafe { Self::add_scaled(&mut acc, pj, v.as_ptr().add(key * d + c0)) };
-                    }
-                    for (j, a) in acc.iter().enumerate() {
-                        // SAFETY: as for the loads of `o`.
-                        unsafe { $store(o.as_mut_ptr().add(c0 + j * $w), *a) };
-                    }
-                    c0 += GROUP * LANES;
-                }
-                c0
-            }
-
-            // Four queries side by side on `$kv` vectors of keys (or of output lanes) each: 4·$kv
-            // independent sums, each load of `kt` or `v` serving four queries (see the module's
-            // header); each lane still adds in the same order.
-            #[target_feature(enable = $feature)]
-            unsafe fn scores4(
+            unsafe fn scores_n<const Q: usize, const KV: usize>(
                 kt: &[f32],
                 stride: usize,
-                q: [&[f32]; 4],
+                q: [&[f32]; Q],
                 span: usize,
-                mut p: [&mut [f32]; 4],
+                mut p: [&mut [f32]; Q],
             ) {
                 use std::arch::x86_64::*;
                 let d = q[0].len();
-                for g in (0..span).step_by($kv * $w) {
-                    let mut acc: [[$vec; $kv]; 4] = [[$zero(); $kv]; 4];
+                for g in (0..span).step_by(KV * $w) {
+                    let mut acc: [[$vec; KV]; Q] = [[$zero(); KV]; Q];
                     for dd in 0..d {
                         // SAFETY: row `dd` of `kt` has `stride ≥ span` floats, and the keys
-                        // `g..g + $kv·$w` lie below `span` (the caller's contract).
-                        let k: [$vec; $kv] = std::array::from_fn(|j| unsafe {
+                        // `g..g + KV·$w` lie below `span` (the caller's contract).
+                        let k: [$vec; KV] = std::array::from_fn(|j| unsafe {
                             $load(kt.as_ptr().add(dd * stride + g + j * $w))
                         });
                         for (a, q) in acc.iter_mut().zip(q) {
@@ -206,32 +146,43 @@ macro_rules! simd_loops {
                         }
                     }
                     for (a, p) in acc.iter().zip(p.iter_mut()) {
-                        assert!(p.len() >= g + $kv * $w);
+                        assert!(p.len() >= g + KV * $w);
                         for (j, a) in a.iter().enumerate() {
-                            // SAFETY: `p` has at least `g + $kv·$w` floats (asserted above).
+                            // SAFETY: `p` has at least `g + KV·$w` floats (asserted above).
                             unsafe { $store(p.as_mut_ptr().add(g + j * $w), *a) };
                         }
                     }
                 }
             }
 
+            /// [`Loops::mix`] for `Q` queries over the same keys (`p`s of one length), side by
+            /// side on `KV` vectors of output lanes each (each load of `v` serving `Q` queries).
+            ///
+            /// # Safety
+            /// As for [`Loops::mix`], for each query; `KV·$w` divides `GROUP·LANES`; the CPU must
+            /// have `$feature`.
             #[target_feature(enable = $feature)]
-            unsafe fn mix4(p: [&[f32]; 4], v: &[f32], d: usize, mut o: [&mut [f32]; 4]) -> usize {
+            unsafe fn mix_n<const Q: usize, const KV: usize>(
+                p: [&[f32]; Q],
+                v: &[f32],
+                d: usize,
+                mut o: [&mut [f32]; Q],
+            ) -> usize {
                 use std::arch::x86_64::*;
                 let keys = p[0].len();
                 let mut c0 = 0;
                 while c0 + GROUP * LANES <= d {
-                    for c in (c0..c0 + GROUP * LANES).step_by($kv * $w) {
-                        let mut acc: [[$vec; $kv]; 4] = std::array::from_fn(|i| {
+                    for c in (c0..c0 + GROUP * LANES).step_by(KV * $w) {
+                        let mut acc: [[$vec; KV]; Q] = std::array::from_fn(|i| {
                             std::array::from_fn(|j| {
-                                // SAFETY: `c + $kv·$w ≤ d ≤ o.len()` for each query.
+                                // SAFETY: `c + KV·$w ≤ d ≤ o.len()` for each query.
                                 unsafe { $load(o[i].as_ptr().add(c + j * $w)) }
                             })
                         });
                         for key in 0..keys {
-                            // SAFETY: row `key` of `v` has `d ≥ c + $kv·$w` floats (the caller's
+                            // SAFETY: row `key` of `v` has `d ≥ c + KV·$w` floats (the caller's
                             // contract).
-                            let x: [$vec; $kv] = std::array::from_fn(|j| unsafe {
+                            let x: [$vec; KV] = std::array::from_fn(|j| unsafe {
                                 $load(v.as_ptr().add(key * d + c + j * $w))
                             });
                             for (a, p) in acc.iter_mut().zip(p) {
@@ -251,6 +202,41 @@ macro_rules! simd_loops {
                     c0 += GROUP * LANES;
                 }
                 c0
+            }
+        }
+
+        // One query takes a whole block of keys or output lanes at once (`GROUP·LANES / $w`
+        // vectors); four take `$kv` vectors each (see the module's header).
+        #[cfg(target_arch = "x86_64")]
+        impl Loops for $name {
+            #[target_feature(enable = $feature)]
+            unsafe fn scores(kt: &[f32], stride: usize, q: &[f32], span: usize, p: &mut [f32]) {
+                // SAFETY: the caller's contract.
+                unsafe { Self::scores_n::<1, { GROUP * LANES / $w }>(kt, stride, [q], span, [p]) }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn mix(p: &[f32], v: &[f32], d: usize, o: &mut [f32]) -> usize {
+                // SAFETY: the caller's contract.
+                unsafe { Self::mix_n::<1, { GROUP * LANES / $w }>([p], v, d, [o]) }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn scores4(
+                kt: &[f32],
+                stride: usize,
+                q: [&[f32]; 4],
+                span: usize,
+                p: [&mut [f32]; 4],
+            ) {
+                // SAFETY: the caller's contract.
+                unsafe { Self::scores_n::<4, $kv>(kt, stride, q, span, p) }
+            }
+
+            #[target_feature(enable = $feature)]
+            unsafe fn mix4(p: [&[f32]; 4], v: &[f32], d: usize, o: [&mut [f32]; 4]) -> usize {
+                // SAFETY: the caller's contract.
+                unsafe { Self::mix_n::<4, $kv>(p, v, d, o) }
             }
         }
     };

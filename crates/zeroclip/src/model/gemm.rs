@@ -140,8 +140,7 @@ pub(super) fn matmul_into(
             let lanes = kernels.lanes();
             let codes = int8::ActivationCodes::for_weights(b.narrow_codes);
             converted = a_as_slots(a, lda, m, padded, k, format, lanes, codes, threads);
-            let (slots, scales, zeros) = &converted;
-            (slots, b.steps, int8::RowQuant { scales, zeros })
+            (&converted.data, b.steps, converted.row_quant())
         }
     };
     let m_blocks = m.div_ceil(MC);
@@ -219,9 +218,27 @@ fn with_stride(
     out
 }
 
+/// A left-hand side as slots, `[rows, steps]`, and each row's int8 scale and zero point (zeros
+/// for bf16, none for f32).
+struct Slots {
+    data: Vec<f32>,
+    scales: Vec<f32>,
+    zeros: Vec<i32>,
+}
+
+impl Slots {
+    /// The rows' quantization, as the kernels take it.
+    fn row_quant(&self) -> int8::RowQuant<'_> {
+        int8::RowQuant {
+            scales: &self.scales,
+            zeros: &self.zeros,
+        }
+    }
+}
+
 /// `A` `[m, k]` (rows `lda` apart) as `format`'s slots, `[padded, steps]` (rows past `m`
-/// zero): rounded to bf16, or quantized to int8 `codes` with each row's scale and zero point
-/// (the second and third vectors; zeros for bf16), int8 rows with vectors of `lanes`.
+/// zero): rounded to bf16, or quantized to int8 `codes` with each row's scale and zero point,
+/// int8 rows with vectors of `lanes`.
 #[allow(clippy::too_many_arguments)]
 fn a_as_slots(
     a: &[f32],
@@ -233,7 +250,7 @@ fn a_as_slots(
     lanes: int8::Lanes,
     codes: int8::ActivationCodes,
     threads: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<i32>) {
+) -> Slots {
     let steps = steps_of(k, format).max(1);
     let mut out = vec![0f32; padded.max(m) * steps];
     let out_rows = &mut out[..m * steps];
@@ -254,7 +271,11 @@ fn a_as_slots(
         rows.enumerate().for_each(each);
     }
     let (scales, zeros) = quant.into_iter().unzip();
-    (out, scales, zeros)
+    Slots {
+        data: out,
+        scales,
+        zeros,
+    }
 }
 
 /// `x [rows, k] · B + bias (+ residual [rows, n])` → `[rows, n]`, then QuickGELU if
@@ -397,7 +418,7 @@ unsafe fn block(
                     row_scale: quant.map_or(std::ptr::null(), |_| row_quant.scales[r0..].as_ptr()),
                     row_zero: quant.map_or(std::ptr::null(), |_| row_quant.zeros[r0..].as_ptr()),
                     col_scale: quant.map_or(std::ptr::null(), |q| q.0[col0..].as_ptr()),
-                    corr: quant.map_or(std::ptr::null(), |q| q.1[col0..].as_ptr()),
+                    col_sum: quant.map_or(std::ptr::null(), |q| q.1[col0..].as_ptr()),
                     scale: epi.scale.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
                     shift: epi.shift.map_or(std::ptr::null(), |v| v[col0..].as_ptr()),
                     residual: (epi.residual)
@@ -434,11 +455,11 @@ unsafe fn block(
                 if last {
                     for i in 0..r {
                         let row = std::slice::from_raw_parts_mut(cp.add(i * ldc), cols);
-                        if let Some((scales, corr)) = quant {
-                            let (scales, corr) = (&scales[col0..], &corr[col0..]);
-                            let corr = (!kernel.signed_sums()).then_some(corr);
+                        if let Some((scales, sums)) = quant {
+                            let (scales, sums) = (&scales[col0..], &sums[col0..]);
+                            let sums = (!kernel.signed_sums()).then_some(sums);
                             let (rs, zero) = (row_quant.scales[r0 + i], row_quant.zeros[r0 + i]);
-                            int8::dequant_row(row, corr, scales, rs, zero);
+                            int8::dequant_row(row, sums, scales, rs, zero);
                         }
                         let res = epi.residual.map(|v| &v[(r0 + i) * ldc + col0..][..cols]);
                         finish(row, col0, res, epi, wide.is_some());

@@ -57,13 +57,13 @@ pub(super) struct Tile {
 /// whose row stride is `C`'s); null where the step is skipped.
 #[derive(Clone, Copy)]
 pub(super) struct TileEpi {
-    /// int8 only (else null, all five together): the tile's rows' activation scales and zero
-    /// points, and its columns' weight scales and sums of codes (`corr`, i32 bits); the
-    /// accumulators hold i32 sums until then.
+    /// int8 only (else null, all four together): the tile's rows' activation scales and zero
+    /// points, and its columns' weight scales and sums of codes (i32 bits); the accumulators
+    /// hold i32 sums until then.
     pub(super) row_scale: *const f32,
     pub(super) row_zero: *const i32,
     pub(super) col_scale: *const f32,
-    pub(super) corr: *const f32,
+    pub(super) col_sum: *const f32,
     pub(super) scale: *const f32,
     pub(super) shift: *const f32,
     pub(super) residual: *const f32,
@@ -76,22 +76,18 @@ impl TileEpi {
     /// The same epilogue for the tile's rows from `first` on (rows `ldc` apart).
     #[cfg(target_arch = "x86_64")]
     fn rows_from(epi: Option<&TileEpi>, first: usize, ldc: usize) -> Option<TileEpi> {
+        // Null stays null: a skipped step.
+        fn skip<T>(p: *const T, n: usize) -> *const T {
+            if p.is_null() {
+                p
+            } else {
+                p.wrapping_add(n)
+            }
+        }
         epi.map(|e| TileEpi {
-            row_scale: if e.row_scale.is_null() {
-                e.row_scale
-            } else {
-                e.row_scale.wrapping_add(first)
-            },
-            row_zero: if e.row_zero.is_null() {
-                e.row_zero
-            } else {
-                e.row_zero.wrapping_add(first)
-            },
-            residual: if e.residual.is_null() {
-                e.residual
-            } else {
-                e.residual.wrapping_add(first * ldc)
-            },
+            row_scale: skip(e.row_scale, first),
+            row_zero: skip(e.row_zero, first),
+            residual: skip(e.residual, first * ldc),
             ..*e
         })
     }
@@ -393,7 +389,7 @@ macro_rules! simd_kernel {
                 if let Some(e) = epi {
                     if !e.row_scale.is_null() {
                         // i32 sums → f32, in the order of `int8::dequant_portable`.
-                        let (c0, c1) = ($load(e.corr), $load(e.corr.add($lanes)));
+                        let (c0, c1) = ($load(e.col_sum), $load(e.col_sum.add($lanes)));
                         let (s0, s1) = ($load(e.col_scale), $load(e.col_scale.add($lanes)));
                         for i in 0..R {
                             let (rs, zero) = ($splat(*e.row_scale.add(i)), *e.row_zero.add(i));
@@ -725,10 +721,10 @@ unsafe fn kernel_with<const R: usize>(
             for i in 0..R {
                 let row = std::slice::from_raw_parts_mut(c.add(i * ldc), NR);
                 if !e.row_scale.is_null() {
-                    let corr = std::slice::from_raw_parts(e.corr, NR);
+                    let sums = std::slice::from_raw_parts(e.col_sum, NR);
                     let scales = std::slice::from_raw_parts(e.col_scale, NR);
                     let (rs, zero) = (*e.row_scale.add(i), *e.row_zero.add(i));
-                    int8::dequant_row(row, Some(corr), scales, rs, zero);
+                    int8::dequant_row(row, Some(sums), scales, rs, zero);
                 }
                 let res = (!e.residual.is_null())
                     .then(|| std::slice::from_raw_parts(e.residual.add(i * ldc), NR));

@@ -197,14 +197,15 @@ fn check_codes(
     }
     // `A` as the kernels read it (padded to whole tile blocks of rows for AMX).
     let padded = m.next_multiple_of(amx::ROWS);
-    let (a_in, scales, zeros) = match format {
-        Format::F32 => (a.clone(), Vec::new(), Vec::new()),
+    let slots = match format {
+        Format::F32 => Slots {
+            data: a.clone(),
+            scales: Vec::new(),
+            zeros: Vec::new(),
+        },
         _ => a_as_slots(&a, k, m, padded, k, format, kernels.lanes(), a_codes, 1),
     };
-    let row_quant = int8::RowQuant {
-        scales: &scales,
-        zeros: &zeros,
-    };
+    let (a_in, row_quant) = (&slots.data, slots.row_quant());
     let lda_in = steps_of(k, format).max(1);
     let epis = epilogues(&scale, &shift, &res);
     for (e, epi) in epis.iter().enumerate() {
@@ -219,14 +220,14 @@ fn check_codes(
                     let (ptr, panels) = (c.as_mut_ptr(), 0..n.div_ceil(NR));
                     // SAFETY: one task at a time, each inside `c`; tiles are usable here
                     // (`kernels.amx`), `b` fits them and `A` is padded to whole row blocks.
-                    unsafe { amx::block(&a_in, lda_in, row_quant, b, ptr, n, epi, rows, panels) };
+                    unsafe { amx::block(a_in, lda_in, row_quant, b, ptr, n, epi, rows, panels) };
                     continue;
                 }
                 // SAFETY: one task at a time, each inside `c`; the kernel was checked above.
                 unsafe {
                     block(
                         kernels,
-                        &a_in,
+                        a_in,
                         lda_in,
                         row_quant,
                         b,
@@ -379,14 +380,11 @@ fn int8_extreme_codes_do_not_saturate_on_any_kernel() {
             let b = pack_coded(&bt, n, k, Format::Int8, Layout::Panels, narrow);
             let lanes = kernels.lanes();
             let codes = int8::ActivationCodes::for_weights(narrow);
-            let (a_in, scales, zeros) = a_as_slots(&a, k, m, m, k, Format::Int8, lanes, codes, 1);
-            let row_quant = int8::RowQuant {
-                scales: &scales,
-                zeros: &zeros,
-            };
+            let slots = a_as_slots(&a, k, m, m, k, Format::Int8, lanes, codes, 1);
+            let (a_in, row_quant) = (&slots.data, slots.row_quant());
             // SAFETY: the kernels are ones this CPU runs, for `b`'s codes; `a_in` and
             // `row_quant` have `m` rows.
-            let c = unsafe { one_task(kernels, &a_in, row_quant, &b, m, &Epilogue::default()) };
+            let c = unsafe { one_task(kernels, a_in, row_quant, &b, m, &Epilogue::default()) };
             for i in 0..m {
                 for j in 0..n {
                     let want = a[i * k] * bt[j * k] * k as f32;
@@ -424,7 +422,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
     );
     let b = pack(&bt, n, k, Format::Int8, Layout::Panels);
     assert!(amx::fits(&b));
-    let (a_in, scales, zeros) = a_as_slots(
+    let slots = a_as_slots(
         &a,
         k,
         m,
@@ -435,10 +433,7 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         int8::ActivationCodes::for_weights(b.narrow_codes),
         1,
     );
-    let row_quant = int8::RowQuant {
-        scales: &scales,
-        zeros: &zeros,
-    };
+    let (a_in, row_quant) = (&slots.data, slots.row_quant());
     for epi in [
         Epilogue {
             shift: Some(&shift),
@@ -452,13 +447,13 @@ fn int8_tiles_equal_the_vnni_kernel_bit_for_bit() {
         },
     ] {
         // SAFETY: the VNNI kernel runs on this CPU; `a_in` and `row_quant` have `m` rows.
-        let want = unsafe { one_task(vnni, &a_in, row_quant, &b, m, &epi) };
+        let want = unsafe { one_task(vnni, a_in, row_quant, &b, m, &epi) };
         let mut got = vec![f32::NAN; m * n];
         let panels = 0..n.div_ceil(NR);
         // SAFETY: one task over all of the output; tiles run on this CPU, `A` is padded.
         unsafe {
             amx::block(
-                &a_in,
+                a_in,
                 b.steps,
                 row_quant,
                 &b,
@@ -498,11 +493,8 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
                 int8::Lanes::Sixteen,
                 int8::ActivationCodes::for_weights(narrow),
             );
-            let (a_in, scales, zeros) = a_as_slots(&a, k, m, m, k, format, lanes, codes, 1);
-            let row_quant = int8::RowQuant {
-                scales: &scales,
-                zeros: &zeros,
-            };
+            let slots = a_as_slots(&a, k, m, m, k, format, lanes, codes, 1);
+            let (a_in, row_quant) = (&slots.data, slots.row_quant());
             let epi = Epilogue {
                 shift: Some(&shift),
                 residual: Some(&res),
@@ -513,7 +505,7 @@ fn every_int8_and_bf16_kernel_gives_the_same_bits() {
                 let kernels = kernels_for(class, format).for_codes(narrow);
                 // SAFETY: the kernels are ones this CPU runs; `a_in` and `row_quant` have
                 // `m` rows.
-                let c = unsafe { one_task(kernels, &a_in, row_quant, &b, m, &epi) };
+                let c = unsafe { one_task(kernels, a_in, row_quant, &b, m, &epi) };
                 match &first {
                     None => first = Some((class, c)),
                     Some((c0, want)) => assert_eq!(
