@@ -113,6 +113,38 @@ macro_rules! simd_loops {
 
         #[cfg(target_arch = "x86_64")]
         impl $name {
+            /// `acc[i] += Σ_t s[i][t] · row t` for `t` in `0..rows`, in order, one fused
+            /// multiply-add per lane and row: row `t` is the `KV` vectors at `base + t·ld`. The
+            /// one loop of both products (`t` runs over `d` for the scores, over the keys for
+            /// the mix), each load serving all `Q` queries.
+            ///
+            /// # Safety
+            /// Each `s[i]` has at least `rows` values; the `KV·$w` floats at `base + t·ld` are
+            /// readable for every `t < rows`; the CPU must have `$feature`.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            unsafe fn add_rows<const Q: usize, const KV: usize>(
+                acc: &mut [[std::arch::x86_64::$vec; KV]; Q],
+                s: [&[f32]; Q],
+                rows: usize,
+                base: *const f32,
+                ld: usize,
+            ) {
+                use std::arch::x86_64::*;
+                for t in 0..rows {
+                    let x: [$vec; KV] = std::array::from_fn(|j| {
+                        // SAFETY: row `t < rows` is readable (the function's contract).
+                        unsafe { $load(base.add(t * ld + j * $w)) }
+                    });
+                    for (a, s) in acc.iter_mut().zip(s) {
+                        let s = $splat(s[t]);
+                        for (a, x) in a.iter_mut().zip(x) {
+                            *a = $fma(s, x, *a);
+                        }
+                    }
+                }
+            }
+
             /// [`Loops::scores`] for `Q` queries over the same keys, side by side on `KV`
             /// vectors of keys each: `Q·KV` independent sums (each load of `kt` serving `Q`
             /// queries); each lane adds in the same order whatever `Q` and `KV`.
@@ -132,19 +164,9 @@ macro_rules! simd_loops {
                 let d = q[0].len();
                 for g in (0..span).step_by(KV * $w) {
                     let mut acc: [[$vec; KV]; Q] = [[$zero(); KV]; Q];
-                    for dd in 0..d {
-                        // SAFETY: row `dd` of `kt` has `stride ≥ span` floats, and the keys
-                        // `g..g + KV·$w` lie below `span` (the caller's contract).
-                        let k: [$vec; KV] = std::array::from_fn(|j| unsafe {
-                            $load(kt.as_ptr().add(dd * stride + g + j * $w))
-                        });
-                        for (a, q) in acc.iter_mut().zip(q) {
-                            let s = $splat(q[dd]);
-                            for (a, k) in a.iter_mut().zip(k) {
-                                *a = $fma(s, k, *a);
-                            }
-                        }
-                    }
+                    // SAFETY: each of the `d` rows of `kt` has `stride ≥ span` floats, and the
+                    // keys `g..g + KV·$w` lie below `span` (the caller's contract).
+                    unsafe { Self::add_rows(&mut acc, q, d, kt.as_ptr().add(g), stride) };
                     for (a, p) in acc.iter().zip(p.iter_mut()) {
                         assert!(p.len() >= g + KV * $w);
                         for (j, a) in a.iter().enumerate() {
@@ -179,19 +201,9 @@ macro_rules! simd_loops {
                                 unsafe { $load(o[i].as_ptr().add(c + j * $w)) }
                             })
                         });
-                        for key in 0..keys {
-                            // SAFETY: row `key` of `v` has `d ≥ c + KV·$w` floats (the caller's
-                            // contract).
-                            let x: [$vec; KV] = std::array::from_fn(|j| unsafe {
-                                $load(v.as_ptr().add(key * d + c + j * $w))
-                            });
-                            for (a, p) in acc.iter_mut().zip(p) {
-                                let s = $splat(p[key]);
-                                for (a, x) in a.iter_mut().zip(x) {
-                                    *a = $fma(s, x, *a);
-                                }
-                            }
-                        }
+                        // SAFETY: each of the `keys` rows of `v` has `d ≥ c + KV·$w` floats (the
+                        // caller's contract).
+                        unsafe { Self::add_rows(&mut acc, p, keys, v.as_ptr().add(c), d) };
                         for (a, o) in acc.iter().zip(o.iter_mut()) {
                             for (j, a) in a.iter().enumerate() {
                                 // SAFETY: as for the loads of `o`.

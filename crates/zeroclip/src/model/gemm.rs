@@ -255,22 +255,21 @@ fn a_as_slots(
     let mut out = vec![0f32; padded.max(m) * steps];
     let out_rows = &mut out[..m * steps];
     // One scale and zero point per row (bf16 rows have none: theirs stay 0 and are not read).
-    let mut quant = vec![(0f32, 0i32); m];
-    let each = |(i, (dst, q)): (usize, (&mut [f32], &mut (f32, i32)))| {
+    let (mut scales, mut zeros) = (vec![0f32; m], vec![0i32; m]);
+    let each = |(i, ((dst, s), z)): (usize, ((&mut [f32], &mut f32), &mut i32))| {
         let src = &a[i * lda..][..k];
         match format {
-            Format::Int8 => *q = int8::pack_activations(src, dst, lanes, codes),
+            Format::Int8 => (*s, *z) = int8::pack_activations(src, dst, lanes, codes),
             _ => bf16::pack_row(src, dst),
         }
     };
     if threads > 1 && m * k >= 1 << 16 {
-        let rows = out_rows.par_chunks_mut(steps).zip(quant.par_iter_mut());
-        rows.enumerate().for_each(each);
+        let rows = out_rows.par_chunks_mut(steps).zip(scales.par_iter_mut());
+        rows.zip(zeros.par_iter_mut()).enumerate().for_each(each);
     } else {
-        let rows = out_rows.chunks_mut(steps).zip(quant.iter_mut());
-        rows.enumerate().for_each(each);
+        let rows = out_rows.chunks_mut(steps).zip(scales.iter_mut());
+        rows.zip(zeros.iter_mut()).enumerate().for_each(each);
     }
-    let (scales, zeros) = quant.into_iter().unzip();
     Slots {
         data: out,
         scales,

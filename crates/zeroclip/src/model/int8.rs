@@ -55,9 +55,10 @@ pub(super) enum ActivationCodes {
 impl ActivationCodes {
     /// The codes for a matrix of narrow (±[`W_MAX_NARROW`]) or full weight codes.
     pub(super) fn for_weights(narrow_codes: bool) -> Self {
-        match narrow_codes {
-            true => Self::Narrow,
-            false => Self::Full,
+        if narrow_codes {
+            Self::Narrow
+        } else {
+            Self::Full
         }
     }
 
