@@ -51,9 +51,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--shape", action="append", default=[], metavar="MxKxN",
+                    help="measure this shape instead of ViT-B/32's (repeatable)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    for label, m, k, n in SHAPES:
+    shapes = [("--shape", *map(int, s.split("x"))) for s in args.shape] or SHAPES
+    for label, m, k, n in shapes:
         s = session(k, n, args.threads, rng)
         x = {"x": rng.standard_normal((m, k)).astype(np.float32)}
         for _ in range(3):

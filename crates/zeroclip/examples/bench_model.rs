@@ -6,7 +6,7 @@
 //! bench_model text  --model ViT-B-32.pt --prompts prompts_short.txt [--truncate] [--warmup 2] [--runs 5] [--dump DIR]
 //! bench_model load  --model ViT-B-32.pt
 //! bench_model forever --model ViT-B-32.pt --pixels pixels_224x16.f32 --batch 16 --runs N   (for perf record)
-//! bench_model matmul [--runs 9]   (candle matmul GFLOP/s on ViT-B/32's Linear shapes; no model)
+//! bench_model matmul [--runs 9] [--shape MxKxN ...]   (GFLOP/s on ViT-B/32's Linear shapes, or those given; no model)
 //! bench_model layers --model NAME|PATH [--images IMG ...] [--prompts FILE]
 //! ```
 //!
@@ -47,6 +47,7 @@ struct Args {
     threads: usize,
     precision: zeroclip::Precision,
     dump: Option<PathBuf>,
+    shapes: Vec<(usize, usize, usize)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 2,
         precision: zeroclip::Precision::Fp32,
         dump: None,
+        shapes: Vec::new(),
     };
     let num = |v: Option<String>, flag: &str| -> Result<usize, String> {
         v.ok_or(format!("{flag} needs a value"))?
@@ -80,6 +82,14 @@ fn parse_args() -> Result<Args, String> {
             "--prompts" => a.prompts = Some(it.next().ok_or("--prompts needs a path")?.into()),
             "--dump" => a.dump = Some(it.next().ok_or("--dump needs a folder")?.into()),
             "--truncate" => a.truncate = true,
+            "--shape" => {
+                let v = it.next().ok_or("--shape needs MxKxN")?;
+                let dims: Vec<usize> = v.split('x').filter_map(|d| d.parse().ok()).collect();
+                match dims[..] {
+                    [m, k, n] => a.shapes.push((m, k, n)),
+                    _ => return Err(format!("--shape: {v:?} is not MxKxN")),
+                }
+            }
             "--warmup" => a.warmup = num(it.next(), "--warmup")?,
             "--runs" => a.runs = num(it.next(), "--runs")?,
             "--threads" => a.threads = num(it.next(), "--threads")?,
@@ -240,7 +250,7 @@ fn run(a: Args) -> Result<(), BoxErr> {
     };
 
     if a.task == "matmul" {
-        return matmul_shapes(a.runs.max(1), a.precision, &base);
+        return matmul_shapes(a.runs.max(1), a.precision, &a.shapes, &base);
     }
     if a.task == "layers" {
         return layer_report(&a);
@@ -316,9 +326,10 @@ fn run(a: Args) -> Result<(), BoxErr> {
 fn matmul_shapes(
     runs: usize,
     precision: zeroclip::Precision,
+    custom: &[(usize, usize, usize)],
     base: &serde_json::Value,
 ) -> Result<(), BoxErr> {
-    let shapes = [
+    let vit = [
         ("in_proj b16", 800, 768, 2304),
         ("out_proj b16", 800, 768, 768),
         ("c_fc b16", 800, 768, 3072),
@@ -328,6 +339,13 @@ fn matmul_shapes(
         ("c_proj b1", 50, 3072, 768),
         ("text c_fc 16 short prompts", 128, 512, 2048),
     ];
+    let shapes: Vec<(&str, usize, usize, usize)> = match custom {
+        [] => vit.to_vec(),
+        _ => custom
+            .iter()
+            .map(|&(m, k, n)| ("--shape", m, k, n))
+            .collect(),
+    };
     for (name, m, k, n) in shapes {
         let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
         let w = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
