@@ -1,8 +1,10 @@
 //! `A`'s rows copied into the `[k][6]` tiles the 6-row kernels read when they pack `A` (one
 //! stream of broadcasts instead of six, BLIS-style; `gemm::block` decides when). A 32-bit copy,
-//! so f32 values and bf16 or int8 slots alike keep their bits. With AVX2 a full tile moves
-//! eight steps of its six rows at a time through registers (six loads, 18 shuffles, six
-//! stores) instead of one scalar store per value at a stride of six.
+//! so f32 values and bf16 or int8 slots alike keep their bits. The driver's tiles are as even
+//! as its row tiles (50 rows: five of 6 and four of 5), so no thin remainder runs the kernel
+//! at a fraction of its speed; a shorter tile keeps the stride of six. With AVX2 a tile moves
+//! eight steps of its rows at a time through registers (six loads, the last row repeated past
+//! the tile's height; 18 shuffles, six stores) instead of one scalar store per value.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -11,14 +13,15 @@ use std::arch::x86_64::*;
 /// broadcast in the AVX2 f32 kernel).
 pub(super) const MR: usize = 6;
 
-/// Copies columns `k0..k0 + kc` of `A`'s rows `rows` (`lda` floats apart) into `dst`, one tile
-/// of `kc × MR` floats per `MR` rows, each `[step][row]`; the last tile's missing rows are left
-/// as `dst` has them (zeros, for the kernels). `simd`: whether the selected CPU class lets the
-/// copy use AVX2 (used where this CPU has it too).
+/// Copies columns `k0..k0 + kc` of `A`'s rows into `dst`, one tile of `kc × MR` floats per
+/// `(first row, height)` of `tiles` (rows `lda` floats apart, heights at most `MR`), each
+/// `[step][row]`. A tile's slots past its height hold copies of its last row (the kernels
+/// read only `height` rows). `simd`: whether the selected CPU class lets the copy use AVX2
+/// (used where this CPU has it too).
 pub(super) fn pack(
     a: &[f32],
     lda: usize,
-    rows: std::ops::Range<usize>,
+    tiles: &[(usize, usize)],
     k0: usize,
     kc: usize,
     dst: &mut [f32],
@@ -27,20 +30,19 @@ pub(super) fn pack(
     if kc == 0 {
         return;
     }
-    for (t, tile) in dst.chunks_exact_mut(kc * MR).enumerate() {
-        let r0 = rows.start + t * MR;
-        let height = MR.min(rows.end - r0);
+    for (&(r0, height), tile) in tiles.iter().zip(dst.chunks_exact_mut(kc * MR)) {
+        assert!((1..=MR).contains(&height), "a tile of {height} rows");
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if simd && height == MR && std::arch::is_x86_feature_detected!("avx2") {
-            let src = &a[r0 * lda + k0..][..(MR - 1) * lda + kc];
+        if simd && std::arch::is_x86_feature_detected!("avx2") {
+            let src = &a[r0 * lda + k0..][..(height - 1) * lda + kc];
             // SAFETY: the CPU has AVX2 (checked above).
-            done = unsafe { pack_full_avx2(src, lda, kc, tile) };
+            done = unsafe { pack_avx2(src, lda, height, kc, tile) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
-        for i in 0..height {
-            let src = &a[(r0 + i) * lda + k0..][..kc];
+        for i in 0..MR {
+            let src = &a[(r0 + i.min(height - 1)) * lda + k0..][..kc];
             for (p, v) in src.iter().enumerate().skip(done) {
                 tile[p * MR + i] = *v;
             }
@@ -48,22 +50,22 @@ pub(super) fn pack(
     }
 }
 
-/// The first `kc / 8 · 8` steps of a full tile: `src` holds its six rows (`lda` apart, `kc`
-/// each), `dst` the tile (`kc × 6`). Returns the steps copied.
+/// The first `kc / 8 · 8` steps of a tile: `src` holds its `height` rows (`lda` apart, `kc`
+/// each; the last repeated up to six), `dst` the tile (`kc × 6`). Returns the steps copied.
 ///
 /// # Safety
 ///
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pack_full_avx2(src: &[f32], lda: usize, kc: usize, dst: &mut [f32]) -> usize {
+unsafe fn pack_avx2(src: &[f32], lda: usize, height: usize, kc: usize, dst: &mut [f32]) -> usize {
     let whole = kc / 8 * 8;
-    assert!(src.len() >= (MR - 1) * lda + kc && dst.len() >= kc * MR);
+    assert!(height >= 1 && src.len() >= (height - 1) * lda + kc && dst.len() >= kc * MR);
     for p in (0..whole).step_by(8) {
-        // SAFETY: rows `i < 6` of steps `p..p + 8` lie in `src`, and the 48 floats of those
-        // steps in `dst` (both checked by the assertion above, as `p + 8 <= kc`).
+        // SAFETY: rows `i < height` of steps `p..p + 8` lie in `src`, and the 48 floats of
+        // those steps in `dst` (both checked by the assertion above, as `p + 8 <= kc`).
         unsafe {
-            let row = |i: usize| _mm256_loadu_ps(src.as_ptr().add(i * lda + p));
+            let row = |i: usize| _mm256_loadu_ps(src.as_ptr().add(i.min(height - 1) * lda + p));
             // Rows side by side in pairs: `x01` holds (row 0, row 1) of steps 0, 1 | 4, 5 as
             // 64-bit lanes, `y01` of steps 2, 3 | 6, 7.
             let pair = |i: usize| {
@@ -106,22 +108,27 @@ mod tests {
         let a: Vec<f32> = (0..lda * m)
             .map(|i| f32::from_bits(0x7fc0_0000 ^ (i as u32).wrapping_mul(2_654_435_761)))
             .collect();
+        let layouts: [&[(usize, usize)]; 4] = [
+            &[(0, 6), (6, 6), (12, 3)],
+            &[(2, 5), (7, 5), (12, 2)],
+            &[(4, 1)],
+            &[(0, 4), (4, 6)],
+        ];
         for (k0, kc) in [(0, 0), (0, 7), (3, 8), (1, 29), (5, 56)] {
-            for rows in [0..m, 2..14, 4..5] {
-                let tiles = rows.len().div_ceil(MR);
-                let mut want = vec![0f32; tiles * kc * MR];
-                for (t, tile) in want.chunks_exact_mut((kc * MR).max(1)).enumerate() {
-                    for i in 0..MR.min(rows.end - rows.start - t * MR) {
+            for tiles in layouts {
+                let mut want = vec![0f32; tiles.len() * kc * MR];
+                for (&(r0, h), tile) in tiles.iter().zip(want.chunks_exact_mut((kc * MR).max(1))) {
+                    for i in 0..MR {
                         for p in 0..kc {
-                            tile[p * MR + i] = a[(rows.start + t * MR + i) * lda + k0 + p];
+                            tile[p * MR + i] = a[(r0 + i.min(h - 1)) * lda + k0 + p];
                         }
                     }
                 }
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 for simd in [true, false] {
-                    let mut got = vec![0f32; tiles * kc * MR];
-                    pack(&a, lda, rows.clone(), k0, kc, &mut got, simd);
-                    assert_eq!(bits(&got), bits(&want), "{k0} {kc} {rows:?} {simd}");
+                    let mut got = vec![0f32; tiles.len() * kc * MR];
+                    pack(&a, lda, tiles, k0, kc, &mut got, simd);
+                    assert_eq!(bits(&got), bits(&want), "{k0} {kc} {tiles:?} {simd}");
                 }
             }
         }

@@ -379,6 +379,10 @@ unsafe fn block(
     let pack = wide.is_none() && panels.len() >= PACK_A_MIN_PANELS;
     let rows_outer = wide.is_some();
     let mut packed: Vec<f32> = Vec::new();
+    let a_tiles: Vec<(usize, usize)> = match pack {
+        true => row_tiles(rows.clone(), MR).collect(),
+        false => Vec::new(),
+    };
     // SAFETY: every tile addressed below lies in the rows and panels the caller vouches for
     // (the last, partial panel goes through the full-width `edge` scratch tile).
     unsafe {
@@ -386,18 +390,17 @@ unsafe fn block(
             let kc = KC.min(k - k0);
             let last = k0 + kc >= k;
             if pack {
-                let tiles = rows.len().div_ceil(MR);
-                packed.clear();
-                packed.resize(tiles * kc * MR, 0.0);
+                packed.resize(a_tiles.len() * kc * MR, 0.0);
                 let simd = kernels.lanes() != int8::Lanes::Scalar;
-                a_tiles::pack(a, lda, rows.clone(), k0, kc, &mut packed, simd);
+                a_tiles::pack(a, lda, &a_tiles, k0, kc, &mut packed, simd);
             }
             let packed_ptr = packed.as_ptr();
-            // `next`: the `C` of the call that follows (row and column), for its prefetch.
-            let tile = |r0: usize, col0: usize, b: [*const f32; 2], next: (usize, usize)| Tile {
+            // `slot`: the tile's place among `a_tiles` (where `A` is packed); `next`: the `C`
+            // of the call that follows (row and column), for its prefetch.
+            let tile = |slot: usize, r0: usize, col0: usize, b, next: (usize, usize)| Tile {
                 kc,
                 a: if pack {
-                    packed_ptr.add((r0 - rows.start) / MR * kc * MR)
+                    packed_ptr.add(slot * kc * MR)
                 } else {
                     a.as_ptr().add(r0 * lda + k0)
                 },
@@ -411,8 +414,8 @@ unsafe fn block(
             };
             // A tile of full panels: on the last `k` block the epilogue (QuickGELU included) is
             // applied in registers before the store.
-            let full = |kernel: Kernel, r0: usize, r: usize, col0: usize, b, next| {
-                let t = tile(r0, col0, b, next);
+            let full = |kernel: Kernel, slot, r0: usize, r: usize, col0: usize, b, next| {
+                let t = tile(slot, r0, col0, b, next);
                 let te = last.then(|| TileEpi {
                     row_scale: quant.map_or(std::ptr::null(), |_| row_quant.scales[r0..].as_ptr()),
                     row_zero: quant.map_or(std::ptr::null(), |_| row_quant.zeros[r0..].as_ptr()),
@@ -428,7 +431,7 @@ unsafe fn block(
                 kernel.run(r, &t, te.as_ref());
             };
             // The edge panel (narrower than `NR`) goes through the full-width scratch tile.
-            let mut partial = |r0: usize, r: usize, col0: usize, bs: [*const f32; 2]| {
+            let mut partial = |slot, r0: usize, r: usize, col0: usize, bs: [*const f32; 2]| {
                 let cols = n - col0;
                 let cp = c.add(r0 * ldc + col0);
                 // `C` holds earlier blocks' sums only from the second block on (before, it may
@@ -443,7 +446,7 @@ unsafe fn block(
                 let t = Tile {
                     c: edge.as_mut_ptr(),
                     ldc: NR,
-                    ..tile(r0, col0, bs, (r0, col0))
+                    ..tile(slot, r0, col0, bs, (r0, col0))
                 };
                 kernel.run(r, &t, None);
                 for i in 0..r {
@@ -471,7 +474,8 @@ unsafe fn block(
             let (height, block) = if rows_outer { (MR_WIDE, NB) } else { (MR, 1) };
             for nb in panels.clone().step_by(block) {
                 let nb = nb..(nb + block).min(panels.end);
-                for (r0, r) in row_tiles(rows.clone(), height, !pack) {
+                // With `A` packed, these are `a_tiles` (the kernel's height), `slot` their index.
+                for (slot, (r0, r)) in row_tiles(rows.clone(), height).enumerate() {
                     // After the block's last panels, the next tile of rows at its first.
                     #[cfg(target_arch = "x86_64")]
                     let next_rows = (r0 + r, nb.start * NR);
@@ -497,13 +501,13 @@ unsafe fn block(
                                 prefetch_steps(b.panel_slice(p + 2, k0, kc));
                                 prefetch_steps(b.panel_slice(p + 3, k0, kc));
                             }
-                            full(wide, r0, r, col0, bs, next);
+                            full(wide, slot, r0, r, col0, bs, next);
                             p += 2;
                             continue;
                         }
                         let bp = b.panel_slice(p, k0, kc).as_ptr();
                         let bs = [bp, bp.wrapping_add(8)];
-                        for (r1, r) in row_tiles(r0..r0 + r, MR, !pack) {
+                        for (r1, r) in row_tiles(r0..r0 + r, MR) {
                             if NR <= n - col0 {
                                 // Panel-outer blocks (one panel) go down the rows.
                                 let next = match rows_outer {
@@ -514,9 +518,9 @@ unsafe fn block(
                                     // As for pairs above: the next panel's first steps.
                                     prefetch_steps(b.panel_slice(p + 1, k0, kc));
                                 }
-                                full(kernel, r1, r, col0, bs, next);
+                                full(kernel, slot, r1, r, col0, bs, next);
                             } else {
-                                partial(r1, r, col0, bs);
+                                partial(slot, r1, r, col0, bs);
                             }
                         }
                         p += 1;
@@ -543,21 +547,15 @@ fn prefetch_steps(slice: &[f32]) {
     }
 }
 
-/// `rows` as consecutive tiles `(first row, height)` of at most `height` rows: as even as can
-/// be (50 rows of at most 12: five of 10) if `even`, so no tile is a thin remainder that runs
-/// the kernel at a fraction of its speed; else whole tiles and the remainder last (the layout
-/// of `A` packed in tiles).
-fn row_tiles(
-    rows: std::ops::Range<usize>,
-    height: usize,
-    even: bool,
-) -> impl Iterator<Item = (usize, usize)> {
+/// `rows` as consecutive tiles `(first row, height)` of at most `height` rows, as even as can
+/// be (50 rows of at most 12: five of 10), so no tile is a thin remainder that runs the kernel
+/// at a fraction of its speed.
+fn row_tiles(rows: std::ops::Range<usize>, height: usize) -> impl Iterator<Item = (usize, usize)> {
     let len = rows.len();
     let tiles = len.div_ceil(height);
-    let (base, extra) = match (even, len.checked_div(tiles)) {
-        (true, Some(base)) => (base, len % tiles),
-        _ => (height, 0),
-    };
+    let (base, extra) = len
+        .checked_div(tiles)
+        .map_or((height, 0), |b| (b, len % tiles));
     (0..tiles).scan(rows.start, move |r0, t| {
         let r = (base + usize::from(t < extra)).min(rows.end - *r0);
         let tile = (*r0, r);

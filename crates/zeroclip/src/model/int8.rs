@@ -347,6 +347,12 @@ pub(super) fn dot_portable(acc: f32, a: f32, b: f32) -> f32 {
     f32::from_bits(s as u32)
 }
 
+/// The sums of earlier `k` blocks plus this block's, both i32 bits (exact, as any order).
+pub(super) fn merge_portable(earlier: f32, block: f32) -> f32 {
+    let sum = (earlier.to_bits() as i32).wrapping_add(block.to_bits() as i32);
+    f32::from_bits(sum as u32)
+}
+
 /// `(acc − zero_point · col_sum) · scale` for one output: `acc` and `col_sum` (the weight
 /// column's sum of codes) are i32 bits, `zero_point` the activation row's.
 pub(super) fn dequant_portable(acc: f32, col_sum: f32, zero_point: i32, scale: f32) -> f32 {
@@ -540,6 +546,24 @@ pub(super) fn dequant256_signed(
     scale: __m256,
 ) -> __m256 {
     _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_castps_si256(acc)), scale)
+}
+
+/// [`merge_portable`] on 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn merge_i32_512(earlier: __m512, block: __m512) -> __m512 {
+    let (e, b) = (_mm512_castps_si512(earlier), _mm512_castps_si512(block));
+    _mm512_castsi512_ps(_mm512_add_epi32(e, b))
+}
+
+/// [`merge_portable`] on 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn merge_i32_256(earlier: __m256, block: __m256) -> __m256 {
+    let (e, b) = (_mm256_castps_si256(earlier), _mm256_castps_si256(block));
+    _mm256_castsi256_ps(_mm256_add_epi32(e, b))
 }
 
 /// [`dequant_portable`] on 16 lanes.

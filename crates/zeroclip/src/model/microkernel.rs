@@ -18,7 +18,7 @@ use super::int8::{dequant256, dequant256_signed, dequant512, dequant512_signed};
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256 as int8_dot256, dot512 as int8_dot512, dot512_bw as int8_dot512_bw};
 #[cfg(target_arch = "x86_64")]
-use super::int8::{dot256_avx_vnni, dot256_vnni};
+use super::int8::{dot256_avx_vnni, dot256_vnni, merge_i32_256, merge_i32_512};
 #[cfg(target_arch = "x86_64")]
 use super::int8::{dot256_pair as int8_dot256_pair, dot512_bw_pair as int8_dot512_bw_pair};
 #[cfg(target_arch = "x86_64")]
@@ -310,7 +310,7 @@ unsafe fn in_passes_of_three(
 /// steps go two at a time through `$pair(a, b, a', b', acc)` (an odd last one through `$fma`).
 macro_rules! simd_kernel {
     ($name:ident, $feature:literal, $zero:ident, $load:ident, $splat:ident, $fma:ident,
-     $mul:ident, $add:ident, $max:ident, $store:ident, $dequant:ident, $gelu:ident,
+     $mul:ident, $add:ident, $merge:ident, $max:ident, $store:ident, $dequant:ident, $gelu:ident,
      $lanes:expr, $k_loop:ident $(, pairs $pair:ident)?) => {
         /// The SIMD kernel for these target features.
         ///
@@ -336,8 +336,7 @@ macro_rules! simd_kernel {
                     accumulate,
                 } = *t;
                 // Fetch the `C` of the driver's next call now, and this tile's residual, so the
-                // loads that start and end that call find them in cache instead of waiting on
-                // memory.
+                // loads that end that call find them in cache instead of waiting on memory.
                 for i in 0..R {
                     let next = next.wrapping_add(i * ldc) as *const i8;
                     _mm_prefetch::<_MM_HINT_T0>(next);
@@ -352,12 +351,6 @@ macro_rules! simd_kernel {
                 }
                 let mut lo = [$zero(); R];
                 let mut hi = [$zero(); R];
-                if accumulate {
-                    for i in 0..R {
-                        lo[i] = $load(c.add(i * ldc));
-                        hi[i] = $load(c.add(i * ldc + $lanes));
-                    }
-                }
                 if !$k_loop(kc, a, lda, ak, b, &mut lo, &mut hi) {
                     #[allow(unused_mut)]
                     let mut first = 0;
@@ -384,6 +377,15 @@ macro_rules! simd_kernel {
                             lo[i] = $fma(av, b0, lo[i]);
                             hi[i] = $fma(av, b1, hi[i]);
                         }
+                    }
+                }
+                // The earlier blocks' sums join after this block's (not before, as the first
+                // value of each chain): their loads, often waiting on memory, then hold up no
+                // multiply-add.
+                if accumulate {
+                    for i in 0..R {
+                        lo[i] = $merge($load(c.add(i * ldc)), lo[i]);
+                        hi[i] = $merge($load(c.add(i * ldc + $lanes)), hi[i]);
                     }
                 }
                 if let Some(e) = epi {
@@ -451,6 +453,7 @@ simd_kernel!(
     _mm256_fmadd_ps,
     _mm256_mul_ps,
     _mm256_add_ps,
+    _mm256_add_ps,
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
@@ -466,6 +469,7 @@ simd_kernel!(
     _mm512_set1_ps,
     _mm512_fmadd_ps,
     _mm512_mul_ps,
+    _mm512_add_ps,
     _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
@@ -484,6 +488,7 @@ simd_kernel!(
     dot512,
     _mm512_mul_ps,
     _mm512_add_ps,
+    _mm512_add_ps,
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
@@ -499,6 +504,7 @@ simd_kernel!(
     _mm256_set1_ps,
     dot256,
     _mm256_mul_ps,
+    _mm256_add_ps,
     _mm256_add_ps,
     _mm256_max_ps,
     _mm256_storeu_ps,
@@ -517,6 +523,7 @@ simd_kernel!(
     int8_dot512,
     _mm512_mul_ps,
     _mm512_add_ps,
+    merge_i32_512,
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
@@ -533,6 +540,7 @@ simd_kernel!(
     dot256_vnni,
     _mm256_mul_ps,
     _mm256_add_ps,
+    merge_i32_256,
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
@@ -549,6 +557,7 @@ simd_kernel!(
     int8_dot512_bw,
     _mm512_mul_ps,
     _mm512_add_ps,
+    merge_i32_512,
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512,
@@ -566,6 +575,7 @@ simd_kernel!(
     dot256_avx_vnni,
     _mm256_mul_ps,
     _mm256_add_ps,
+    merge_i32_256,
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
@@ -582,6 +592,7 @@ simd_kernel!(
     int8_dot256,
     _mm256_mul_ps,
     _mm256_add_ps,
+    merge_i32_256,
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256,
@@ -600,6 +611,7 @@ simd_kernel!(
     int8_dot512_bw_signed,
     _mm512_mul_ps,
     _mm512_add_ps,
+    merge_i32_512,
     _mm512_max_ps,
     _mm512_storeu_ps,
     dequant512_signed,
@@ -616,6 +628,7 @@ simd_kernel!(
     int8_dot256_signed,
     _mm256_mul_ps,
     _mm256_add_ps,
+    merge_i32_256,
     _mm256_max_ps,
     _mm256_storeu_ps,
     dequant256_signed,
@@ -631,7 +644,7 @@ simd_kernel!(
 /// See [`kernel_with`].
 unsafe fn kernel_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
     // SAFETY: the caller upholds `kernel_with`'s contract.
-    unsafe { kernel_with::<R>(t, epi, |acc, a, b| acc + a * b) }
+    unsafe { kernel_with::<R>(t, epi, |acc, a, b| acc + a * b, |e, s| e + s) }
 }
 
 /// [`kernel_portable`] on bf16 slots: exact products added odd `k` first, as `vdpbf16ps` does.
@@ -645,7 +658,7 @@ unsafe fn kernel_bf16_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) 
         acc + ao * bo + ae * be
     };
     // SAFETY: the caller upholds `kernel_with`'s contract.
-    unsafe { kernel_with::<R>(t, epi, dot) }
+    unsafe { kernel_with::<R>(t, epi, dot, |e, s| e + s) }
 }
 
 /// [`kernel_portable`] on int8 quads: exact i32 sums, dequantized on the last block.
@@ -655,10 +668,11 @@ unsafe fn kernel_bf16_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) 
 /// See [`kernel_with`].
 unsafe fn kernel_int8_portable<const R: usize>(t: &Tile, epi: Option<&TileEpi>) {
     // SAFETY: the caller upholds `kernel_with`'s contract.
-    unsafe { kernel_with::<R>(t, epi, int8::dot_portable) }
+    unsafe { kernel_with::<R>(t, epi, int8::dot_portable, int8::merge_portable) }
 }
 
-/// The portable loops, `madd(acc, a, b)` adding one step's product.
+/// The portable loops, `madd(acc, a, b)` adding one step's product from zero, then
+/// `merge(earlier, block)` adding the earlier `k` blocks' sums, as the SIMD kernels do.
 ///
 /// # Safety
 ///
@@ -671,6 +685,7 @@ unsafe fn kernel_with<const R: usize>(
     t: &Tile,
     epi: Option<&TileEpi>,
     madd: impl Fn(f32, f32, f32) -> f32,
+    merge: impl Fn(f32, f32) -> f32,
 ) {
     let Tile {
         kc,
@@ -687,13 +702,6 @@ unsafe fn kernel_with<const R: usize>(
     // SAFETY: every pointer read or written below stays inside the rows and columns the
     // caller vouches for (the function's contract).
     unsafe {
-        if accumulate {
-            for (i, row) in acc.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = *c.add(i * ldc + j);
-                }
-            }
-        }
         for p in 0..kc {
             let bp = std::slice::from_raw_parts(b[0].add(p * NR), NR);
             for (i, row) in acc.iter_mut().enumerate() {
@@ -705,7 +713,8 @@ unsafe fn kernel_with<const R: usize>(
         }
         for (i, row) in acc.iter().enumerate() {
             for (j, v) in row.iter().enumerate() {
-                *c.add(i * ldc + j) = *v;
+                let c = c.add(i * ldc + j);
+                *c = if accumulate { merge(*c, *v) } else { *v };
             }
         }
         if let Some(e) = epi {
