@@ -55,7 +55,13 @@ def main() -> None:
                     help="measure this shape instead of ViT-B/32's (repeatable)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    shapes = [("--shape", *map(int, s.split("x"))) for s in args.shape] or SHAPES
+    shapes = []
+    for s in args.shape:
+        dims = s.split("x")
+        if len(dims) != 3 or not all(d.isdigit() for d in dims):
+            ap.error(f"--shape: {s!r} is not MxKxN")
+        shapes.append(("--shape", *map(int, dims)))
+    shapes = shapes or SHAPES
     for label, m, k, n in shapes:
         s = session(k, n, args.threads, rng)
         x = {"x": rng.standard_normal((m, k)).astype(np.float32)}

@@ -84,9 +84,9 @@ fn parse_args() -> Result<Args, String> {
             "--truncate" => a.truncate = true,
             "--shape" => {
                 let v = it.next().ok_or("--shape needs MxKxN")?;
-                let dims: Vec<usize> = v.split('x').filter_map(|d| d.parse().ok()).collect();
-                match dims[..] {
-                    [m, k, n] => a.shapes.push((m, k, n)),
+                let dims: Result<Vec<usize>, _> = v.split('x').map(str::parse).collect();
+                match dims.as_deref() {
+                    Ok(&[m, k, n]) => a.shapes.push((m, k, n)),
                     _ => return Err(format!("--shape: {v:?} is not MxKxN")),
                 }
             }

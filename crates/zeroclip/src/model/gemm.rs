@@ -379,7 +379,9 @@ unsafe fn block(
     let pack = wide.is_none() && panels.len() >= PACK_A_MIN_PANELS;
     let rows_outer = wide.is_some();
     let mut packed: Vec<f32> = Vec::new();
-    let a_tiles: Vec<(usize, usize)> = match pack {
+    // The tiles `A` is packed in: the row tiles of the 6-row kernel, in the order the loops
+    // below meet them.
+    let tiles: Vec<(usize, usize)> = match pack {
         true => row_tiles(rows.clone(), MR).collect(),
         false => Vec::new(),
     };
@@ -390,12 +392,12 @@ unsafe fn block(
             let kc = KC.min(k - k0);
             let last = k0 + kc >= k;
             if pack {
-                packed.resize(a_tiles.len() * kc * MR, 0.0);
+                packed.resize(tiles.len() * kc * MR, 0.0);
                 let simd = kernels.lanes() != int8::Lanes::Scalar;
-                a_tiles::pack(a, lda, &a_tiles, k0, kc, &mut packed, simd);
+                a_tiles::pack(a, lda, &tiles, k0, kc, &mut packed, simd);
             }
             let packed_ptr = packed.as_ptr();
-            // `slot`: the tile's place among `a_tiles` (where `A` is packed); `next`: the `C`
+            // `slot`: the tile's place among `tiles` (where `A` is packed); `next`: the `C`
             // of the call that follows (row and column), for its prefetch.
             let tile = |slot: usize, r0: usize, col0: usize, b, next: (usize, usize)| Tile {
                 kc,
@@ -474,7 +476,7 @@ unsafe fn block(
             let (height, block) = if rows_outer { (MR_WIDE, NB) } else { (MR, 1) };
             for nb in panels.clone().step_by(block) {
                 let nb = nb..(nb + block).min(panels.end);
-                // With `A` packed, these are `a_tiles` (the kernel's height), `slot` their index.
+                // With `A` packed, these are `tiles` (the kernel's height), `slot` their index.
                 for (slot, (r0, r)) in row_tiles(rows.clone(), height).enumerate() {
                     // After the block's last panels, the next tile of rows at its first.
                     #[cfg(target_arch = "x86_64")]
