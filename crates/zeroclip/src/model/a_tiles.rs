@@ -32,15 +32,19 @@ pub(super) fn pack(
     }
     for (&(r0, height), tile) in tiles.iter().zip(dst.chunks_exact_mut(kc * MR)) {
         assert!((1..=MR).contains(&height), "a tile of {height} rows");
-        let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if simd && std::arch::is_x86_feature_detected!("avx2") {
+        let done = if simd && std::arch::is_x86_feature_detected!("avx2") {
             let src = &a[r0 * lda + k0..][..(height - 1) * lda + kc];
             // SAFETY: the CPU has AVX2 (checked above).
-            done = unsafe { pack_avx2(src, lda, height, kc, tile) };
-        }
+            unsafe { pack_avx2(src, lda, height, kc, tile) }
+        } else {
+            0
+        };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = simd;
+        let done = {
+            let _ = simd;
+            0
+        };
         for i in 0..MR {
             let src = &a[(r0 + i.min(height - 1)) * lda + k0..][..kc];
             for (p, v) in src.iter().enumerate().skip(done) {

@@ -258,6 +258,8 @@ impl Kernels {
             (None, Kernel::Portable | Kernel::Bf16Portable | Kernel::Int8Portable) => {
                 int8::Lanes::Scalar
             }
+            // Outside x86 every kernel is a portable one.
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unreachable_patterns))]
             _ => int8::Lanes::Eight,
         }
     }

@@ -29,7 +29,9 @@ fn every_class_of_query_loops_agrees() {
         // SAFETY: the portable loops need no CPU feature.
         let portable =
             run(&|p, o| unsafe { query::<Portable>(&head, &q, 0.125, keys, p, o, false) });
-        let mut simd = Vec::new();
+        // Outside x86 there is no SIMD class to compare.
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut simd: Vec<Vec<f32>> = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -76,6 +78,7 @@ fn four_queries_side_by_side_give_four_calls_bits() {
         v: &v,
         d,
     };
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut kernels = vec![Kernel::Portable];
     #[cfg(target_arch = "x86_64")]
     {
